@@ -1,0 +1,670 @@
+"""Datasets: synthetic 2-D problems, the bundled breast cancer data, and user CSV files.
+
+Everything goes through one call::
+
+    ds = load_dataset("moons", n_samples=1000, noise=0.2, seed=0, val_fraction=0.2)
+    ds.x_train, ds.y_train, ds.x_val, ds.y_val      # float32, (N, F) / (N,)
+
+The keyword parameters of each dataset are exactly the keys of ``conf/data/<name>.yaml`` other
+than ``name``, so the trainer can call ``load_dataset(**cfg.data)``. Unknown names, unknown or
+invalid parameters and bad CSV files raise :class:`DataError` with a one-line message naming
+the file, line and column where relevant, and the fix.
+
+Binary losses: pass ``require_binary=True`` (the trainer does so for ``binary_crossentropy``)
+and a CSV target with more than two classes is refused, naming the file and column. Without it a
+CSV target with K integer labels is mapped to class ids 0..K-1 (sorted order).
+
+Pipeline, the same for every dataset: build ``(x, y)`` -> stratified train/validation split
+(:func:`stratified_split`, seeded) -> optional standardisation fitted on the training part only
+(:func:`standardize_split`) -> a frozen :class:`Dataset` holding read-only float32 arrays.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "Dataset",
+    "load_dataset",
+    "make_blobs",
+    "make_circles",
+    "make_moons",
+    "make_spirals",
+    "make_xor",
+    "standardize_split",
+    "stratified_split",
+]
+
+
+class DataError(ValueError):
+    """A bad dataset name, parameter or file; the message says what, where, and the fix."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/validation split ready for ``model.fit``.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"moons"``, ``"csv"``, ...).
+    description : str
+        One line, e.g. ``"two moons, 1000 samples, noise 0.2; 800 train / 200 val, standardized"``.
+    x_train : ndarray of shape (n_train, n_features), float32
+    y_train : ndarray of shape (n_train,), float32
+        0/1 for binary problems, class ids 0..n_classes-1 otherwise.
+    x_val : ndarray of shape (n_val, n_features), float32
+    y_val : ndarray of shape (n_val,), float32
+    n_features : int
+    n_classes : int
+        2 for binary problems.
+
+    The arrays are read-only: copy them before changing them in place.
+    """
+
+    name: str
+    description: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    n_features: int
+    n_classes: int
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic generators: pure functions (n_samples, noise, rng, shape params) -> x (N, F), y (N,).
+# Classes are balanced (sizes differ by at most one); y is int 0/1; rows are in class order and
+# the split shuffles them.
+
+
+def _class_sizes(n_samples: int) -> tuple[int, int]:
+    return n_samples // 2, n_samples - n_samples // 2
+
+
+def _stack(
+    x0: np.ndarray, x1: np.ndarray, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate([x0, x1])
+    x = x + rng.normal(0.0, noise, size=x.shape)
+    y = np.concatenate([np.zeros(len(x0), dtype=np.int64), np.ones(len(x1), dtype=np.int64)])
+    return x, y
+
+
+def make_moons(
+    n_samples: int, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaving half circles: class 0 on top, class 1 below and shifted right.
+
+    Returns x of shape (n_samples, 2) and y of shape (n_samples,).
+    """
+    n0, n1 = _class_sizes(n_samples)
+    t0, t1 = np.linspace(0.0, np.pi, n0), np.linspace(0.0, np.pi, n1)
+    upper = np.column_stack([np.cos(t0), np.sin(t0)])
+    lower = np.column_stack([1.0 - np.cos(t1), 0.5 - np.sin(t1)])
+    return _stack(upper, lower, noise, rng)
+
+
+def make_circles(
+    n_samples: int, noise: float, rng: np.random.Generator, factor: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """A unit circle (class 0) around a smaller one of radius ``factor`` (class 1).
+
+    Returns x of shape (n_samples, 2) and y of shape (n_samples,).
+    """
+    n0, n1 = _class_sizes(n_samples)
+    t0 = np.linspace(0.0, 2.0 * np.pi, n0, endpoint=False)
+    t1 = np.linspace(0.0, 2.0 * np.pi, n1, endpoint=False)
+    outer = np.column_stack([np.cos(t0), np.sin(t0)])
+    inner = factor * np.column_stack([np.cos(t1), np.sin(t1)])
+    return _stack(outer, inner, noise, rng)
+
+
+def make_xor(
+    n_samples: int, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform points in [-1, 1]^2; class 1 where both coordinates have the same sign.
+
+    Returns x of shape (n_samples, 2) and y of shape (n_samples,).
+    """
+    n0, n1 = _class_sizes(n_samples)
+
+    def quadrant_points(n: int, same_sign: bool) -> np.ndarray:
+        u = rng.uniform(0.0, 1.0, size=(n, 2))
+        s = rng.choice([-1.0, 1.0], size=n)  # which of the two quadrants
+        return u * np.column_stack([s, s if same_sign else -s])
+
+    return _stack(quadrant_points(n0, False), quadrant_points(n1, True), noise, rng)
+
+
+def make_spirals(
+    n_samples: int, noise: float, rng: np.random.Generator, turns: float = 1.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved spiral arms, each making ``turns`` turns out to radius 1.
+
+    Class 1 is class 0 rotated by half a turn. Returns x of shape (n_samples, 2) and y of shape
+    (n_samples,).
+    """
+    n0, n1 = _class_sizes(n_samples)
+
+    def arm(n: int) -> np.ndarray:
+        t = np.linspace(0.0, 1.0, n)
+        r, angle = 0.1 + 0.9 * t, 2.0 * np.pi * turns * t  # start off-centre: arms stay apart
+        return np.column_stack([r * np.cos(angle), r * np.sin(angle)])
+
+    return _stack(arm(n0), -arm(n1), noise, rng)
+
+
+def make_blobs(
+    n_samples: int,
+    noise: float,
+    rng: np.random.Generator,
+    separation: float = 3.0,
+    n_features: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two gaussian blobs with standard deviation ``noise``, centres ``separation`` apart.
+
+    The centres sit at +/- separation/2 along the diagonal of the ``n_features``-dimensional
+    space. Returns x of shape (n_samples, n_features) and y of shape (n_samples,).
+    """
+    n0, n1 = _class_sizes(n_samples)
+    centre = np.full(n_features, separation / 2.0 / math.sqrt(n_features))
+    return _stack(np.tile(-centre, (n0, 1)), np.tile(centre, (n1, 1)), noise, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting and scaling
+
+
+def stratified_split(
+    y: np.ndarray, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified train/validation split.
+
+    Each class keeps round(val_fraction * its size) rows for validation, clipped so that it has
+    at least one row on each side (every class needs >= 2 rows). Both index arrays are shuffled
+    so that classes interleave.
+
+    Parameters
+    ----------
+    y : ndarray of shape (N,)
+        Class labels.
+    val_fraction : float
+        In (0, 1).
+    rng : numpy Generator
+
+    Returns
+    -------
+    train_idx : ndarray of shape (N - M,), int
+    val_idx : ndarray of shape (M,), int
+    """
+    train, val = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_val = min(max(int(math.floor(val_fraction * len(idx) + 0.5)), 1), len(idx) - 1)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
+
+
+def standardize_split(
+    x_train: np.ndarray, x_val: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scale both parts with the training part's mean and std (validation stats never leak).
+
+    Constant training columns keep std 1, so they become 0 instead of dividing by zero.
+
+    Returns
+    -------
+    x_train, x_val : ndarrays with the input shapes, float32
+    mean, std : ndarrays of shape (F,), float64
+    """
+    mean = x_train.mean(axis=0, dtype=np.float64)
+    std = x_train.std(axis=0, dtype=np.float64)
+    std[np.ptp(x_train, axis=0) == 0] = 1.0  # exact test: a float std of a constant may be 1e-17
+    scale = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
+    return scale(x_train), scale(x_val), mean, std
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    a.setflags(write=False)
+    return a
+
+
+def _build(
+    name: str,
+    what: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    val_fraction: float,
+    standardize: bool,
+) -> Dataset:
+    """Split, scale and freeze; ``y`` holds class ids 0..K-1, every class with >= 2 rows."""
+    train_idx, val_idx = stratified_split(y, val_fraction, rng)
+    x_train, x_val = x[train_idx], x[val_idx]
+    if standardize:
+        x_train, x_val, _, _ = standardize_split(x_train, x_val)
+    scaling = ", standardized" if standardize else ""
+    return Dataset(
+        name=name,
+        description=f"{what}; {len(train_idx)} train / {len(val_idx)} val{scaling}",
+        x_train=_frozen(x_train),
+        y_train=_frozen(y[train_idx]),
+        x_val=_frozen(x_val),
+        y_val=_frozen(y[val_idx]),
+        n_features=int(x.shape[1]),
+        n_classes=int(y.max()) + 1,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Loaders: one per dataset; their keyword parameters (and defaults) mirror conf/data/<name>.yaml.
+
+
+def _moons(n_samples=1000, noise=0.2, seed=0, val_fraction=0.2, standardize=True) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x, y = make_moons(n_samples, noise, rng)
+    what = f"two moons, {n_samples} samples, noise {noise:g}"
+    return _build("moons", what, x, y, rng, val_fraction, standardize)
+
+
+def _circles(
+    n_samples=1000, noise=0.1, factor=0.5, seed=0, val_fraction=0.2, standardize=True
+) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x, y = make_circles(n_samples, noise, rng, factor=factor)
+    what = f"two circles, {n_samples} samples, noise {noise:g}, factor {factor:g}"
+    return _build("circles", what, x, y, rng, val_fraction, standardize)
+
+
+def _xor(n_samples=1000, noise=0.1, seed=0, val_fraction=0.2, standardize=True) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x, y = make_xor(n_samples, noise, rng)
+    what = f"xor quadrants, {n_samples} samples, noise {noise:g}"
+    return _build("xor", what, x, y, rng, val_fraction, standardize)
+
+
+def _spirals(
+    n_samples=1000, noise=0.05, turns=1.5, seed=0, val_fraction=0.2, standardize=True
+) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x, y = make_spirals(n_samples, noise, rng, turns=turns)
+    what = f"two spirals, {n_samples} samples, noise {noise:g}, {turns:g} turns"
+    return _build("spirals", what, x, y, rng, val_fraction, standardize)
+
+
+def _blobs(
+    n_samples=1000,
+    noise=1.0,
+    separation=3.0,
+    n_features=2,
+    seed=0,
+    val_fraction=0.2,
+    standardize=True,
+) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x, y = make_blobs(n_samples, noise, rng, separation=separation, n_features=n_features)
+    what = (
+        f"two gaussian blobs, {n_samples} samples, {n_features} features, "
+        f"std {noise:g}, separation {separation:g}"
+    )
+    return _build("blobs", what, x, y, rng, val_fraction, standardize)
+
+
+def _breast_cancer(seed=0, val_fraction=0.2, standardize=True) -> Dataset:
+    text = resources.files("nnlab").joinpath("datasets/breast_cancer.csv").read_text("utf-8")
+    table = _Table.parse(text, "nnlab/datasets/breast_cancer.csv", ",", True)
+    x, y, _ = table.arrays("target", None, require_binary=True)
+    what = "Wisconsin diagnostic breast cancer, 569 samples, 30 features, 1 = malignant"
+    return _build(
+        "breast_cancer", what, x, y, np.random.default_rng(seed), val_fraction, standardize
+    )
+
+
+def _csv(
+    path="???",
+    target="???",
+    features=None,
+    header="auto",
+    delimiter=",",
+    seed=0,
+    val_fraction=0.2,
+    standardize=True,
+    require_binary=False,
+) -> Dataset:
+    source = _check_path(path)
+    if isinstance(target, str) and target in ("???", ""):
+        raise DataError(f"{source}: target column is not set; pass target=<column name or index>")
+    table = _Table.read(source, delimiter, header)
+    x, y, target_note = table.arrays(target, features, require_binary)
+    what = f"CSV {source}, {len(y)} rows, {x.shape[1]} features, {target_note}"
+    return _build("csv", what, x, y, np.random.default_rng(seed), val_fraction, standardize)
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "moons": _moons,
+    "circles": _circles,
+    "xor": _xor,
+    "spirals": _spirals,
+    "blobs": _blobs,
+    "breast_cancer": _breast_cancer,
+    "csv": _csv,
+}
+"""Dataset name -> loader; each loader's keyword parameters are the keys of its yaml."""
+
+
+def dataset_params(name: str) -> dict[str, object]:
+    """The parameters ``load_dataset(name, ...)`` accepts, with their defaults."""
+    params = inspect.signature(DATASETS[name]).parameters
+    return {k: p.default for k, p in params.items() if k != "require_binary"}
+
+
+def load_dataset(name: str, *, require_binary: bool = False, **params: object) -> Dataset:
+    """Build a dataset by registry name.
+
+    Parameters
+    ----------
+    name : str
+        One of ``DATASETS``: moons, circles, xor, spirals, blobs, breast_cancer, csv.
+    require_binary : bool, default False
+        Refuse targets with more than two classes (needed by ``binary_crossentropy``, whose
+        labels must be 0/1). Only CSV targets can have more; the error names file and column.
+        A two-valued CSV target is always mapped to 0/1 in sorted order (e.g. -1/1 -> 0/1).
+    **params
+        The dataset's parameters: exactly the keys of ``conf/data/<name>.yaml`` other than
+        ``name`` (see :func:`dataset_params`); omitted ones take the yaml's defaults.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DataError
+        Unknown name or parameter, an invalid value, or a bad CSV file.
+    """
+    if not isinstance(name, str) or name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    defaults = dataset_params(name)
+    unknown = [k for k in params if k not in defaults]
+    if unknown:
+        raise DataError(
+            f"dataset {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"valid parameters: {', '.join(defaults)}"
+        )
+    kwargs = {k: _checked(name, k, v, defaults[k]) for k, v in params.items()}
+    if "require_binary" in inspect.signature(DATASETS[name]).parameters:
+        kwargs["require_binary"] = require_binary
+    dataset = DATASETS[name](**kwargs)
+    if require_binary and dataset.n_classes != 2:  # only reachable through a new loader
+        raise DataError(f"dataset {name!r} has {dataset.n_classes} classes; a binary loss needs 2")
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter checks (CSV-specific ones live with the CSV reader)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _is_real(v: object) -> bool:
+    return (_is_int(v) or isinstance(v, float | np.floating)) and math.isfinite(float(v))
+
+
+_RULES: dict[str, tuple[Callable[[object], bool], str, type]] = {
+    "n_samples": (lambda v: _is_int(v) and v >= 4, "an integer >= 4", int),
+    "noise": (lambda v: _is_real(v) and v >= 0, "a number >= 0", float),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0", int),
+    "val_fraction": (
+        lambda v: _is_real(v) and 0 < v < 1,
+        "a number strictly between 0 and 1",
+        float,
+    ),
+    "standardize": (lambda v: isinstance(v, bool | np.bool_), "true or false", bool),
+    "factor": (lambda v: _is_real(v) and 0 < v < 1, "a number strictly between 0 and 1", float),
+    "turns": (lambda v: _is_real(v) and v > 0, "a number > 0", float),
+    "separation": (lambda v: _is_real(v) and v >= 0, "a number >= 0", float),
+    "n_features": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", int),
+}
+
+
+def _checked(name: str, key: str, value: object, default: object) -> object:
+    if key not in _RULES:
+        return value
+    ok, requirement, cast = _RULES[key]
+    if not ok(value):
+        raise DataError(
+            f"dataset {name!r}: {key} must be {requirement}, got {value!r}; e.g. {key}={default}"
+        )
+    return cast(value)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV reading: strict, with file / line / column in every message
+
+
+def _check_path(path: object) -> str:
+    if path is None or path in ("???", ""):
+        raise DataError(
+            "csv: path is not set; pass path=/path/to/file.csv (data.path=... on the CLI)"
+        )
+    if not isinstance(path, str | os.PathLike):
+        raise DataError(f"csv: path must be a file path, got {path!r}; pass path=/path/to/file.csv")
+    return os.fspath(path)
+
+
+_DELIMITER_ALIASES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " "}
+
+
+class _Table:
+    """Raw CSV cells with their line numbers; converts chosen columns to float arrays."""
+
+    def __init__(
+        self, source: str, names: list[str] | None, rows: list[list[str]], lines: list[int]
+    ):
+        self.source, self.names, self.rows, self.lines = source, names, rows, lines
+        self.width = len(names) if names is not None else len(rows[0])
+
+    @classmethod
+    def read(cls, source: str, delimiter: object, header: object) -> _Table:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise DataError(
+                f"{source}: file not found (relative paths start at {os.getcwd()}); check path"
+            )
+        if not path.is_file():
+            raise DataError(f"{source}: not a regular file; pass the path of a CSV file")
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # -sig: drop a spreadsheet's BOM
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{source}: not UTF-8 text (byte {e.start}); save the file as UTF-8 CSV"
+            ) from None
+        return cls.parse(text, source, delimiter, header)
+
+    @classmethod
+    def parse(cls, text: str, source: str, delimiter: object, header: object) -> _Table:
+        if not text.strip():
+            raise DataError(f"{source}: file is empty; pass a CSV file with data rows")
+        if header not in ("auto", True, False):
+            raise DataError(f"{source}: header must be auto, true or false, got {header!r}")
+        delim = _DELIMITER_ALIASES.get(delimiter, delimiter) if isinstance(delimiter, str) else None
+        if delim == "auto":
+            try:
+                delim = csv.Sniffer().sniff(text[:65536], delimiters=",;\t| ").delimiter
+            except csv.Error:
+                raise DataError(
+                    f"{source}: could not detect the delimiter; pass delimiter=',' (or ';', tab)"
+                ) from None
+        if not isinstance(delim, str) or len(delim) != 1:
+            raise DataError(
+                f"{source}: delimiter must be one character, 'tab' or 'auto', got {delimiter!r}"
+            )
+        reader = csv.reader(text.splitlines(), delimiter=delim)
+        rows, lines = [], []
+        for row in reader:
+            if any(cell.strip() for cell in row):  # skip blank lines (trailing newlines)
+                rows.append([cell.strip() for cell in row])
+                lines.append(reader.line_num)
+        if not rows:
+            raise DataError(f"{source}: file has no cells, only delimiters; pass a CSV with data")
+        if header == "auto":
+            numeric = [_is_number(cell) for cell in rows[0]]
+            if all(numeric) == any(numeric):
+                header = not any(numeric)
+            else:
+                raise DataError(
+                    f"{source}: line {lines[0]} mixes names and numbers, so the header cannot be "
+                    f"detected; pass header=true if it is a header row, header=false if it is data"
+                )
+        names = rows.pop(0) if header else None
+        first_line = lines.pop(0) if header else lines[0]
+        if not rows:
+            raise DataError(f"{source}: has a header but no data rows; add data rows")
+        width = len(names) if names is not None else len(rows[0])
+        for row, line in zip(rows, lines, strict=True):
+            if len(row) != width:
+                raise DataError(
+                    f"{source}: line {line} has {len(row)} cells but line {first_line} has "
+                    f"{width} (delimiter {delim!r}); fix the row or pass the right delimiter"
+                )
+        return cls(source, names, rows, lines)
+
+    def label(self, j: int) -> str:
+        return f"{self.names[j]!r} (#{j})" if self.names is not None else f"#{j}"
+
+    def column(self, key: object) -> int:
+        """Index of a column given by header name or integer index (negative counts from the end)."""
+        if _is_int(key):
+            if not -self.width <= key < self.width:
+                raise DataError(
+                    f"{self.source}: column index {key} is out of range; the file has "
+                    f"{self.width} columns (0..{self.width - 1})"
+                )
+            return int(key) % self.width
+        if not isinstance(key, str):
+            raise DataError(
+                f"{self.source}: a column must be a name or an integer index, got {key!r}"
+            )
+        if self.names is None:
+            raise DataError(
+                f"{self.source}: the file has no header row, so column {key!r} cannot be found by "
+                f"name; give its index 0..{self.width - 1} (or header=true if line 1 is a header)"
+            )
+        hits = [j for j, n in enumerate(self.names) if n == key]
+        if len(hits) != 1:
+            shown = ", ".join(self.names[:12]) + (", ..." if self.width > 12 else "")
+            problem = "appears twice in the header" if hits else "not found"
+            raise DataError(
+                f"{self.source}: column {key!r} {problem}; columns are: {shown} "
+                f"(use an index, or check the delimiter)"
+            )
+        return hits[0]
+
+    def floats(self, j: int) -> np.ndarray:
+        """Column j as float64, refusing non-numeric, empty and non-finite cells."""
+        cells = [row[j] for row in self.rows]
+        try:
+            values = np.array(cells, dtype=np.float64)
+        except ValueError:
+            values = None
+        bad = range(len(cells)) if values is None else np.flatnonzero(~np.isfinite(values))
+        for i in bad:
+            cell = cells[i]
+            where = f"{self.source}: line {self.lines[i]}, column {self.label(j)}"
+            if cell == "":
+                raise DataError(f"{where}: empty cell; fill it in or delete the row")
+            if not _is_number(cell):
+                raise DataError(
+                    f"{where}: {cell!r} is not a number; fix the cell, or leave the column out "
+                    f"with features=[...]"
+                )
+            if not math.isfinite(float(cell)):
+                raise DataError(
+                    f"{where}: {cell!r} is not a finite number; fill it in or delete the row"
+                )
+        if values is None:  # numpy refused a spelling Python's float accepts (e.g. "1_000")
+            values = np.array([float(cell) for cell in cells])
+        return values
+
+    def arrays(
+        self, target: object, features: object, require_binary: bool
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """x (N, F) float64, y (N,) class ids 0..K-1, and a target note for descriptions."""
+        t = self.column(target)
+        if features is None:
+            cols = [j for j in range(self.width) if j != t]
+        else:
+            if isinstance(features, str) or _is_int(features):
+                features = [features]  # a single column is a one-item list
+            if not hasattr(features, "__iter__"):  # OmegaConf ListConfig is iterable: fine
+                raise DataError(
+                    f"{self.source}: features must be a list of column names or indices, got "
+                    f"{features!r}; e.g. features=[0,1] (or null for all columns but the target)"
+                )
+            cols = [self.column(f) for f in features]
+        if not cols:
+            raise DataError(f"{self.source}: no feature columns selected; list at least one")
+        if t in cols:
+            raise DataError(
+                f"{self.source}: target column {self.label(t)} is also listed in features; "
+                f"remove it from features"
+            )
+        if len(set(cols)) != len(cols):
+            raise DataError(f"{self.source}: features lists a column twice; list each once")
+        x = np.column_stack([self.floats(j) for j in cols])
+        y_raw = self.floats(t)
+        fractional = np.flatnonzero(y_raw != np.round(y_raw))
+        if fractional.size:
+            i = fractional[0]
+            raise DataError(
+                f"{self.source}: line {self.lines[i]}, column {self.label(t)}: {self.rows[i][t]!r} "
+                f"is not a class label; the target must hold integer labels such as 0/1"
+            )
+        classes, y = np.unique(y_raw, return_inverse=True)
+        shown = ", ".join(f"{c:g}" for c in classes[:10]) + (", ..." if len(classes) > 10 else "")
+        if len(classes) < 2:
+            raise DataError(
+                f"{self.source}: target column {self.label(t)} has one value only ({shown}); "
+                f"a classifier needs two classes; check target"
+            )
+        if require_binary and len(classes) > 2:
+            raise DataError(
+                f"{self.source}: target column {self.label(t)} has {len(classes)} classes "
+                f"({shown}) but the loss needs binary 0/1 labels; pick a two-class target column "
+                f"or use a multi-class loss (sparse_categorical_crossentropy)"
+            )
+        counts = np.bincount(y)
+        if counts.min() < 2:
+            raise DataError(
+                f"{self.source}: target column {self.label(t)} has {len(y)} rows (per class: "
+                f"{', '.join(map(str, counts))}); the train/validation split needs at least 2 "
+                f"rows of every class; add rows"
+            )
+        identity = np.array_equal(classes, np.arange(len(classes)))
+        mapping = "" if identity else f", labels {shown} -> 0..{len(classes) - 1}"
+        note = f"target {self.label(t)} ({len(classes)} classes{mapping})"
+        return x, y.astype(np.int64), note
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
