@@ -1,0 +1,320 @@
+"""Run the nnlab benchmarks side by side with the peers; print a table, write JSON.
+
+    python -m benchmarks.run                      # everything (~10 min on 2 cores)
+    python -m benchmarks.run --quick              # fewer repeats / trials (~4 min)
+    python -m benchmarks.run --only W1,W2,matmul  # some sections; others keep their last result
+
+Sections: W1 W2 W3 (trainer workloads, every system), matmul (W2's GEMM bound), tracking,
+scaling, analysis. Results merge into benchmarks/results/latest.json (per-section timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+
+from benchmarks.common import RESULTS, WorkerError, git_commit, machine_info, run_worker
+
+SYSTEMS = ("nnlab", "keras_jax", "torch", "sklearn")
+TRAINER_SECTIONS = ("W1", "W2", "W3")
+OTHER_SECTIONS = ("matmul", "tracking", "scaling", "analysis")
+ALL_SECTIONS = TRAINER_SECTIONS + OTHER_SECTIONS
+
+
+class Skipped(Exception):
+    """A section or system cannot run yet (its module is missing): recorded, not an error."""
+
+
+def nnlab_nn_ready() -> str | None:
+    """None when ``nnlab.nn`` has the public API, else the reason to skip."""
+    try:
+        from nnlab import nn
+
+        for name in ("Sequential", "Dense", "Adam"):
+            getattr(nn, name)
+    except (ImportError, AttributeError) as exc:
+        return f"nnlab.nn not available yet ({exc})"
+    return None
+
+
+def stamp() -> dict:
+    return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit()}
+
+
+def run_trainer_section(name: str, args: argparse.Namespace) -> dict:
+    """Every system on one workload, each in its own pinned process. With ``rounds`` > 1 the
+    systems take turns (A B C D, A B C D) so that load from other processes on the machine hits
+    them alike; a system's rate is the median over all its repeats."""
+    from benchmarks.common import summarize
+    from benchmarks.workloads import trainer_workloads
+
+    w = trainer_workloads()[name]
+    out: dict = {"workload": w.to_dict(), "systems": {}, **stamp()}
+    skip_nnlab = nnlab_nn_ready()
+    runs: dict[str, list[dict]] = {s: [] for s in args.systems}
+    for _ in range(args.rounds):
+        for system in args.systems:
+            if system in out["systems"]:  # skipped or failed already
+                continue
+            if system == "nnlab" and skip_nnlab:
+                out["systems"][system] = {"skipped": skip_nnlab}
+                print(f"  {name} {system:<10} skipped: {skip_nnlab}", flush=True)
+                continue
+            spec = {
+                "kind": "train",
+                "system": system,
+                "workload": w.to_dict(),
+                "epochs": args.epochs,
+                "repeats": args.repeats,
+            }
+            try:
+                r = run_worker(spec, core=args.core)
+            except WorkerError as exc:
+                out["systems"][system] = {"error": str(exc)}
+                print(f"  {name} {system:<10} ERROR: {exc}", flush=True)
+                continue
+            runs[system].append(r)
+            print(
+                f"  {name} {system:<10} {r['samples_per_s']['median']:>10,.0f} samples/s  "
+                f"(first-epoch loss {r['first_epoch_loss']:.4f})",
+                flush=True,
+            )
+    for system, rs in runs.items():
+        if not rs:
+            continue
+        r = dict(rs[-1])
+        r["samples_per_s"] = summarize([v for x in rs for v in x["samples_per_s"]["values"]])
+        r["round_medians"] = [x["samples_per_s"]["median"] for x in rs]
+        r["epoch_s"] = r["n_samples"] / r["samples_per_s"]["median"]
+        out["systems"][system] = r
+    return out
+
+
+def run_matmul_section(args: argparse.Namespace) -> dict:
+    from benchmarks.workloads import W2
+
+    r = run_worker(
+        {"kind": "matmul", "workload": W2.to_dict(), "repeats": max(5, args.repeats)},
+        core=args.core,
+    )
+    print(
+        f"  matmul W2 GEMMs alone {r['samples_per_s']['median']:>10,.0f} samples/s "
+        f"({r['gflops']:.0f} GFLOP/s)",
+        flush=True,
+    )
+    return {"workload": "W2", **r, **stamp()}
+
+
+def _optional(module: str) -> Callable[[argparse.Namespace], dict]:
+    """Sections that need nnlab's run/tracking/analysis parts live in their own modules."""
+
+    def run(args: argparse.Namespace) -> dict:
+        import importlib
+
+        mod = importlib.import_module(f"benchmarks.{module}")
+        return {**mod.run(quick=args.quick, core=args.core), **stamp()}
+
+    return run
+
+
+SECTION_RUNNERS: dict[str, Callable[[argparse.Namespace], dict]] = {
+    "matmul": run_matmul_section,
+    "tracking": _optional("tracking_cost"),
+    "scaling": _optional("sweep_scaling"),
+    "analysis": _optional("analysis_speed"),
+}
+
+
+# ---------------------------------------------------------------------------- summary and goals
+
+
+def rate(results: dict, wl: str, system: str) -> float | None:
+    r = results.get("workloads", {}).get(wl, {}).get("systems", {}).get(system, {})
+    return r.get("samples_per_s", {}).get("median")
+
+
+def ratios(results: dict, wl: str) -> dict[str, float]:
+    ours = rate(results, wl, "nnlab")
+    out = {}
+    for peer in SYSTEMS[1:]:
+        theirs = rate(results, wl, peer)
+        if ours and theirs:
+            out[peer] = ours / theirs
+    return out
+
+
+def matmul_share(results: dict) -> dict | None:
+    """Share of nnlab's W2 epoch spent outside the GEMMs (and the same for each peer)."""
+    mm = results.get("matmul", {})
+    if "epoch_s" not in mm:
+        return None
+    out = {}
+    for system in SYSTEMS:
+        r = results.get("workloads", {}).get("W2", {}).get("systems", {}).get(system, {})
+        if "epoch_s" in r:
+            out[system] = 1.0 - mm["epoch_s"] / r["epoch_s"]
+    return out
+
+
+GOALS = [  # (label, how to read the measure, minimum or maximum)
+    ("W1 nnlab / keras_jax", lambda r: ratios(r, "W1").get("keras_jax"), ">=", 2.0),
+    ("W1 nnlab / torch", lambda r: ratios(r, "W1").get("torch"), ">=", 5.0),
+    ("W1 nnlab / sklearn", lambda r: ratios(r, "W1").get("sklearn"), ">=", 3.0),
+    ("W2 nnlab / keras_jax", lambda r: ratios(r, "W2").get("keras_jax"), ">=", 1.0),
+    ("W2 nnlab / torch", lambda r: ratios(r, "W2").get("torch"), ">=", 1.3),
+    ("W2 nnlab / sklearn", lambda r: ratios(r, "W2").get("sklearn"), ">=", 2.0),
+    ("W2 nnlab time outside GEMMs", lambda r: (matmul_share(r) or {}).get("nnlab"), "<=", 0.15),
+    (
+        "tracking share of sweep wall time",
+        lambda r: r.get("tracking", {}).get("overhead_share"),
+        "<=",
+        0.25,
+    ),
+    (
+        "tracking cost per run, median (s)",
+        lambda r: r.get("tracking", {}).get("per_run", {}).get("total_median_s"),
+        "<=",
+        0.050,
+    ),
+    (
+        "sweep n_jobs=2 / n_jobs=1 throughput",
+        lambda r: r.get("scaling", {}).get("speedup"),
+        ">=",
+        1.7,
+    ),
+    (
+        "load_histories 500x100 (s)",
+        lambda r: r.get("analysis", {}).get("load_histories_s"),
+        "<=",
+        10.0,
+    ),
+    ("report 500x100 (s)", lambda r: r.get("analysis", {}).get("report_s"), "<=", 30.0),
+]
+
+
+def goals(results: dict) -> list[dict]:
+    out = []
+    for label, measure, op, target in GOALS:
+        m = measure(results)
+        met = None if m is None else (m >= target if op == ">=" else m <= target)
+        out.append({"goal": label, "target": f"{op} {target:g}", "measured": m, "met": met})
+    return out
+
+
+def format_table(results: dict) -> str:
+    lines = []
+    for wl in TRAINER_SECTIONS:
+        sec = results.get("workloads", {}).get(wl)
+        if not sec:
+            continue
+        w = sec["workload"]
+        lines.append(
+            f"\n{wl}: {'-'.join(map(str, w['layers']))} {w['hidden_activation']}/"
+            f"{w['output_activation']} {w['loss']} Adam, batch {w['batch_size']}, "
+            f"{w['n_samples']:,} samples [{w['source']}]"
+        )
+        lines.append(
+            f"  {'system':<10} {'samples/s':>11} {'min..max':>19} {'nnlab x':>8} {'loss ep1':>9}"
+        )
+        rts = ratios(results, wl)
+        for system, r in sec["systems"].items():
+            if "samples_per_s" not in r:
+                lines.append(f"  {system:<10} {r.get('skipped') or r.get('error', '')[:60]}")
+                continue
+            s = r["samples_per_s"]
+            ratio = f"{rts[system]:.2f}" if system in rts else "-"
+            lines.append(
+                f"  {system:<10} {s['median']:>11,.0f} "
+                f"{s['min']:>9,.0f}..{s['max']:<9,.0f} {ratio:>8} "
+                f"{r['first_epoch_loss']:>9.4f}"
+            )
+    mm = results.get("matmul")
+    if mm:
+        lines.append(
+            f"\nW2 GEMMs alone (NumPy, {mm['gemms_per_step']} per step): "
+            f"{mm['samples_per_s']['median']:,.0f} samples/s, {mm['gflops']:.0f} GFLOP/s"
+        )
+        for system, share in (matmul_share(results) or {}).items():
+            lines.append(f"  {system:<10} {100 * share:5.1f}% of the epoch outside the GEMMs")
+    for key in OTHER_SECTIONS[1:]:
+        sec = results.get(key)
+        if sec and "summary" in sec:
+            lines.append(f"\n{key}:")
+            lines.extend(f"  {line}" for line in sec["summary"])
+        elif sec and "skipped" in sec:
+            lines.append(f"\n{key}: skipped: {sec['skipped']}")
+    lines.append("\nGoals:")
+    for g in goals(results):
+        m = g["measured"]
+        mark = {True: "met", False: "MISSED", None: "not measured"}[g["met"]]
+        ms = "-" if m is None else f"{m:.3g}"
+        lines.append(f"  {g['goal']:<38} {g['target']:>8}  measured {ms:>8}  {mark}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and trials")
+    ap.add_argument(
+        "--only",
+        default=",".join(ALL_SECTIONS),
+        help=f"comma list of sections: {','.join(ALL_SECTIONS)}",
+    )
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma list of trainer systems")
+    ap.add_argument(
+        "--core", type=int, default=0, help="the CPU core single-core runs are pinned to"
+    )
+    ap.add_argument("--out", default=str(RESULTS / "latest.json"), help="JSON results file")
+    ap.add_argument("--fresh", action="store_true", help="do not merge into the existing JSON")
+    args = ap.parse_args(argv)
+    args.epochs, args.repeats, args.rounds = (1, 3, 1) if args.quick else (2, 3, 2)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    bad = [s for s in only if s not in ALL_SECTIONS] + [s for s in args.systems if s not in SYSTEMS]
+    if bad:
+        ap.error(f"unknown section/system {bad}; sections: {ALL_SECTIONS}, systems: {SYSTEMS}")
+
+    from pathlib import Path
+
+    out_path = Path(args.out)
+    results: dict = {}
+    if out_path.exists() and not args.fresh:
+        results = json.loads(out_path.read_text())
+    blas = run_worker({"kind": "blas"}, core=args.core)["blas"]
+    results["machine"] = machine_info(blas)
+    results["settings"] = {
+        "quick": args.quick,
+        "epochs_per_repeat": args.epochs,
+        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "core": args.core,
+    }
+    t_all = time.perf_counter()
+    for section in only:
+        print(f"[{section}]", flush=True)
+        t0 = time.perf_counter()
+        try:
+            if section in TRAINER_SECTIONS:
+                results.setdefault("workloads", {})[section] = run_trainer_section(section, args)
+            else:
+                sec = SECTION_RUNNERS[section](args)
+                results[{"matmul": "matmul"}.get(section, section)] = sec
+        except Skipped as exc:
+            results[section] = {"skipped": str(exc), **stamp()}
+            print(f"  skipped: {exc}", flush=True)
+        print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        results["goals"] = goals(results)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=1) + "\n")
+    results["total_s"] = time.perf_counter() - t_all
+    out_path.write_text(json.dumps(results, indent=1) + "\n")
+    print(format_table(results))
+    print(f"\nwrote {out_path} ({results['total_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
