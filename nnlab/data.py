@@ -223,7 +223,7 @@ def standardize_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scale both parts with the training part's mean and std (validation stats never leak).
 
-    Constant training columns keep std 1, so they become 0 instead of dividing by zero.
+    Constant training columns become exactly 0 (std taken as 1) instead of dividing by zero.
 
     Returns
     -------
@@ -232,7 +232,8 @@ def standardize_split(
     """
     mean = x_train.mean(axis=0, dtype=np.float64)
     std = x_train.std(axis=0, dtype=np.float64)
-    std[np.ptp(x_train, axis=0) == 0] = 1.0  # exact test: a float std of a constant may be 1e-17
+    constant = np.ptp(x_train, axis=0) == 0  # exact test: the float std of 0.1s is 1.4e-17
+    mean[constant], std[constant] = x_train[0, constant], 1.0
     scale = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
     return scale(x_train), scale(x_val), mean, std
 
