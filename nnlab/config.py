@@ -1,0 +1,192 @@
+"""Config validation: every value checked before anything is built or tracked.
+
+``validate(cfg)`` raises :class:`ConfigError` with one line that names the key, the bad value and
+what is allowed, e.g. ``lr=-0.1: must be a number > 0 (e.g. lr=0.01)``. ``nnlab.run`` prints that
+line and exits 2; no MLflow run is created for a config that fails here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+DTYPES = ("float32", "float64")
+MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
+VERBOSITY = ("auto", 0, 1, 2)
+BACKENDS = ("mlflow", "none")
+FALLBACK_ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh", "softmax")
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or of the wrong type (one-line message)."""
+
+
+def activations() -> tuple[str, ...]:
+    """Activation names that ``nnlab.nn`` knows (its registry when it exposes one)."""
+    try:
+        from nnlab.nn import activations as acts
+    except ImportError:
+        return FALLBACK_ACTIVATIONS
+    table = getattr(acts, "ACTIVATIONS", None)
+    return tuple(sorted(table)) if isinstance(table, Mapping) else FALLBACK_ACTIVATIONS
+
+
+def datasets() -> tuple[str, ...]:
+    """Dataset names that ``nnlab.data`` registers (empty if the module is missing)."""
+    try:
+        from nnlab.data import DATASETS
+    except ImportError:
+        return ()
+    return tuple(sorted(DATASETS))
+
+
+# --- small predicates: each returns True when the value is acceptable ------------------------
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: {allowed}")
+
+
+def _get(cfg: Mapping, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"{dotted}: missing from the config (check the conf/ group files)")
+        node = node[part]
+    return node
+
+
+# key -> (predicate, what is allowed); applied in this order so the first error is the most basic.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: _is_num(v) and v > 0, "must be a number > 0 (e.g. lr=0.01)"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1 (e.g. batch_size=32)"),
+    "epochs": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1 (e.g. epochs=20)"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
+    "experiment_name": (
+        lambda v: isinstance(v, str) and v.strip() != "",
+        "must be a non-empty string (the MLflow experiment)",
+    ),
+    "optimizer.learning_rate": (lambda v: _is_num(v) and v > 0, "must be a number > 0"),
+    "trainer.batch_size": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1"),
+    "trainer.epochs": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1"),
+    "trainer.shuffle": (lambda v: isinstance(v, bool), "must be true or false"),
+    "trainer.verbose": (
+        lambda v: v in VERBOSITY and not isinstance(v, bool),
+        "must be auto, 0, 1 or 2",
+    ),
+    "trainer.divergence_factor": (
+        lambda v: v is None or (_is_num(v) and v > 1),
+        "must be a number > 1, or null to turn the divergence guard off",
+    ),
+    "trainer.batch_log_every": (
+        lambda v: _is_int(v) and v >= 0,
+        "must be an integer >= 0 (0 = no per-batch loss)",
+    ),
+    "trainer.fail_at_epoch": (
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "must be null or a 1-based epoch number",
+    ),
+    "trainer.early_stopping.enabled": (lambda v: isinstance(v, bool), "must be true or false"),
+    "trainer.early_stopping.monitor": (lambda v: v in MONITORS, f"must be one of {list(MONITORS)}"),
+    "trainer.early_stopping.patience": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
+    "trainer.early_stopping.min_delta": (lambda v: _is_num(v) and v >= 0, "must be a number >= 0"),
+    "model.hidden": (
+        lambda v: (
+            isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(h) and h > 0 for h in v)
+        ),
+        "must be a non-empty list of positive integers (e.g. model.hidden=[16,16])",
+    ),
+    "model.dtype": (lambda v: v in DTYPES, f"must be one of {list(DTYPES)}"),
+    "model.seed": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
+    "optimizer.name": (lambda v: v in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
+    "tracking.backend": (lambda v: v in BACKENDS, f"must be one of {list(BACKENDS)}"),
+    "tracking.rerun": (lambda v: isinstance(v, bool), "must be true or false"),
+    "tracking.flush_interval": (
+        lambda v: _is_num(v) and v >= 0,
+        "must be a number of seconds >= 0",
+    ),
+}
+
+# optional optimizer hyper-parameters (only checked when the optimizer config has them)
+OPTIONAL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "optimizer.momentum": (lambda v: _is_num(v) and 0 <= v < 1, "must be a number in [0, 1)"),
+    "optimizer.nesterov": (lambda v: isinstance(v, bool), "must be true or false"),
+    "optimizer.beta_1": (lambda v: _is_num(v) and 0 <= v < 1, "must be a number in [0, 1)"),
+    "optimizer.beta_2": (lambda v: _is_num(v) and 0 <= v < 1, "must be a number in [0, 1)"),
+    "optimizer.rho": (lambda v: _is_num(v) and 0 < v < 1, "must be a number in (0, 1)"),
+    "optimizer.epsilon": (lambda v: _is_num(v) and v > 0, "must be a number > 0"),
+    "optimizer.centered": (lambda v: isinstance(v, bool), "must be true or false"),
+}
+
+
+def to_plain(cfg: Any) -> Any:
+    """A resolved plain-Python copy of a DictConfig (dicts and lists), or ``cfg`` unchanged."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - hydra-core is a dependency
+        return cfg
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def validate(cfg: Any) -> dict:
+    """Check a composed nnlab config; return it as a resolved plain dict.
+
+    Parameters
+    ----------
+    cfg : DictConfig or dict
+        The job config (``conf/config.yaml`` composed with overrides, without the ``hydra`` node).
+
+    Raises
+    ------
+    ConfigError
+        On the first bad value, with a one-line message naming key, value and what is allowed.
+    """
+    try:
+        plain = to_plain(cfg)
+    except Exception as exc:  # an interpolation that cannot resolve, e.g. ${oc.env:...}
+        raise ConfigError(f"config does not resolve: {str(exc).splitlines()[0]}") from None
+    for key, (ok, allowed) in RULES.items():
+        _check(ok(_get(plain, key)), key, _get(plain, key), allowed)
+    for key, (ok, allowed) in OPTIONAL_RULES.items():
+        section, name = key.split(".")
+        if name in plain[section]:
+            _check(ok(plain[section][name]), key, plain[section][name], allowed)
+
+    acts = activations()
+    _check(
+        plain["model"].get("activation") in acts,
+        "model.activation",
+        plain["model"].get("activation"),
+        f"must be one of {list(acts)}",
+    )
+    data = _get(plain, "data")
+    names = datasets()
+    if names:
+        _check(
+            data.get("name") in names,
+            "data.name",
+            data.get("name"),
+            f"must be one of {list(names)}",
+        )
+    if plain["tracking"]["backend"] == "mlflow":
+        uri = plain["tracking"].get("uri")
+        _check(
+            isinstance(uri, str) and uri != "",
+            "tracking.uri",
+            uri,
+            "must be an MLflow tracking URI (sqlite:///mlflow.db or http://host:5000)",
+        )
+    return plain

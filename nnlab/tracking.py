@@ -1,0 +1,798 @@
+"""Everything MLflow: store set-up, the sweep callback, one run per trial, batched metrics.
+
+The measured facts (DESIGN.md) shape this module:
+
+- Processes that open a *new* sqlite store at once race ("table ... already exists"), and racing
+  ``set_experiment`` calls can file runs under "Default". So :class:`SweepCallback` creates the
+  store, the experiment and the sweep's parent run once, in the launching process, and writes
+  their ids to ``<sweep dir>/.nnlab/sweep.json``; every trial starts its run with explicit
+  ``experiment_id`` and ``mlflow.parentRunId``.
+- Every logging call is one sqlite commit (~9 ms). :class:`MlflowSink` buffers epoch metrics and
+  writes them with one ``log_batch`` at most every ``tracking.flush_interval`` seconds and at the
+  end: live in the UI, cheap in total.
+- ``import mlflow`` costs 2-3 s and the first store open ~1.4 s per process, so mlflow is imported
+  lazily (``tracking=none`` never imports it) and clients are cached per process (loky workers
+  are reused between trials).
+
+A trial never raises into Hydra (a failed trial is recorded as FAILED with its traceback, and the
+sweep goes on); the callback prints a summary at the end and exits 1 only if a trial failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+import nnlab
+from nnlab.config import ConfigError, to_plain, validate
+from nnlab.train import HISTORY_COLUMNS, Sink, TrainResult, load_data, train
+
+STATUS = {  # outcome -> MLflow run status (DESIGN.md, "Run outcomes")
+    "completed": "FINISHED",
+    "early_stopped": "FINISHED",
+    "diverged": "FINISHED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+}
+OUTCOMES = (*STATUS, "skipped")
+HASH_EXCLUDE = ("tracking", "report", "trainer.verbose")  # keys that do not change the result
+SWEEP_FILE = ".nnlab/sweep.json"
+MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
+
+log = logging.getLogger(__name__)
+
+
+# --- small pure helpers -------------------------------------------------------------------------
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": 1, "c": [1, 2]}`` (lists stay leaves)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def config_hash(plain: dict) -> str:
+    """Hash of the resolved config minus tracking/report/verbosity keys (16 hex digits)."""
+    flat = {
+        k: v
+        for k, v in flatten(plain).items()
+        if not any(k == x or k.startswith(f"{x}.") for x in HASH_EXCLUDE)
+    }
+    blob = json.dumps(flat, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_name(overrides: list[str], varying: list[str] | None, plain: dict) -> str:
+    """``lr=0.01 batch_size=16 epochs=50``: the overrides that vary across the sweep.
+
+    A single run (``varying is None``) is named by the three axes plus its other overrides.
+    """
+    if varying:
+        keys = [o.split("=", 1)[0] for o in overrides]
+        return " ".join(o for o, k in zip(overrides, keys, strict=True) if k in varying)
+    axes = [f"{k}={plain[k]}" for k in ("lr", "batch_size", "epochs")]
+    extra = [
+        o
+        for o in overrides
+        if o.split("=", 1)[0].lstrip("+~") not in ("lr", "batch_size", "epochs")
+        and not o.lstrip("+~").startswith(("tracking", "hydra"))
+    ]
+    return " ".join(axes + extra)
+
+
+@functools.lru_cache(maxsize=1)
+def git_info() -> dict[str, str]:
+    """Commit and dirty flag of the nnlab checkout ("unknown" outside a git work tree)."""
+    root = Path(nnlab.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"nnlab.git_commit": "unknown", "nnlab.git_dirty": "unknown"}
+    return {"nnlab.git_commit": commit, "nnlab.git_dirty": str(bool(status.strip())).lower()}
+
+
+def resolve_uri(uri: str, base: Path) -> str:
+    """A relative ``sqlite:///file.db`` made absolute against the launch dir ``base``."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        return prefix + str((base / uri[len(prefix) :]).resolve())
+    return uri
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on ``uri`` (relative to the launch dir if possible)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            pass
+        return f"mlflow ui --backend-store-uri sqlite:///{path}"
+    return f"open {uri} in a browser"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+# --- MLflow access (imports mlflow lazily, one client per process) ------------------------------
+
+
+def _quiet_mlflow() -> None:
+    # store creation logs alembic migrations at INFO; keep the terminal for nnlab's own lines.
+    # mlflow sets its logger's level on import, so import first.
+    import mlflow  # noqa: F401
+
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@functools.cache
+def client(uri: str):
+    """A cached ``MlflowClient`` for ``uri`` (the store opens once per process)."""
+    _quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def open_experiment(uri: str, name: str, artifacts: str | None, base: Path) -> str:
+    """Create the store (sqlite: tables once, here) and the experiment if needed; return its id."""
+    _quiet_mlflow()
+    if uri.startswith("sqlite:"):
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        root = (base / (artifacts or "mlruns")).resolve()
+        store = SqlAlchemyStore(uri, root.as_uri())
+        exp = store.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp else store.create_experiment(name)
+    else:
+        c = client(uri)
+        exp = c.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp else c.create_experiment(name)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise ConfigError(
+            f"experiment_name={name!r}: that MLflow experiment is deleted; restore it "
+            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or pick another name"
+        )
+    return exp_id
+
+
+def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:
+    """config_hash -> {run_id, run_name, loss, val_loss} of the experiment's FINISHED trials."""
+    from mlflow.entities import ViewType
+
+    c, found, token = client(uri), {}, None
+    query = "tags.`nnlab.role` = 'trial' and attributes.status = 'FINISHED'"
+    while True:
+        page = c.search_runs(
+            [experiment_id], query, ViewType.ACTIVE_ONLY, max_results=5000, page_token=token
+        )
+        for run in page:
+            h = run.data.tags.get("nnlab.config_hash")
+            if h and h not in found:
+                found[h] = {
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "outcome": run.data.tags.get("nnlab.outcome", "completed"),
+                    "loss": run.data.metrics.get("loss"),
+                    "val_loss": run.data.metrics.get("val_loss"),
+                }
+        token = page.token
+        if not token:
+            return found
+
+
+# --- the sink that streams one trial into MLflow -------------------------------------------------
+
+
+class MlflowSink(Sink):
+    """One MLflow run: params once, epoch metrics batched, tags + artifacts + status at the end.
+
+    ``overhead`` accumulates the seconds spent in MLflow calls (the cost of tracking).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, str],
+        params: dict[str, Any],
+        flush_interval: float = 1.0,
+    ):
+        from mlflow.entities import Param
+
+        t0 = time.perf_counter()
+        self.client = client(uri)
+        self.flush_interval = flush_interval
+        self.buffer: list = []
+        run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+        self.run_id = run.info.run_id
+        items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow caps params per log_batch at 100
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        self.last_flush = time.perf_counter()
+        self.overhead = self.last_flush - t0
+
+    def _add(self, key: str, value: float, step: int) -> None:
+        from mlflow.entities import Metric
+
+        self.buffer.append(Metric(key, float(value), int(time.time() * 1000), step))
+
+    def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        for key, value in logs.items():
+            self._add(key, value, epoch)
+        if t0 - self.last_flush >= self.flush_interval:
+            self.flush()
+        self.overhead += time.perf_counter() - t0
+
+    def log_batch_loss(self, step: int, loss: float) -> None:
+        self._add("batch_loss", loss, step)
+
+    def flush(self) -> None:
+        """Write buffered metrics with ``log_batch`` (chunks of 1000, MLflow's limit)."""
+        t0 = time.perf_counter()
+        while self.buffer:
+            chunk, self.buffer = self.buffer[:1000], self.buffer[1000:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+        self.last_flush = time.perf_counter()
+        self.overhead += self.last_flush - t0
+
+    def finish(self, outcome: str, tags: dict[str, str], artifact_dir: Path | None) -> None:
+        """Flush, tag the outcome, upload ``artifact_dir`` and set the status from ``outcome``."""
+        from mlflow.entities import RunTag
+
+        self.flush()
+        t0 = time.perf_counter()
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if artifact_dir is not None and any(artifact_dir.iterdir()):
+            self.client.log_artifacts(self.run_id, str(artifact_dir))
+        self.client.set_terminated(self.run_id, STATUS[outcome])
+        self.overhead += time.perf_counter() - t0
+
+
+# --- one trial (the body of a Hydra job) ---------------------------------------------------------
+
+
+@dataclass
+class SweepContext:
+    """What the launching process tells every trial of a sweep (``<sweep dir>/.nnlab/sweep.json``)."""
+
+    sweep_id: str
+    backend: str
+    uri: str | None
+    experiment_id: str | None
+    parent_run_id: str | None
+    n_trials: int | None
+    varying: list[str]
+    parallel: bool
+    results_dir: str
+    skip: dict[str, dict] = field(default_factory=dict)
+    git: dict[str, str] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.__dict__, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> SweepContext:
+        return cls(**json.loads(path.read_text()))
+
+
+def _hydra():
+    """(HydraConfig or None, is_multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, False
+    hc = HydraConfig.get()
+    return hc, hc.mode == RunMode.MULTIRUN
+
+
+def write_artifacts(
+    out: Path,
+    plain: dict,
+    overrides: list[str],
+    result: TrainResult | None,
+    rows: list[dict],
+    tb: str | None,
+    save_model: bool,
+) -> None:
+    """config.yaml, overrides.yaml, history.csv, model.npz, traceback.txt into ``out``."""
+    from omegaconf import OmegaConf
+
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(plain), out / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), out / "overrides.yaml")
+    with open(out / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    if result is not None and save_model:
+        result.model.save(str(out / "model.npz"))
+    if tb is not None:
+        (out / "traceback.txt").write_text(tb)
+
+
+class _RecordingSink(Sink):
+    """Keeps history rows (for history.csv after a failure) and forwards to an inner sink."""
+
+    def __init__(self, inner: Sink | None):
+        self.inner, self.rows = inner, []
+
+    def on_train_begin(self, info):
+        if self.inner:
+            self.inner.on_train_begin(info)
+
+    def log_epoch(self, epoch, logs):
+        self.rows.append({"epoch": epoch, **logs})
+        if self.inner:
+            self.inner.log_epoch(epoch, logs)
+
+    def log_batch_loss(self, step, loss):
+        if self.inner:
+            self.inner.log_batch_loss(step, loss)
+
+
+def run_trial(cfg: Any) -> dict:
+    """Train one Hydra job with tracking as ``cfg.tracking`` says; return a small result record.
+
+    In a multirun a failure is recorded (FAILED run, traceback artifact) and returned, so the rest
+    of the sweep runs and the summary prints; in a single run it is re-raised after recording.
+    ``ConfigError`` is raised before any run is created. ``KeyboardInterrupt`` marks the run KILLED
+    and propagates.
+    """
+    t_start = time.perf_counter()
+    plain = validate(cfg)
+    hc, multirun = _hydra()
+    base = Path(hc.runtime.cwd) if hc else Path.cwd()
+    ctx = SweepContext.load(base / hc.sweep.dir / SWEEP_FILE) if multirun else None
+    overrides = list(hc.overrides.task) if hc else []
+    job = int(hc.job.num) if multirun else 0
+    digest = config_hash(plain)
+    name = run_name(overrides, ctx.varying if ctx else None, plain)
+    record: dict[str, Any] = {
+        "job": job,
+        "name": name,
+        "config_hash": digest,
+        "run_id": None,
+        "loss": None,
+        "val_loss": None,
+        "seconds": 0.0,
+        "tracking_s": 0.0,
+    }
+
+    if ctx is not None and digest in ctx.skip:
+        prior = ctx.skip[digest]
+        record.update(
+            outcome="skipped",
+            run_id=prior["run_id"],
+            loss=prior.get("loss"),
+            val_loss=prior.get("val_loss"),
+            prior_outcome=prior.get("outcome"),
+        )
+        return _report(record, ctx)
+
+    data = load_data(plain["data"])  # a bad data config is a ConfigError: no run is created
+    tr = plain["trainer"]
+    verbose = (0 if multirun else 1) if tr["verbose"] == "auto" else int(tr["verbose"])
+    out = (
+        Path(hc.runtime.output_dir)
+        if hc
+        else Path.cwd() / "outputs" / f"run-{uuid.uuid4().hex[:8]}"
+    )
+    artifact_dir = out / "artifacts"
+    tracked = plain["tracking"]["backend"] == "mlflow"
+
+    sink: MlflowSink | None = None
+    if tracked:
+        uri = ctx.uri if ctx else resolve_uri(plain["tracking"]["uri"], base)
+        exp_id = (
+            ctx.experiment_id
+            if ctx
+            else open_experiment(
+                uri, plain["experiment_name"], plain["tracking"]["artifacts"], base
+            )
+        )
+        tags = {
+            "nnlab.role": "trial",
+            "nnlab.version": nnlab.__version__,
+            "nnlab.config_hash": digest,
+            "nnlab.job": str(job),
+            "mlflow.source.name": "nnlab.run",
+            "mlflow.source.type": "LOCAL",
+            **(ctx.git if ctx and ctx.git else git_info()),
+        }
+        if ctx is not None:
+            tags |= {"nnlab.sweep_id": ctx.sweep_id, "mlflow.parentRunId": ctx.parent_run_id}
+        sink = MlflowSink(
+            uri, exp_id, name, tags, flatten(plain), plain["tracking"]["flush_interval"]
+        )
+        record["run_id"] = sink.run_id
+    recorder = _RecordingSink(sink)
+
+    result, tb, outcome = None, None, "failed"
+    try:
+        if ctx is not None and ctx.parallel:  # one BLAS thread per trial when trials share cores
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1):
+                result = train(plain, recorder, verbose=verbose, data=data)
+        else:
+            result = train(plain, recorder, verbose=verbose, data=data)
+        outcome = result.outcome
+    except KeyboardInterrupt:
+        outcome = "killed"
+        _finish(sink, outcome, None, plain, overrides, recorder.rows, None, artifact_dir)
+        raise
+    except ConfigError:
+        raise
+    except Exception as exc:
+        tb = traceback.format_exc()
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        _finish(sink, outcome, None, plain, overrides, recorder.rows, tb, artifact_dir)
+        if not multirun:
+            raise
+    else:
+        _finish(sink, outcome, result, plain, overrides, recorder.rows, None, artifact_dir)
+
+    rows = recorder.rows
+    record.update(
+        outcome=outcome,
+        seconds=time.perf_counter() - t_start,
+        tracking_s=sink.overhead if sink else 0.0,
+        epochs_run=len(rows),
+        loss=rows[-1].get("loss") if rows else None,
+        val_loss=rows[-1].get("val_loss") if rows else None,
+    )
+    if ctx is None:
+        where = (
+            f"MLflow run {record['run_id']} ({ui_command(sink.client.tracking_uri)})"
+            if sink
+            else str(out)
+        )
+        print(
+            f"{outcome}: loss={_fmt(record['loss'])} val_loss={_fmt(record['val_loss'])} "
+            f"in {record['seconds']:.1f}s -> {where}",
+            flush=True,
+        )
+    return _report(record, ctx)
+
+
+def _finish(sink, outcome, result, plain, overrides, rows, tb, artifact_dir) -> None:
+    """Write the artifacts; with MLflow, tag the outcome, upload them and close the run."""
+    write_artifacts(
+        artifact_dir,
+        plain,
+        overrides,
+        result,
+        rows,
+        tb,
+        save_model=bool(plain["tracking"].get("log_model", True)),
+    )
+    if sink is None:
+        return
+    tags = {"nnlab.outcome": outcome}
+    if result is not None and result.stopped_epoch is not None:
+        tags["nnlab.stopped_epoch"] = str(result.stopped_epoch)
+    try:
+        sink.finish(outcome, tags, artifact_dir)
+    except Exception as exc:  # never hide the training error behind a tracking error
+        print(f"nnlab: could not close MLflow run {sink.run_id}: {exc}", file=sys.stderr)
+
+
+def _report(record: dict, ctx: SweepContext | None) -> dict:
+    """In a sweep: save the record for the summary and print one line for the finished trial."""
+    if ctx is None:
+        return record
+    path = Path(ctx.results_dir) / f"job{record['job']:05d}.json"
+    path.write_text(json.dumps(record, default=float))
+    total = f"/{ctx.n_trials}" if ctx.n_trials else ""
+    detail = (
+        f"(FINISHED run {record['run_id'][:8]})"
+        if record["outcome"] == "skipped"
+        else f"loss={_fmt(record['loss'])} val_loss={_fmt(record['val_loss'])} {record['seconds']:.1f}s"
+    )
+    if record.get("error"):
+        detail += f"  {record['error']}"
+    print(
+        f"[{record['job'] + 1}{total}] {record['outcome']:<13} {record['name']}  {detail}",
+        flush=True,
+    )
+    return record
+
+
+# --- the sweep: Hydra callback in the launching process -----------------------------------------
+
+_SWEEP: dict[str, Any] = {}  # the launching process's sweep state (for the summary and abort)
+
+
+def expand_sweep(config: Any) -> tuple[list[list[str]], list[str]] | None:
+    """The job overrides of a BasicSweeper multirun, in job order, and the keys that vary.
+
+    None for other sweepers (their trials are not known in advance).
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    parsed = parser.parse_overrides(arguments)
+    varying = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    return BasicSweeper.split_arguments(parsed, None)[0], varying
+
+
+def compose_trial(config: Any, overrides: list[str], checked_data: set[str]) -> dict:
+    """The resolved, validated job config of one trial (what its job will see).
+
+    Each distinct data config is loaded once, so a bad data value also fails before any run.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict, read_write
+
+    job = GlobalHydra.instance().config_loader().load_sweep_config(config, list(overrides))
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    plain = validate(job)
+    key = json.dumps(plain["data"], sort_keys=True, default=str)
+    if key not in checked_data:
+        load_data(plain["data"])
+        checked_data.add(key)
+    return plain
+
+
+class SweepCallback(Callback):
+    """Hydra callback: tracking set-up once per sweep, summary table at its end."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        base = Path(config.hydra.runtime.cwd)
+        sweep_dir = (base / str(config.hydra.sweep.dir)).resolve()
+        launcher = config.hydra.launcher
+        parallel = "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs", 1) != 1
+        sweep_id = uuid.uuid4().hex[:12]
+        t0 = time.perf_counter()
+
+        expanded = expand_sweep(config)
+        trials: list[tuple[list[str], dict]] = []
+        if expanded is not None:
+            jobs, varying = expanded
+            checked: set[str] = set()
+            for overrides in jobs:
+                try:
+                    trials.append((overrides, compose_trial(config, overrides, checked)))
+                except ConfigError as exc:
+                    _fail_config(f"trial `{' '.join(overrides)}`: {exc}")
+        else:
+            varying = []
+        base_cfg = trials[0][1] if trials else to_plain(_task_config(config))
+        tracking = base_cfg["tracking"]
+
+        ctx = SweepContext(
+            sweep_id=sweep_id,
+            backend=tracking["backend"],
+            uri=None,
+            experiment_id=None,
+            parent_run_id=None,
+            n_trials=len(trials) or None,
+            varying=varying,
+            parallel=parallel,
+            results_dir=str(sweep_dir / ".nnlab" / sweep_id),
+        )
+        header = f"nnlab sweep {sweep_id}: {len(trials) or '?'} trials"
+        if tracking["backend"] == "mlflow":
+            ctx.uri = resolve_uri(tracking["uri"], base)
+            ctx.git = git_info()
+            try:
+                ctx.experiment_id = open_experiment(
+                    ctx.uri, base_cfg["experiment_name"], tracking["artifacts"], base
+                )
+            except ConfigError as exc:
+                _fail_config(str(exc))
+            if not tracking["rerun"]:
+                done = finished_trials(ctx.uri, ctx.experiment_id)
+                hashes = {config_hash(plain) for _, plain in trials}
+                ctx.skip = {h: done[h] for h in hashes if h in done}
+            ctx.parent_run_id = _start_parent(ctx, config, base_cfg["experiment_name"])
+            header += (
+                f", experiment {base_cfg['experiment_name']!r} (id {ctx.experiment_id}), "
+                f"parent run {ctx.parent_run_id}"
+            )
+        Path(ctx.results_dir).mkdir(parents=True, exist_ok=True)
+        ctx.save(sweep_dir / SWEEP_FILE)
+        _SWEEP.update(ctx=ctx, config=base_cfg, started=time.perf_counter())
+
+        print(
+            f"{header}\n  outputs: {sweep_dir}  (set-up {time.perf_counter() - t0:.1f}s)",
+            flush=True,
+        )
+        if ctx.skip:
+            n_skip = sum(config_hash(p) in ctx.skip for _, p in trials)
+            print(
+                f"  skipping {n_skip} of {len(trials)} trials that already have a FINISHED run "
+                "(tracking.rerun=true runs them again)",
+                flush=True,
+            )
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        ctx: SweepContext = _SWEEP["ctx"]
+        records = [
+            json.loads(p.read_text()) for p in sorted(Path(ctx.results_dir).glob("job*.json"))
+        ]
+        counts = {o: sum(r["outcome"] == o for r in records) for o in OUTCOMES}
+        missing = (ctx.n_trials or len(records)) - len(records)
+        elapsed = time.perf_counter() - _SWEEP["started"]
+        best = _best(records)
+        lines = [f"nnlab sweep {ctx.sweep_id}: {len(records)} trials in {elapsed:.1f}s"]
+        lines += [f"  {o:<14}{n:>4}" for o, n in counts.items() if n]
+        if missing:
+            lines.append(f"  {'no result':<14}{missing:>4}  (a job died before reporting)")
+        if best:
+            metric = "val_loss" if best.get("val_loss") is not None else "loss"
+            run = f"  run {best['run_id']}" if best.get("run_id") else ""
+            lines.append(f"  best by {metric}: {best['name']}  {metric}={_fmt(best[metric])}{run}")
+        if ctx.parent_run_id:
+            lines.append(f"  parent run: {ctx.parent_run_id}")
+            lines.append(f"  browse: {ui_command(ctx.uri)}")
+            _end_parent(ctx, counts, best, "\n".join(lines))
+        print("\n".join(lines), flush=True)
+        _maybe_report(_SWEEP["config"], ctx)
+        if counts["failed"] or missing:
+            raise SystemExit(1)
+
+
+def _task_config(config: Any) -> Any:
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    job = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    return job
+
+
+def _fail_config(message: str) -> None:
+    """Print one line and exit 2 (before any MLflow run exists)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise ConfigError(message)
+    print(f"nnlab: invalid config: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _best(records: list[dict]) -> dict | None:
+    good = [
+        r
+        for r in records
+        if r["outcome"] in ("completed", "early_stopped", "skipped")
+        and r.get("prior_outcome", "completed") != "diverged"
+    ]
+    for metric in ("val_loss", "loss"):
+        scored = [r for r in good if r.get(metric) is not None and math.isfinite(r[metric])]
+        if scored:
+            return min(scored, key=lambda r: r[metric])
+    return None
+
+
+def _start_parent(ctx: SweepContext, config: Any, experiment_name: str) -> str:
+    from mlflow.entities import Param
+
+    c = client(ctx.uri)
+    task = " ".join(config.hydra.overrides.task)
+    tags = {
+        "nnlab.role": "sweep",
+        "nnlab.sweep_id": ctx.sweep_id,
+        "nnlab.version": nnlab.__version__,
+        "mlflow.source.name": "nnlab.run",
+        "mlflow.source.type": "LOCAL",
+        **ctx.git,
+    }
+    run = c.create_run(ctx.experiment_id, run_name=f"sweep {task}"[:250] or "sweep", tags=tags)
+    params = {
+        "sweep.overrides": task,
+        "sweep.n_trials": ctx.n_trials,
+        "sweep.parallel": ctx.parallel,
+        "experiment_name": experiment_name,
+    }
+    c.log_batch(
+        run.info.run_id, params=[Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
+    )
+    return run.info.run_id
+
+
+def _end_parent(ctx: SweepContext, counts: dict, best: dict | None, summary: str) -> None:
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    tags = [RunTag(f"nnlab.n_{o}", str(n)) for o, n in counts.items()]
+    if best and best.get("run_id"):
+        tags.append(RunTag("nnlab.best_run_id", best["run_id"]))
+    c.log_batch(ctx.parent_run_id, tags=tags)
+    c.log_text(ctx.parent_run_id, summary + "\n", "summary.txt")
+    c.set_terminated(ctx.parent_run_id, "FINISHED")
+
+
+def abort_sweep() -> None:
+    """After Ctrl-C / SIGTERM in the launching process: mark the parent and running trials KILLED."""
+    ctx: SweepContext | None = _SWEEP.get("ctx")
+    if ctx is None or not ctx.parent_run_id:
+        return
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    running = c.search_runs(
+        [ctx.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{ctx.parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in running:
+        c.log_batch(run.info.run_id, tags=[RunTag("nnlab.outcome", "killed")])
+        c.set_terminated(run.info.run_id, "KILLED")
+    c.set_terminated(ctx.parent_run_id, "KILLED")
+    print(
+        f"nnlab: sweep {ctx.sweep_id} interrupted; parent run {ctx.parent_run_id} and "
+        f"{len(running)} running trials marked KILLED. Run the same command to resume.",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _maybe_report(plain: dict, ctx: SweepContext) -> None:
+    """``report.enabled``: build the experiment's report (nnlab.report, when it exists)."""
+    rep = plain.get("report") or {}
+    if not rep.get("enabled"):
+        return
+    if ctx.backend != "mlflow":
+        print(
+            "nnlab: report.enabled needs MLflow tracking; skipped (tracking=none)", file=sys.stderr
+        )
+        return
+    try:
+        from nnlab.report import build_report
+    except ImportError as exc:
+        print(f"nnlab: report skipped, nnlab.report is not available ({exc})", file=sys.stderr)
+        return
+    path = build_report(
+        plain["experiment_name"],
+        rep["out"],
+        metric=rep.get("metric", "val_loss"),
+        tracking_uri=ctx.uri,
+    )
+    print(f"  report: {path}", flush=True)
