@@ -348,7 +348,9 @@ def _csv(
 ) -> Dataset:
     source = _check_path(path)
     if isinstance(target, str) and target in ("???", ""):
-        raise DataError(f"{source}: target column is not set; pass target=<column name or index>")
+        raise DataError(
+            f"{source}: target column is not set; pass target=<column name or index> (data.target=...)"
+        )
     table = _Table.read(source, delimiter, header)
     x, y, target_note = table.arrays(target, features, require_binary)
     what = f"CSV {source}, {len(y)} rows, {x.shape[1]} features, {target_note}"
