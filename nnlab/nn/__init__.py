@@ -1,0 +1,52 @@
+"""nnlab.nn: a small NumPy neural-network library with Keras 3's semantics and numbers.
+
+>>> from nnlab import nn
+>>> model = nn.Sequential([nn.Dense(16, activation="relu", input_dim=2),
+...                        nn.Dense(1, activation="sigmoid")], seed=0)
+>>> model.compile(optimizer=nn.Adam(learning_rate=1e-3), loss="binary_crossentropy",
+...               metrics=["accuracy"])
+
+One concept per module: ``activations``, ``losses``, ``optimizers``, ``initializers``,
+``layers`` (Dense), ``model`` (Sequential), ``callbacks``, ``metrics``, ``io`` (save/load).
+Imports numpy only.
+"""
+
+from . import activations, callbacks, initializers, losses, metrics, optimizers
+from .callbacks import Callback, DivergenceGuard, EarlyStopping, History
+from .io import load_model, save_model
+from .layers import Dense
+from .losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Loss,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+)
+from .model import Sequential
+from .optimizers import SGD, Adam, Optimizer, RMSprop
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "BinaryCrossentropy",
+    "Callback",
+    "CategoricalCrossentropy",
+    "Dense",
+    "DivergenceGuard",
+    "EarlyStopping",
+    "History",
+    "Loss",
+    "MeanSquaredError",
+    "Optimizer",
+    "RMSprop",
+    "Sequential",
+    "SparseCategoricalCrossentropy",
+    "activations",
+    "callbacks",
+    "initializers",
+    "load_model",
+    "losses",
+    "metrics",
+    "optimizers",
+    "save_model",
+]

@@ -1,0 +1,277 @@
+"""Optimizers with Keras 3's update rules, applied in place to one flat parameter vector.
+
+The model keeps every weight in one contiguous vector (per-layer W and b are views), so one
+``update(params, grads)`` is a handful of whole-vector NumPy passes per step. All
+hyper-parameters are cast to the parameter dtype when the slots are built: with float32 weights
+nothing is computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def _check_range(name: str, value, lo: float, hi: float, hi_open: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    ok = lo <= value < hi if hi_open else lo <= value <= hi
+    if not ok:
+        bracket = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}{bracket}; got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: holds the step count and per-parameter slot vectors.
+
+    Subclasses set ``name`` and ``slot_names`` and implement ``_apply(params, grads)``.
+    """
+
+    name = "optimizer"
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = _check_positive("learning_rate", learning_rate)
+        self.iterations = 0
+        self.slots: dict[str, np.ndarray] = {}
+        self._size: int | None = None
+        self.dtype: np.dtype | None = None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def built(self) -> bool:
+        return self._size is not None
+
+    def build(self, size: int, dtype) -> None:
+        """Allocate zero slots and scratch for ``size`` parameters of ``dtype``."""
+        dtype = np.dtype(dtype)
+        if self.built:
+            if (size, dtype) != (self._size, self.dtype):
+                raise ValueError(
+                    f"this {type(self).__name__} instance already serves {self._size} "
+                    f"{self.dtype} parameters; give each model its own optimizer"
+                )
+            return
+        self._size, self.dtype = size, dtype
+        self.slots = {name: np.zeros(size, dtype) for name in self.slot_names}
+        self._t1 = np.empty(size, dtype)
+        self._t2 = np.empty(size, dtype)
+        self._c = {k: dtype.type(v) for k, v in self.get_config().items() if k != "name"
+                   and isinstance(v, float)}  # fmt: skip
+
+    def update(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """One step, in place: ``params`` and ``grads`` are flat arrays of the built size."""
+        if not self.built:
+            self.build(params.size, params.dtype)
+        self._apply(params, grads)
+        self.iterations += 1
+
+    def _apply(self, params: np.ndarray, grads: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # -- resume state ---------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Step count and slot copies, as plain arrays."""
+        state = {"iterations": np.array(self.iterations, dtype=np.int64)}
+        state.update({k: v.copy() for k, v in self.slots.items()})
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore ``get_state()`` output (the optimizer must be built)."""
+        missing = [k for k in ("iterations", *self.slot_names) if k not in state]
+        if missing:
+            raise ValueError(f"optimizer state lacks {missing} for {type(self).__name__}")
+        for k in self.slot_names:
+            if np.shape(state[k]) != (self._size,):
+                raise ValueError(
+                    f"optimizer slot {k!r} has shape {np.shape(state[k])}; expected ({self._size},)"
+                )
+            self.slots[k][...] = state[k]
+        self.iterations = int(state["iterations"])
+
+
+class SGD(Optimizer):
+    """``w -= lr g``; with momentum ``v = m v - lr g; w += v`` (nesterov: ``w += m v - lr g``)."""
+
+    name = "sgd"
+
+    def __init__(
+        self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False
+    ) -> None:
+        super().__init__(learning_rate)
+        self.momentum = _check_range("momentum", momentum, 0.0, 1.0, hi_open=False)
+        self.nesterov = bool(nesterov)
+        self.slot_names = ("momentum",) if self.momentum > 0 else ()
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "learning_rate": self.learning_rate,
+                "momentum": self.momentum, "nesterov": self.nesterov}  # fmt: skip
+
+    def _apply(self, w, g):
+        lr, t = self._c["learning_rate"], self._t1
+        np.multiply(g, lr, out=t)  # lr g
+        if self.momentum == 0:
+            w -= t
+            return
+        m, v = self._c["momentum"], self.slots["momentum"]
+        v *= m
+        v -= t
+        if self.nesterov:
+            np.multiply(v, m, out=self._t2)
+            self._t2 -= t
+            w += self._t2
+        else:
+            w += v
+
+
+class Adam(Optimizer):
+    """Keras's Adam: ``a = lr sqrt(1-b2^t)/(1-b1^t); m += (g-m)(1-b1); v += (g^2-v)(1-b2);
+    w -= a m / (sqrt(v) + eps)`` with ``t = step + 1``."""
+
+    name = "adam"
+    slot_names = ("m", "v")
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+    ) -> None:
+        super().__init__(learning_rate)
+        self.beta_1 = _check_range("beta_1", beta_1, 0.0, 1.0)
+        self.beta_2 = _check_range("beta_2", beta_2, 0.0, 1.0)
+        self.epsilon = _check_range("epsilon", epsilon, 0.0, math.inf)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "learning_rate": self.learning_rate, "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon}  # fmt: skip
+
+    def build(self, size, dtype):
+        super().build(size, dtype)
+        one = self.dtype.type(1)
+        self._one_minus_b1 = one - self._c["beta_1"]
+        self._one_minus_b2 = one - self._c["beta_2"]
+
+    def _apply(self, w, g):
+        c, m, v, t, u = self._c, self.slots["m"], self.slots["v"], self._t1, self._t2
+        step = self.dtype.type(self.iterations + 1)
+        one = self.dtype.type(1)
+        alpha = (
+            c["learning_rate"] * np.sqrt(one - c["beta_2"] ** step) / (one - c["beta_1"] ** step)
+        )
+        np.subtract(g, m, out=t)
+        t *= self._one_minus_b1
+        m += t
+        np.multiply(g, g, out=t)
+        t -= v
+        t *= self._one_minus_b2
+        v += t
+        np.sqrt(v, out=t)
+        t += c["epsilon"]
+        np.multiply(m, alpha, out=u)
+        u /= t
+        w -= u
+
+
+class RMSprop(Optimizer):
+    """``v = rho v + (1-rho) g^2; w -= lr g / sqrt(v + eps)``; centered subtracts the squared
+    running mean gradient inside the root; momentum accumulates the increments."""
+
+    name = "rmsprop"
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(learning_rate)
+        self.rho = _check_range("rho", rho, 0.0, 1.0)
+        self.momentum = _check_range("momentum", momentum, 0.0, 1.0, hi_open=False)
+        self.epsilon = _check_range("epsilon", epsilon, 0.0, math.inf)
+        self.centered = bool(centered)
+        self.slot_names = (
+            ("velocity",)
+            + (("average_gradient",) if self.centered else ())
+            + (("momentum",) if self.momentum > 0 else ())
+        )
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "learning_rate": self.learning_rate, "rho": self.rho,
+                "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}  # fmt: skip
+
+    def build(self, size, dtype):
+        super().build(size, dtype)
+        self._one_minus_rho = self.dtype.type(1) - self._c["rho"]
+
+    def _apply(self, w, g):
+        c, t, u = self._c, self._t1, self._t2
+        rho, v = c["rho"], self.slots["velocity"]
+        v *= rho
+        np.multiply(g, g, out=t)
+        t *= self._one_minus_rho
+        v += t
+        if self.centered:
+            mg = self.slots["average_gradient"]
+            mg *= rho
+            np.multiply(g, self._one_minus_rho, out=t)
+            mg += t
+            np.multiply(mg, mg, out=t)
+            np.subtract(v, t, out=t)
+        else:
+            t[...] = v
+        t += c["epsilon"]
+        np.sqrt(t, out=t)
+        np.multiply(g, c["learning_rate"], out=u)
+        u /= t
+        if self.momentum > 0:
+            mom = self.slots["momentum"]
+            mom *= c["momentum"]
+            mom += u
+            w -= mom
+        else:
+            w -= u
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def get(identifier) -> Optimizer:
+    """An Optimizer from a name (default hyper-parameters), a config dict or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        config = dict(identifier)
+        return OPTIMIZERS[config.pop("name")](**config)
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key in OPTIMIZERS:
+            return OPTIMIZERS[key]()
+        raise ValueError(
+            f"unknown optimizer {identifier!r}; valid: {', '.join(OPTIMIZERS)} "
+            "or an Optimizer instance"
+        )
+    raise TypeError(
+        f"optimizer must be a name or an Optimizer instance; got {type(identifier).__name__}"
+    )
