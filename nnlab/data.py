@@ -36,6 +36,7 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "dataset_params",
     "load_dataset",
     "make_blobs",
     "make_circles",
@@ -275,7 +276,13 @@ def _build(
 # Loaders: one per dataset; their keyword parameters (and defaults) mirror conf/data/<name>.yaml.
 
 
-def _moons(n_samples=1000, noise=0.2, seed=0, val_fraction=0.2, standardize=True) -> Dataset:
+def _moons(
+    n_samples: int = 1000,
+    noise: float = 0.2,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
+) -> Dataset:
     rng = np.random.default_rng(seed)
     x, y = make_moons(n_samples, noise, rng)
     what = f"two moons, {n_samples} samples, noise {noise:g}"
@@ -283,7 +290,12 @@ def _moons(n_samples=1000, noise=0.2, seed=0, val_fraction=0.2, standardize=True
 
 
 def _circles(
-    n_samples=1000, noise=0.1, factor=0.5, seed=0, val_fraction=0.2, standardize=True
+    n_samples: int = 1000,
+    noise: float = 0.1,
+    factor: float = 0.5,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
 ) -> Dataset:
     rng = np.random.default_rng(seed)
     x, y = make_circles(n_samples, noise, rng, factor=factor)
@@ -291,7 +303,13 @@ def _circles(
     return _build("circles", what, x, y, rng, val_fraction, standardize)
 
 
-def _xor(n_samples=1000, noise=0.1, seed=0, val_fraction=0.2, standardize=True) -> Dataset:
+def _xor(
+    n_samples: int = 1000,
+    noise: float = 0.1,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
+) -> Dataset:
     rng = np.random.default_rng(seed)
     x, y = make_xor(n_samples, noise, rng)
     what = f"xor quadrants, {n_samples} samples, noise {noise:g}"
@@ -299,7 +317,12 @@ def _xor(n_samples=1000, noise=0.1, seed=0, val_fraction=0.2, standardize=True) 
 
 
 def _spirals(
-    n_samples=1000, noise=0.05, turns=1.5, seed=0, val_fraction=0.2, standardize=True
+    n_samples: int = 1000,
+    noise: float = 0.05,
+    turns: float = 1.5,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
 ) -> Dataset:
     rng = np.random.default_rng(seed)
     x, y = make_spirals(n_samples, noise, rng, turns=turns)
@@ -308,13 +331,13 @@ def _spirals(
 
 
 def _blobs(
-    n_samples=1000,
-    noise=1.0,
-    separation=3.0,
-    n_features=2,
-    seed=0,
-    val_fraction=0.2,
-    standardize=True,
+    n_samples: int = 1000,
+    noise: float = 1.0,
+    separation: float = 3.0,
+    n_features: int = 2,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
 ) -> Dataset:
     rng = np.random.default_rng(seed)
     x, y = make_blobs(n_samples, noise, rng, separation=separation, n_features=n_features)
@@ -325,7 +348,7 @@ def _blobs(
     return _build("blobs", what, x, y, rng, val_fraction, standardize)
 
 
-def _breast_cancer(seed=0, val_fraction=0.2, standardize=True) -> Dataset:
+def _breast_cancer(seed: int = 0, val_fraction: float = 0.2, standardize: bool = True) -> Dataset:
     text = resources.files("nnlab").joinpath("datasets/breast_cancer.csv").read_text("utf-8")
     table = _Table.parse(text, "nnlab/datasets/breast_cancer.csv", ",", True)
     x, y, _ = table.arrays("target", None, require_binary=True)
@@ -336,15 +359,15 @@ def _breast_cancer(seed=0, val_fraction=0.2, standardize=True) -> Dataset:
 
 
 def _csv(
-    path="???",
-    target="???",
-    features=None,
-    header="auto",
-    delimiter=",",
-    seed=0,
-    val_fraction=0.2,
-    standardize=True,
-    require_binary=False,
+    path: str | os.PathLike = "???",
+    target: str | int = "???",
+    features: list[str | int] | None = None,
+    header: str | bool = "auto",
+    delimiter: str = ",",
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
+    require_binary: bool = False,
 ) -> Dataset:
     source = _check_path(path)
     if isinstance(target, str) and target in ("???", ""):
