@@ -594,7 +594,7 @@ class _Table:
             )
         hits = [j for j, n in enumerate(self.names) if n == key]
         if len(hits) != 1:
-            shown = ", ".join(self.names[:12]) + (", ..." if self.width > 12 else "")
+            shown = _first_few(self.names, 12)
             problem = "appears twice in the header" if hits else "not found"
             raise DataError(
                 f"{self.source}: column {key!r} {problem}; columns are: {shown} "
@@ -663,7 +663,7 @@ class _Table:
                 f"is not a class label; the target must hold integer labels such as 0/1"
             )
         classes, y = np.unique(y_raw, return_inverse=True)
-        shown = ", ".join(f"{c:g}" for c in classes[:10]) + (", ..." if len(classes) > 10 else "")
+        shown = _first_few([f"{c:g}" for c in classes])
         if len(classes) < 2:
             raise DataError(
                 f"{self.source}: target column {self.label(t)} has one value only ({shown}); "
@@ -679,13 +679,17 @@ class _Table:
         if counts.min() < 2:
             raise DataError(
                 f"{self.source}: target column {self.label(t)} has {len(y)} rows (per class: "
-                f"{', '.join(map(str, counts))}); the train/validation split needs at least 2 "
+                f"{_first_few(counts.tolist())}); the train/validation split needs at least 2 "
                 f"rows of every class; add rows"
             )
         identity = np.array_equal(classes, np.arange(len(classes)))
         mapping = "" if identity else f", labels {shown} -> 0..{len(classes) - 1}"
         note = f"target {self.label(t)} ({len(classes)} classes{mapping})"
         return x, y.astype(np.int64), note
+
+
+def _first_few(items: list, n: int = 10) -> str:
+    return ", ".join(map(str, items[:n])) + (", ..." if len(items) > n else "")
 
 
 def _is_number(cell: str) -> bool:

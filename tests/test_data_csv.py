@@ -277,3 +277,9 @@ def test_undetectable_delimiter(tmp_path):
 def test_not_utf8(tmp_path):
     path = write(tmp_path, "x0,caf\u00e9\n1,0\n", encoding="latin-1")
     assert "not UTF-8 text" in error(path, target=1)
+
+
+def test_id_column_as_target_gives_a_short_message(tmp_path):
+    text = "id,x\n" + "".join(f"{i},{i * 2}\n" for i in range(500))
+    msg = error(write(tmp_path, text), target="id")
+    assert "has 500 rows (per class: 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ...)" in msg and len(msg) < 300
