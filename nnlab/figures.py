@@ -1,0 +1,497 @@
+"""The report's figures: one function per figure, frames in, matplotlib Figure out.
+
+Every function takes the tidy frames of ``nnlab.analysis`` / ``nnlab.report_tables`` and returns
+a Figure; ``nnlab.report`` saves them. Conventions: learning rate is ordered, so it gets an
+ordered colour-blind-safe map (viridis, without its pale yellow end); batch sizes and outcomes get
+seaborn's "colorblind" palette; lr axes are logarithmic; runs that diverged or failed are drawn as
+crosses, never left out.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from nnlab.report_tables import OK_OUTCOMES, fmt_lr, longest_budget_runs  # noqa: E402
+
+BAD_COLOR = "#d55e00"  # colorblind palette's vermilion: diverged / failed marks
+OUTCOME_COLORS = {
+    "completed": "#0072b2",
+    "early_stopped": "#56b4e9",
+    "diverged": "#d55e00",
+    "failed": "#000000",
+    "killed": "#999999",
+}
+
+
+def lr_palette(lrs) -> dict[float, tuple]:
+    """Ordered colours for the sorted learning rates (dark = small, yellow-green = large)."""
+    lrs = sorted(set(float(x) for x in lrs))
+    cmap = plt.get_cmap("viridis")
+    pos = np.linspace(0.0, 0.85, len(lrs)) if len(lrs) > 1 else [0.4]
+    return {lr: cmap(p) for lr, p in zip(lrs, pos, strict=True)}
+
+
+def bs_palette(batch_sizes) -> dict[int, tuple]:
+    bss = sorted(set(int(b) for b in batch_sizes))
+    return dict(zip(bss, sns.color_palette("colorblind", len(bss)), strict=True))
+
+
+def _style() -> None:
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+
+
+def _use_log(values: np.ndarray) -> bool:
+    v = values[np.isfinite(values)]
+    return bool(len(v)) and v.min() > 0 and v.max() / v.min() > 5
+
+
+def _lr_legend(fig, palette, title="learning rate", loc="center right") -> None:
+    handles = [Line2D([], [], color=c, lw=3, label=fmt_lr(lr)) for lr, c in palette.items()]
+    fig.legend(handles=handles, title=title, loc=loc, frameon=False)
+
+
+# ------------------------------------------------------------------------- 1 learning curves
+
+
+def learning_curves(
+    runs: pd.DataFrame, hist: pd.DataFrame, metric: str, target: float | None = None
+) -> plt.Figure:
+    """Median ``metric`` per epoch by lr (line) with the min-max band over seeds, one panel per
+    batch size, from the longest-budget runs. Diverged runs end in a cross at their last epoch."""
+    _style()
+    longest = longest_budget_runs(runs)
+    h = hist[(hist["metric"] == metric) & hist["run_id"].isin(longest["run_id"])].copy()
+    ok = h["outcome"].isin(OK_OUTCOMES)
+    finite = h.loc[ok & np.isfinite(h["value"]), "value"].to_numpy()
+    if len(finite) == 0:
+        finite = h.loc[np.isfinite(h["value"]), "value"].to_numpy()
+    top = float(np.quantile(finite, 0.995)) * 1.6 if len(finite) else 1.0
+    log = _use_log(finite)
+    bottom = float(finite[finite > 0].min()) * 0.8 if log else None
+    h["shown"] = h["value"].where(np.isfinite(h["value"]), top).clip(upper=top)
+
+    bss = sorted(h["batch_size"].unique())
+    pal = lr_palette(h["lr"].unique())
+    fig, axes = plt.subplots(
+        1, len(bss), figsize=(4.6 * len(bss) + 1.6, 4.2), sharey=True, squeeze=False
+    )
+    for ax, bs in zip(axes[0], bss, strict=True):
+        sub = h[h["batch_size"] == bs]
+        for lr, grp in sub.groupby("lr"):
+            stats = grp.groupby("epoch")["shown"].agg(["median", "min", "max"])
+            ax.plot(stats.index, stats["median"], color=pal[lr], lw=2)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=pal[lr], alpha=0.18)
+            bad = grp[~grp["outcome"].isin(OK_OUTCOMES)]
+            ends = bad.loc[bad.groupby("run_id")["epoch"].idxmax()] if len(bad) else bad
+            ax.scatter(
+                ends["epoch"],
+                ends["shown"],
+                marker="X",
+                s=70,
+                color=BAD_COLOR,
+                edgecolor="white",
+                linewidth=0.6,
+                zorder=5,
+            )
+        if target is not None and np.isfinite(target):
+            ax.axhline(target, color="0.3", ls="--", lw=1)
+        n_bad = int(sub.loc[~sub["outcome"].isin(OK_OUTCOMES), "run_id"].nunique())
+        ax.set_title(f"batch size {bs}" + (f"  ({n_bad} diverged/failed ✕)" if n_bad else ""))
+        ax.set_xlabel("epoch")
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylim(bottom, top * 1.05)
+    axes[0][0].set_ylabel(f"{metric} (median, band = range over seeds)")
+    _lr_legend(fig, pal)
+    extra = [Line2D([], [], color="0.3", ls="--", label="target")] if target is not None else []
+    extra.append(Line2D([], [], marker="X", color=BAD_COLOR, ls="", ms=8, label="diverged/failed"))
+    fig.legend(handles=extra, loc="lower right", frameon=False)
+    fig.suptitle(
+        f"Learning curves: how fast each learning rate brings {metric} down, and where it "
+        "levels off",
+        fontsize=12,
+    )
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 0.95))
+    return fig
+
+
+# ------------------------------------------------------------------------------ 2 heatmap
+
+
+def budget_heatmap(budget: pd.DataFrame, metric: str) -> plt.Figure:
+    """Median final ``metric`` per lr (rows) x epoch budget (columns), one panel per batch size,
+    a shared colour scale; cells where most seeds diverged/failed are grey and labelled."""
+    _style()
+    bss = sorted(budget["batch_size"].unique())
+    vals = budget["median_final"].to_numpy(dtype=float)
+    fin = vals[np.isfinite(vals)]
+    norm = (
+        (LogNorm(fin.min(), fin.max()) if _use_log(fin) else Normalize(fin.min(), fin.max()))
+        if len(fin)
+        else Normalize(0, 1)
+    )
+    cmap = plt.get_cmap("viridis_r").copy()
+    fig, axes = plt.subplots(
+        1,
+        len(bss),
+        figsize=(
+            2.6 + 1.05 * budget["epochs"].nunique() * len(bss),
+            0.5 * budget["lr"].nunique() + 2.2,
+        ),
+        squeeze=False,
+        sharey=True,
+    )
+    for ax, bs in zip(axes[0], bss, strict=True):
+        sub = budget[budget["batch_size"] == bs]
+        grid = sub.pivot(index="lr", columns="epochs", values="median_final").sort_index(
+            ascending=False
+        )
+        bad = sub.pivot(index="lr", columns="epochs", values="not_usable").reindex_like(grid)
+        total = sub.pivot(index="lr", columns="epochs", values="runs").reindex_like(grid)
+        arr = grid.to_numpy(dtype=float)
+        masked = np.ma.masked_invalid(arr)
+        ax.set_facecolor("0.85")
+        mesh = ax.pcolormesh(masked, cmap=cmap, norm=norm, edgecolors="white", linewidth=1)
+        for i in range(arr.shape[0]):
+            for j in range(arr.shape[1]):
+                v, nb, nt = arr[i, j], bad.iat[i, j], total.iat[i, j]
+                if np.isnan(nt):
+                    continue
+                if np.isfinite(v):
+                    text = f"{v:.3f}" if v < 10 else f"{v:.3g}"
+                    rgba = cmap(norm(v))
+                    color = (
+                        "white"
+                        if (0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]) < 0.5
+                        else "black"
+                    )
+                else:
+                    text, color = "diverged", BAD_COLOR
+                if nb and np.isfinite(v):
+                    text += f"\n{int(nb)}/{int(nt)} ✕"
+                ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=8, color=color)
+        ax.set_xticks(np.arange(arr.shape[1]) + 0.5, [str(c) for c in grid.columns])
+        ax.set_yticks(np.arange(arr.shape[0]) + 0.5, [fmt_lr(x) for x in grid.index])
+        ax.set_xlabel("epoch budget")
+        if ax is axes[0][0]:
+            ax.set_ylabel("learning rate")
+            ax.invert_yaxis()  # shared y: invert once
+        ax.set_title(f"batch size {bs}")
+        ax.grid(False)
+    cbar = fig.colorbar(
+        mesh, ax=axes[0].tolist(), label=f"final {metric} (median of seeds)", shrink=0.9, pad=0.02
+    )
+    cbar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+    cbar.ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+    fig.suptitle(
+        f"Final {metric} by learning rate and epoch budget (yellow = lowest): "
+        "which lr wins at each budget",
+        fontsize=12,
+    )
+    return fig
+
+
+# ------------------------------------------------------------------------ 3 speed vs quality
+
+
+def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Figure:
+    """Epochs to reach the target (x) against best ``metric`` (y): one point per (lr, batch size),
+    coloured by lr, marker by batch size, lines join the lrs of a batch size. Settings that never
+    reached the target sit in a "not reached" column on the right."""
+    _style()
+    fig, ax = plt.subplots(figsize=(8.2, 5.2))
+    pal = lr_palette(lr_batch["lr"])
+    markers = dict(zip(sorted(lr_batch["batch_size"].unique()), "osD^vP*", strict=False))
+    fin_x = lr_batch["median_epochs_to_target"].replace(np.inf, np.nan)
+    max_x = float(np.nanmax(fin_x)) if fin_x.notna().any() else 1.0
+    budget = float(lr_batch["epochs_budget"].max())
+    nr_x = max(max_x, budget) * 1.35  # the "not reached" column
+    yv = lr_batch["median_best"].to_numpy(dtype=float)
+    fy = yv[np.isfinite(yv)]
+    y_bad = float(fy.max()) * 1.5 if len(fy) else 1.0
+    for k, (bs, grp) in enumerate(lr_batch.groupby("batch_size")):
+        grp = grp.sort_values("lr")
+        shift = 1 + 0.07 * (k - (len(markers) - 1) / 2)  # side by side in the column
+        x = grp["median_epochs_to_target"].replace(np.inf, nr_x * shift).to_numpy(dtype=float)
+        y = grp["median_best"].replace(np.inf, y_bad).to_numpy(dtype=float)
+        for xi, yi, lr, reached, usable_y in zip(
+            x,
+            y,
+            grp["lr"],
+            np.isfinite(grp["median_epochs_to_target"]),
+            np.isfinite(grp["median_best"]),
+            strict=True,
+        ):
+            if not usable_y:
+                ax.scatter(xi, yi, marker="X", s=90, color=BAD_COLOR, zorder=3)
+                continue
+            ax.scatter(
+                xi,
+                yi,
+                marker=markers[bs],
+                s=70,
+                zorder=3,
+                facecolor=pal[lr] if reached else "white",
+                edgecolor=pal[lr],
+                linewidth=2,
+            )
+    ax.axvline(budget, color="0.5", ls=":", lw=1)
+    ax.text(
+        budget,
+        ax.get_ylim()[1],
+        f"budget {budget:g} ",
+        va="top",
+        ha="right",
+        fontsize=8,
+        color="0.4",
+    )
+    ax.set_xscale("log")
+    min_x = float(np.nanmin(fin_x)) if fin_x.notna().any() else 1.0
+    ax.set_xlim(max(0.7, min_x / 1.6), nr_x * 1.25)
+    ticks = [
+        t
+        for t in [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+        if min_x / 1.6 <= t <= max(max_x, budget)
+    ]
+    ax.set_xticks([*ticks, nr_x], [*map(str, ticks), "not\nreached"])
+    ax.minorticks_off()
+    if _use_log(fy):
+        ax.set_yscale("log")
+    ax.set_xlabel(f"epochs to reach {metric} ≤ {target:.3f} (median of seeds; fewer = faster)")
+    ax.set_ylabel(f"best {metric} reached (median of seeds; lower = more accurate)")
+    handles = [
+        Line2D([], [], color=c, marker="o", ls="", ms=8, label=fmt_lr(lr)) for lr, c in pal.items()
+    ]
+    leg1 = ax.legend(
+        handles=handles,
+        title="learning rate",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        frameon=False,
+    )
+    ax.add_artist(leg1)
+    bs_h = [
+        Line2D([], [], color="0.3", marker=m, ls="", ms=8, label=str(b)) for b, m in markers.items()
+    ]
+    bs_h += [
+        Line2D([], [], color="0.3", marker="o", mfc="white", ls="", ms=8, label="never reached"),
+        Line2D([], [], color=BAD_COLOR, marker="X", ls="", ms=8, label="diverged/failed"),
+    ]
+    ax.legend(
+        handles=bs_h, title="batch size", loc="lower left", bbox_to_anchor=(1.01, 0), frameon=False
+    )
+    ax.set_title("Speed vs quality per learning rate: lower left is fast and accurate")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------- 4 best lr per budget
+
+
+def best_lr(best: pd.DataFrame, curve_best: pd.DataFrame, lrs) -> plt.Figure:
+    """The lr with the lowest median final metric for each epoch budget, per batch size: points
+    from the budget trials, thin steps from the longest runs' histories (every epoch)."""
+    _style()
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
+    pal = bs_palette(
+        best["batch_size"].unique().tolist() + curve_best["batch_size"].unique().tolist()
+    )
+    for bs, c in pal.items():
+        cb = curve_best[curve_best["batch_size"] == bs]
+        ax.step(cb["epoch"], cb["best_lr"], where="post", color=c, lw=1, alpha=0.45)
+        b = best[best["batch_size"] == bs]
+        ax.plot(b["epochs"], b["best_lr"], "o-", color=c, ms=8, lw=2, label=f"{bs}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    lrs = sorted(lrs)  # only lrs with a usable result: a diverged-only lr cannot be best
+    ax.set_yticks(lrs, [fmt_lr(x) for x in lrs])
+    ax.minorticks_off()
+    ax.set_ylim(lrs[0] / 2, lrs[-1] * 2)
+    budgets = sorted(best["epochs"].unique())
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.set_xlabel("epoch budget")
+    ax.set_ylabel("best learning rate (lowest median final loss)")
+    ax.legend(title="batch size", frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.text(
+        0.01,
+        0.02,
+        "dots: separate trials per budget · thin steps: epoch e of the longest runs",
+        transform=ax.transAxes,
+        fontsize=8,
+        color="0.35",
+    )
+    first = best[best["epochs"] == best["epochs"].min()]["best_lr"]
+    last = best[best["epochs"] == best["epochs"].max()]["best_lr"]
+    if len(first) and len(last) and np.median(first) > np.median(last):
+        say = "here short budgets favour larger lrs"
+    elif len(first) and len(last) and np.median(first) < np.median(last):
+        say = "here short budgets favour smaller lrs"
+    else:
+        say = "here the best lr hardly moves with the budget"
+    ax.set_title(f"Best learning rate for each epoch budget: {say}")
+    fig.tight_layout()
+    return fig
+
+
+# -------------------------------------------------------------------- 5 batch-size effect
+
+
+def batch_size_effect(runs: pd.DataFrame, metric: str) -> plt.Figure:
+    """Final ``metric`` against lr at the largest epoch budget, one line per batch size (median,
+    band = range over seeds); diverged/failed runs as crosses at the top."""
+    _style()
+    longest = runs[runs["epochs"] == runs["epochs"].max()].copy()
+    col = f"final_{metric}"
+    ok = longest["outcome"].isin(OK_OUTCOMES) & np.isfinite(longest[col])
+    fin = longest.loc[ok, col].to_numpy(dtype=float)
+    top = float(fin.max()) * 1.4 if len(fin) else 1.0
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
+    pal = bs_palette(longest["batch_size"])
+    for bs, c in pal.items():
+        g = longest[(longest["batch_size"] == bs) & ok].groupby("lr")[col]
+        stats = g.agg(["median", "min", "max"])
+        ax.plot(stats.index, stats["median"], "o-", color=c, lw=2, label=str(bs))
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=c, alpha=0.18)
+        bad = longest[(longest["batch_size"] == bs) & ~ok]
+        if len(bad):
+            jitter = 1 + 0.08 * (list(pal).index(bs) - (len(pal) - 1) / 2)
+            ax.scatter(
+                bad["lr"] * jitter,
+                np.full(len(bad), top),
+                marker="X",
+                s=70,
+                color=c,
+                edgecolor=BAD_COLOR,
+                linewidth=1.2,
+                zorder=4,
+            )
+    ax.set_xscale("log")
+    if _use_log(fin):
+        ax.set_yscale("log")
+    lrs = sorted(longest["lr"].unique())
+    ax.set_xticks(lrs, [fmt_lr(x) for x in lrs], rotation=45)
+    ax.minorticks_off()
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(f"final {metric} after {int(longest['epochs'].max())} epochs")
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], marker="X", color="0.4", mec=BAD_COLOR, ls="", ms=8))
+    labels.append("diverged/failed (top)")
+    ax.legend(
+        handles,
+        labels,
+        title="batch size",
+        frameon=False,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+    )
+    ax.set_title(
+        f"Batch-size effect: final {metric} against lr for each batch size (lower is better)",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- 6 outcomes
+
+
+def outcomes(counts: pd.DataFrame) -> plt.Figure:
+    """Runs per outcome for each lr (stacked bars), one panel per batch size."""
+    _style()
+    present = [o for o in OUTCOME_COLORS if o in counts]
+    bss = sorted(counts["batch_size"].unique())
+    fig, axes = plt.subplots(
+        1, len(bss), figsize=(3.6 * len(bss) + 1.8, 3.6), sharey=True, squeeze=False
+    )
+    for ax, bs in zip(axes[0], bss, strict=True):
+        sub = counts[counts["batch_size"] == bs].sort_values("lr")
+        x = np.arange(len(sub))
+        bottom = np.zeros(len(sub))
+        for o in present:
+            v = sub[o].to_numpy(dtype=float)
+            ax.bar(x, v, bottom=bottom, color=OUTCOME_COLORS[o], label=o, width=0.75)
+            for xi, (vi, b) in enumerate(zip(v, bottom, strict=True)):
+                if vi and o not in OK_OUTCOMES:
+                    ax.text(
+                        xi,
+                        b + vi / 2,
+                        str(int(vi)),
+                        ha="center",
+                        va="center",
+                        color="white",
+                        fontsize=9,
+                        fontweight="bold",
+                    )
+            bottom += v
+        ax.set_xticks(x, [fmt_lr(v) for v in sub["lr"]], rotation=45)
+        ax.set_xlabel("learning rate")
+        ax.set_title(f"batch size {bs}")
+        ax.grid(axis="x", visible=False)
+    axes[0][0].set_ylabel("runs")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=OUTCOME_COLORS[o]) for o in present]
+    fig.legend(handles, present, title="outcome", loc="center right", frameon=False)
+    n_bad = int(counts[[o for o in present if o not in OK_OUTCOMES]].to_numpy().sum())
+    fig.suptitle(
+        f"Run outcomes: {n_bad} of {int(counts['total'].sum())} runs diverged, failed or were "
+        "killed (numbers on the bars)",
+        fontsize=12,
+    )
+    fig.tight_layout(rect=(0, 0, 1 - 1.7 / fig.get_figwidth(), 0.93))
+    return fig
+
+
+# ------------------------------------------------------------------ 7 decision boundaries
+
+
+def decision_boundaries(panels: list[dict]) -> plt.Figure:
+    """Predicted probability of class 1 over the input plane for a few runs, with the validation
+    points. Each panel dict: ``title``, ``model``, ``x (M, 2)``, ``y (M,)``."""
+    _style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.7 * len(panels), 3.9), squeeze=False)
+    for ax, p in zip(axes[0], panels, strict=True):
+        x, y = p["x"], p["y"]
+        pad = 0.5
+        gx, gy = np.meshgrid(
+            np.linspace(x[:, 0].min() - pad, x[:, 0].max() + pad, 200),
+            np.linspace(x[:, 1].min() - pad, x[:, 1].max() + pad, 200),
+        )
+        grid = np.c_[gx.ravel(), gy.ravel()].astype(np.float32)
+        out = np.asarray(p["model"].predict(grid), dtype=float)
+        prob = out[:, -1] if out.ndim == 2 and out.shape[1] <= 2 else out.reshape(-1)
+        if out.ndim == 2 and out.shape[1] > 2:
+            prob = out.argmax(axis=1) / (out.shape[1] - 1)
+        prob = np.nan_to_num(prob, nan=0.5).reshape(gx.shape)
+        ax.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="PuOr", alpha=0.75)
+        ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=1.2)
+        for cls, marker, color in ((0, "o", "#e66101"), (1, "^", "#5e3c99")):
+            m = y == cls
+            ax.scatter(
+                x[m, 0],
+                x[m, 1],
+                s=12,
+                marker=marker,
+                color=color,
+                edgecolor="white",
+                linewidth=0.4,
+                label=f"class {cls}",
+            )
+        ax.set_title(p["title"], fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].legend(loc="lower left", fontsize=8, frameon=True)
+    fig.suptitle(
+        "Decision boundaries (validation points): how well each lr separates the classes",
+        fontsize=12,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig

@@ -1,0 +1,364 @@
+"""The numbers behind the report: summary tables and findings computed from the analysis frames.
+
+Pure pandas functions (no plotting, no MLflow) so a study script or a test can recompute every
+number the report states. Conventions, used everywhere:
+
+- A run that diverged, failed or was killed has no usable result: its final metric and its best
+  metric count as +inf, and it never reaches the target. It is counted, never dropped.
+- Over seeds we take the median, so a setting counts as reaching the target (or as having a
+  finite result) only if most of its seeds do.
+- Speed and quality come from the runs with the longest epoch budget of each (lr, batch_size):
+  without an lr schedule, epoch ``e`` of that run is what an ``e``-epoch budget gives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+OK_OUTCOMES = ("completed", "early_stopped")
+TARGET_FACTOR = 1.25  # default target: 25% above the best (median-over-seeds) result reached
+
+
+def usable(runs: pd.DataFrame) -> pd.Series:
+    """True for runs whose numbers count (completed or early-stopped)."""
+    return runs["outcome"].isin(OK_OUTCOMES)
+
+
+def longest_budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with the largest ``epochs`` of their (lr, batch_size) group, shape (k, n_cols)."""
+    top = runs.groupby(["lr", "batch_size"])["epochs"].transform("max")
+    return runs[runs["epochs"] == top]
+
+
+def per_run_curves(
+    runs: pd.DataFrame, hist: pd.DataFrame, metric: str, target: float | None = None
+) -> tuple[pd.DataFrame, float]:
+    """Best value, epoch of best and epochs-to-target of each longest-budget run.
+
+    Parameters
+    ----------
+    runs : DataFrame from ``load_runs``.
+    hist : DataFrame from ``load_histories`` holding ``metric``.
+    metric : str
+    target : float, optional
+        Absolute target value of ``metric``; default ``TARGET_FACTOR`` x the lowest
+        median-over-seeds best value of any (lr, batch_size).
+
+    Returns
+    -------
+    (curves, target) : DataFrame with one row per longest-budget run: ``run_id, lr, batch_size,
+        epochs, seed, outcome, best, best_epoch, epochs_to_target`` (inf if never reached);
+        and the target used.
+    """
+    longest = longest_budget_runs(runs)
+    h = hist[(hist["metric"] == metric) & hist["run_id"].isin(longest["run_id"])]
+    h = h[np.isfinite(h["value"])]
+    best = h.loc[h.groupby("run_id")["value"].idxmin(), ["run_id", "value", "epoch"]]
+    best = best.rename(columns={"value": "best", "epoch": "best_epoch"})
+    cols = ["run_id", "lr", "batch_size", "epochs", "seed", "outcome"]
+    curves = longest[cols].merge(best, on="run_id", how="left")
+    ok = curves["outcome"].isin(OK_OUTCOMES)
+    curves.loc[~ok | curves["best"].isna(), "best"] = np.inf
+
+    if target is None:
+        per_setting = curves.groupby(["lr", "batch_size"])["best"].median()
+        finite = per_setting[np.isfinite(per_setting)]
+        target = float(finite.min() * TARGET_FACTOR) if len(finite) else math.nan
+    hit = h[h["value"] <= target].groupby("run_id")["epoch"].min()
+    curves["epochs_to_target"] = curves["run_id"].map(hit).astype("float64")
+    curves.loc[~ok | curves["epochs_to_target"].isna(), "epochs_to_target"] = np.inf
+    return curves, float(target)
+
+
+def _summarise(curves: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    g = curves.groupby(by)
+    out = pd.DataFrame(
+        {
+            "runs": g.size(),
+            "epochs_budget": g["epochs"].max(),
+            "reached_target": g["epochs_to_target"].apply(lambda s: int(np.isfinite(s).sum())),
+            "median_epochs_to_target": g["epochs_to_target"].median(),
+            "median_best": g["best"].median(),
+            "std_best": g["best"].apply(lambda s: float(s[np.isfinite(s)].std(ddof=0))),
+            "not_usable": g["outcome"].apply(lambda s: int((~s.isin(OK_OUTCOMES)).sum())),
+        }
+    )
+    return out.reset_index()
+
+
+def per_lr(curves: pd.DataFrame) -> pd.DataFrame:
+    """Speed and quality per lr, pooled over batch sizes and seeds (medians), one row per lr."""
+    return _summarise(curves, ["lr"])
+
+
+def per_lr_batch(curves: pd.DataFrame) -> pd.DataFrame:
+    """Speed and quality per (lr, batch_size), medians over seeds."""
+    return _summarise(curves, ["lr", "batch_size"])
+
+
+def final_by_budget(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Median over seeds of the final ``metric`` of each (batch_size, lr, epochs) trial setting.
+
+    Columns ``batch_size, lr, epochs, runs, not_usable, median_final`` (inf when most seeds
+    diverged or failed)."""
+    final = runs[f"final_{metric}"].where(usable(runs), np.inf).fillna(np.inf)
+    frame = runs.assign(final=final)
+    g = frame.groupby(["batch_size", "lr", "epochs"])
+    out = pd.DataFrame(
+        {
+            "runs": g.size(),
+            "not_usable": g["outcome"].apply(lambda s: int((~s.isin(OK_OUTCOMES)).sum())),
+            "median_final": g["final"].median(),
+        }
+    )
+    return out.reset_index()
+
+
+def best_lr_per_budget(budget: pd.DataFrame) -> pd.DataFrame:
+    """For each (batch_size, epochs) the lr with the lowest median final metric.
+
+    Columns ``batch_size, epochs, best_lr, median_final`` (no row when every lr failed)."""
+    finite = budget[np.isfinite(budget["median_final"])]
+    idx = finite.groupby(["batch_size", "epochs"])["median_final"].idxmin()
+    out = finite.loc[idx, ["batch_size", "epochs", "lr", "median_final"]]
+    return out.rename(columns={"lr": "best_lr"}).reset_index(drop=True)
+
+
+def outcome_counts(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs per (lr, batch_size) and outcome: columns ``lr, batch_size, <outcome>..., total``."""
+    table = pd.crosstab([runs["lr"], runs["batch_size"]], runs["outcome"].astype(str))
+    table["total"] = table.sum(axis=1)
+    return table.reset_index()
+
+
+# ----------------------------------------------------------------------------------- findings
+
+
+@dataclass
+class Findings:
+    """What the report states, each number traceable to a table."""
+
+    metric: str
+    target: float
+    max_epochs: int
+    n_runs: int
+    outcomes: dict[str, int]
+    fastest_lr: float | None
+    most_accurate_lr: float | None
+    reference_lr: float | None  # the swept lr nearest the notes' "small" 0.001
+    claim_faster: bool | None
+    claim_less_accurate: bool | None
+    verdict: str
+    sentences: list[str] = field(default_factory=list)
+
+
+def fmt_lr(lr: float) -> str:
+    return f"{lr:g}"
+
+
+def fmt_epochs(e: float) -> str:
+    return "not reached" if not np.isfinite(e) else f"{e:g}"
+
+
+def fmt_val(v: float) -> str:
+    return "n/a (diverged/failed)" if not np.isfinite(v) else f"{v:.4f}"
+
+
+def _where(runs: pd.DataFrame, mask: pd.Series) -> str:
+    """'lr=1 (bs 16: 3, bs 64: 1); lr=10 (...)' for the runs under ``mask``."""
+    parts = []
+    for lr, grp in runs[mask].groupby("lr"):
+        by_bs = ", ".join(f"bs {bs}: {n}" for bs, n in grp.groupby("batch_size").size().items())
+        total = int((runs["lr"] == lr).sum())
+        parts.append(f"lr={fmt_lr(lr)}: {len(grp)}/{total} ({by_bs})")
+    return "; ".join(parts)
+
+
+def compute_findings(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    lr_table: pd.DataFrame,
+    target: float,
+    metric: str,
+    best_budget: pd.DataFrame | None = None,
+) -> Findings:
+    """Findings stated in the report, from the tables only (see module docstring for rules)."""
+    outcomes = runs["outcome"].astype(str).value_counts().to_dict()
+    max_epochs = int(curves["epochs"].max())
+    s: list[str] = []
+
+    # Outcomes: counted and located, never dropped.
+    n = len(runs)
+    done = sum(outcomes.get(o, 0) for o in OK_OUTCOMES)
+    s.append(
+        f"{n} runs: {done} completed or early-stopped, {outcomes.get('diverged', 0)} diverged, "
+        f"{outcomes.get('failed', 0)} failed, {outcomes.get('killed', 0)} killed."
+    )
+    for bad in ("diverged", "failed", "killed"):
+        mask = runs["outcome"] == bad
+        if mask.any():
+            s.append(f"{bad.capitalize()} runs by lr: {_where(runs, mask)}.")
+
+    t = lr_table.set_index("lr")
+    fin_speed = t[np.isfinite(t["median_epochs_to_target"])]
+    fin_best = t[np.isfinite(t["median_best"])]
+    s.append(
+        f"Target: {metric} ≤ {target:.4f} ({TARGET_FACTOR:g} × the best median-over-seeds "
+        f"{metric} any (lr, batch size) reached); speed and quality are read from the "
+        f"{max_epochs}-epoch runs, medians over batch sizes and seeds."
+    )
+    for lr, row in t.iterrows():
+        reached = int(row["reached_target"])
+        runs_lr = int(row["runs"])
+        s.append(
+            f"lr={fmt_lr(lr)}: epochs to target {fmt_epochs(row['median_epochs_to_target'])} "
+            f"({reached}/{runs_lr} runs reached it), best {metric} {fmt_val(row['median_best'])}."
+        )
+    never = [fmt_lr(lr) for lr, row in t.iterrows() if row["reached_target"] == 0]
+    if never:
+        s.append(f"Never reached the target within {max_epochs} epochs: lr={', '.join(never)}.")
+
+    fastest = float(fin_speed["median_epochs_to_target"].idxmin()) if len(fin_speed) else None
+    accurate = float(fin_best["median_best"].idxmin()) if len(fin_best) else None
+    lrs = t.index.to_numpy(dtype=float)
+    reference = (
+        float(lrs[np.argmin(np.abs(np.log10(lrs) - math.log10(1e-3)))]) if len(lrs) else None
+    )
+
+    claim_faster = claim_less = None
+    if fastest is None or reference is None:
+        verdict = (
+            "Cannot be checked: no learning rate reached the target "
+            f"({metric} ≤ {target:.4f}) within {max_epochs} epochs."
+        )
+    else:
+        f_row, r_row = t.loc[fastest], t.loc[reference]
+        f_ett, r_ett = f_row["median_epochs_to_target"], r_row["median_epochs_to_target"]
+        claim_faster = bool(fastest > reference and f_ett < r_ett)
+        speed = (
+            f"lr={fmt_lr(fastest)} was the fastest to the target ({fmt_epochs(f_ett)} epochs), "
+            + (
+                f"lr={fmt_lr(reference)} took {fmt_epochs(r_ett)} epochs"
+                if np.isfinite(r_ett)
+                else f"lr={fmt_lr(reference)} did not reach it within {max_epochs} epochs"
+            )
+        )
+        if fastest == reference:
+            claim_faster = False
+            speed = f"lr={fmt_lr(reference)} itself was the fastest ({fmt_epochs(f_ett)} epochs)"
+        # "Less accurate" only if the gap exceeds the run-to-run spread: no claims from noise.
+        gap = f_row["median_best"] - r_row["median_best"]
+        noise = max(f_row["std_best"], r_row["std_best"])
+        claim_less = bool(np.isfinite(gap) and gap > noise)
+        if not np.isfinite(r_row["median_best"]):
+            accuracy = f"lr={fmt_lr(reference)} diverged or failed in most runs"
+        else:
+            how = (
+                "less accurate"
+                if claim_less
+                else "more accurate"
+                if gap < -noise
+                else "about as accurate (the gap is within the run-to-run spread)"
+            )
+            accuracy = (
+                f"lr={fmt_lr(fastest)} was {how} than lr={fmt_lr(reference)} within "
+                f"{max_epochs} epochs: best {metric} {fmt_val(f_row['median_best'])} vs "
+                f"{fmt_val(r_row['median_best'])} (gap {gap:+.4f}, spread {noise:.4f})"
+            )
+        if fastest == reference:
+            head = "Did not hold"
+        elif claim_faster and claim_less:
+            head = "Held"
+        elif claim_faster:
+            head = "Held only in part (a larger lr was faster, but not less accurate)"
+        else:
+            head = "Did not hold"
+        verdict = f"{head}: {speed}; {accuracy}."
+    if accurate is not None:
+        verdict += (
+            f" The most accurate lr was {fmt_lr(accurate)} "
+            f"(best {metric} {fmt_val(t.loc[accurate, 'median_best'])})."
+        )
+    if best_budget is not None and len(best_budget) and best_budget["epochs"].nunique() > 1:
+        lo, hi = best_budget["epochs"].min(), best_budget["epochs"].max()
+        at_lo = sorted(best_budget.loc[best_budget["epochs"] == lo, "best_lr"].unique())
+        at_hi = sorted(best_budget.loc[best_budget["epochs"] == hi, "best_lr"].unique())
+        shift = (
+            "shorter budgets favoured larger lrs"
+            if np.median(at_lo) > np.median(at_hi)
+            else "shorter budgets favoured smaller lrs"
+            if np.median(at_lo) < np.median(at_hi)
+            else "the best lr did not depend on the budget"
+        )
+        verdict += (
+            f" Across budgets (own trials per budget): the best lr at {lo} epochs was "
+            f"{', '.join(map(fmt_lr, at_lo))}, at {hi} epochs {', '.join(map(fmt_lr, at_hi))}, "
+            f"so {shift}."
+        )
+
+    return Findings(
+        metric=metric,
+        target=float(target),
+        max_epochs=max_epochs,
+        n_runs=n,
+        outcomes={k: int(v) for k, v in outcomes.items()},
+        fastest_lr=fastest,
+        most_accurate_lr=accurate,
+        reference_lr=reference,
+        claim_faster=None if claim_faster is None else bool(claim_faster),
+        claim_less_accurate=None if claim_less is None else bool(claim_less),
+        verdict=verdict,
+        sentences=s,
+    )
+
+
+def per_batch_lines(curves: pd.DataFrame, metric: str) -> list[str]:
+    """One line per batch size: its fastest lr and its most accurate lr (medians over seeds)."""
+    lines = []
+    table = per_lr_batch(curves)
+    for bs, grp in table.groupby("batch_size"):
+        g = grp.set_index("lr")
+        speed = g[np.isfinite(g["median_epochs_to_target"])]
+        best = g[np.isfinite(g["median_best"])]
+        fast = (
+            f"fastest lr {fmt_lr(speed['median_epochs_to_target'].idxmin())} "
+            f"({fmt_epochs(speed['median_epochs_to_target'].min())} epochs)"
+            if len(speed)
+            else "no lr reached the target"
+        )
+        acc = (
+            f"most accurate lr {fmt_lr(best['median_best'].idxmin())} "
+            f"(best {metric} {best['median_best'].min():.4f})"
+            if len(best)
+            else "no usable run"
+        )
+        lines.append(f"batch size {bs}: {fast}; {acc}.")
+    return lines
+
+
+def best_lr_by_epoch(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """For each batch size and epoch e of the longest runs, the lr with the lowest median
+    ``metric`` at epoch e (a run that stopped before e, or diverged, counts as +inf).
+
+    Columns ``batch_size, epoch, best_lr``."""
+    longest = longest_budget_runs(runs)
+    h = hist[(hist["metric"] == metric) & hist["run_id"].isin(longest["run_id"])]
+    wide = h.pivot_table(index="run_id", columns="epoch", values="value", aggfunc="last")
+    ok = longest.set_index("run_id")["outcome"].reindex(wide.index).isin(OK_OUTCOMES)
+    # An early-stopped run keeps its last result; a diverged one has none after it stopped.
+    wide.loc[ok] = wide.loc[ok].ffill(axis=1)
+    wide = wide.where(np.isfinite(wide)).fillna(np.inf)
+    keys = longest.set_index("run_id").loc[wide.index, ["batch_size", "lr"]]
+    med = wide.groupby([keys["batch_size"], keys["lr"]]).median()
+    rows = []
+    for bs, grp in med.groupby(level="batch_size"):
+        g = grp.droplevel("batch_size")
+        for epoch in g.columns:
+            col = g[epoch]
+            if np.isfinite(col).any():
+                rows.append((bs, int(epoch), float(col.idxmin())))
+    return pd.DataFrame(rows, columns=["batch_size", "epoch", "best_lr"])
