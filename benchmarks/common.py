@@ -32,6 +32,10 @@ SINGLE_THREAD_ENV = {
 OPENBLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
+class Skipped(Exception):
+    """A section or system cannot run yet (its module is missing): recorded, not an error."""
+
+
 class WorkerError(RuntimeError):
     """A benchmark subprocess failed; the message carries the tail of its stderr."""
 

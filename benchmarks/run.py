@@ -16,16 +16,12 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks.common import RESULTS, WorkerError, git_commit, machine_info, run_worker
+from benchmarks.common import RESULTS, Skipped, WorkerError, git_commit, machine_info, run_worker
 
 SYSTEMS = ("nnlab", "keras_jax", "torch", "sklearn")
 TRAINER_SECTIONS = ("W1", "W2", "W3")
 OTHER_SECTIONS = ("matmul", "tracking", "scaling", "analysis")
 ALL_SECTIONS = TRAINER_SECTIONS + OTHER_SECTIONS
-
-
-class Skipped(Exception):
-    """A section or system cannot run yet (its module is missing): recorded, not an error."""
 
 
 def nnlab_nn_ready() -> str | None:
