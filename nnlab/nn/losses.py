@@ -110,6 +110,10 @@ class Loss:
     def per_sample(self, y_true, y_pred) -> np.ndarray:
         raise NotImplementedError
 
+    def dense_per_sample(self, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Per-sample loss with targets as ``prepare_targets`` returns them, (n, K) -> (n,)."""
+        return self.per_sample(y, out)
+
     def check_activation(self, activation: str) -> None:
         """Reject output activations that make this loss meaningless (one-line ValueError)."""
         if not self.probabilistic:
@@ -141,7 +145,7 @@ class Loss:
 
         y, out, delta: (n, K). ``out`` is the output layer's activation output.
         """
-        value = float(self.per_sample(y, out).mean())
+        value = float(self.dense_per_sample(y, out).mean())
         if not self.fused_delta(y, out, activation, delta):
             delta[...] = self.output_grad(y, out)
             activations.DERIVATIVES[activation](out, delta, tmp)
@@ -268,6 +272,9 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     def per_sample(self, y_true, y_pred):
         return sparse_categorical_crossentropy(y_true, y_pred, self.from_logits)
+
+    def dense_per_sample(self, y, out):
+        return categorical_crossentropy(y, out, self.from_logits)
 
     def prepare_targets(self, y, units, dtype, what):
         if y.ndim == 2 and y.shape[1] == 1:

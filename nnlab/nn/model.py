@@ -363,7 +363,7 @@ class Sequential:
         for start in range(0, n, batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             out = self._forward(xb, self._get_buffers(xb.shape[0]))
-            loss_sum += float(self.loss.per_sample(yb, out).mean()) * xb.shape[0]
+            loss_sum += float(self.loss.dense_per_sample(yb, out).mean()) * xb.shape[0]
             for j, s in enumerate(self._metric_sums(yb, out)):
                 sums[j] += s
         logs = {"loss": loss_sum / n}
