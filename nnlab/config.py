@@ -137,7 +137,7 @@ def to_plain(cfg: Any) -> Any:
     except ImportError:  # pragma: no cover - hydra-core is a dependency
         return cfg
     if isinstance(cfg, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     return cfg
 
 
@@ -156,7 +156,12 @@ def validate(cfg: Any) -> dict:
     """
     try:
         plain = to_plain(cfg)
-    except Exception as exc:  # an interpolation that cannot resolve, e.g. ${oc.env:...}
+    except Exception as exc:  # a required ??? value, or an interpolation that cannot resolve
+        key = getattr(exc, "full_key", None)
+        if type(exc).__name__ == "MissingMandatoryValue" and key:
+            raise ConfigError(
+                f"{key} is required: set it on the command line ({key}=...)"
+            ) from None
         raise ConfigError(f"config does not resolve: {str(exc).splitlines()[0]}") from None
     for key, (ok, allowed) in RULES.items():
         _check(ok(_get(plain, key)), key, _get(plain, key), allowed)

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -17,11 +18,17 @@ from omegaconf import DictConfig
 from nnlab.config import ConfigError
 
 # conf/hydra/launcher/joblib.yaml sets our defaults (n_jobs=2) on top of the plugin's schema of the
-# same name: intended, so Hydra's deprecation notice about it is noise (here and in loky workers).
-warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema")
+# same name: intended, so Hydra's deprecation notice about it is noise (nnlab.tracking does the
+# same for loky workers).
+warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# conf/ sits at the repo root (works from a checkout and after `pip install -e .`); absolute, so
+# it does not depend on how this module was started (`-m nnlab.run` or imported)
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> dict:
     from nnlab.tracking import run_trial  # after Hydra parsed the command line: fast --help
 

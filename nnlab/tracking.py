@@ -32,6 +32,7 @@ import sys
 import time
 import traceback
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,11 @@ SWEEP_FILE = ".nnlab/sweep.json"
 MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
 
 log = logging.getLogger(__name__)
+
+# conf/hydra/launcher/joblib.yaml (our n_jobs=2 preset) shares its name with the plugin's schema on
+# purpose; loky workers compose each trial's config and would print Hydra's deprecation notice
+# about that. Workers import this module (the sweep callback) before composing, so filter it here.
+warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema")
 
 
 # --- small pure helpers -------------------------------------------------------------------------
@@ -146,7 +152,7 @@ def ui_command(uri: str) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
+    return "-" if value is None else f"{value:.4g}"
 
 
 # --- MLflow access (imports mlflow lazily, one client per process) ------------------------------
@@ -528,7 +534,7 @@ def _report(record: dict, ctx: SweepContext | None) -> dict:
     detail = (
         f"(FINISHED run {record['run_id'][:8]})"
         if record["outcome"] == "skipped"
-        else f"loss={_fmt(record['loss'])} val_loss={_fmt(record['val_loss'])} {record['seconds']:.1f}s"
+        else f"loss={_fmt(record['loss'])} val_loss={_fmt(record['val_loss'])} {record['seconds']:.2f}s"
     )
     if record.get("error"):
         detail += f"  {record['error']}"

@@ -108,8 +108,9 @@ def _forwarder(sink: Sink, history: dict[str, list[float]], batch_every: int, fa
     class BatchForwarder(EpochForwarder):
         # a separate class because nn only calls on_train_batch_end when it is overridden
         def on_train_batch_end(self, step, logs=None):
-            if (step + 1) % batch_every == 0:
-                sink.log_batch_loss(step + 1, float((logs or {}).get("loss", math.nan)))
+            # step: the optimizer's iteration count after this update (1-based)
+            if step % batch_every == 0:
+                sink.log_batch_loss(step, float((logs or {}).get("loss", math.nan)))
 
     return BatchForwarder() if batch_every > 0 else EpochForwarder()
 

@@ -1,0 +1,149 @@
+"""nnlab.tracking against a real MLflow sqlite store in a temp dir (no training needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from nnlab import tracking
+from nnlab.config import ConfigError
+
+pytest.importorskip("mlflow")
+
+
+@pytest.fixture(scope="module")
+def launch_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("launch")
+
+
+@pytest.fixture(scope="module")
+def store(launch_dir: Path) -> tuple[str, str]:
+    """One sqlite store for the module (creating one costs ~1.5 s): (uri, experiment_id)."""
+    uri = tracking.resolve_uri("sqlite:///mlflow.db", launch_dir)
+    exp_id = tracking.open_experiment(uri, "unit", "mlruns", launch_dir)
+    return uri, exp_id
+
+
+def _epochs(n: int) -> list[dict[str, float]]:
+    return [
+        {"loss": 1.0 / e, "accuracy": 0.5 + e / 100, "val_loss": 1.1 / e, "epoch_time": 0.01}
+        for e in range(1, n + 1)
+    ]
+
+
+def test_resolve_uri_makes_sqlite_paths_absolute(tmp_path: Path) -> None:
+    assert (
+        tracking.resolve_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    )
+    assert tracking.resolve_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert tracking.resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_flatten_and_hash_ignore_tracking_keys() -> None:
+    cfg = {"lr": 0.1, "model": {"hidden": [4, 4], "seed": 0}, "tracking": {"rerun": False}}
+    assert tracking.flatten(cfg) == {
+        "lr": 0.1,
+        "model.hidden": [4, 4],
+        "model.seed": 0,
+        "tracking.rerun": False,
+    }
+    same = {**cfg, "tracking": {"rerun": True}, "report": {"enabled": True}}
+    assert tracking.config_hash(cfg) == tracking.config_hash(same)
+    assert tracking.config_hash(cfg) != tracking.config_hash({**cfg, "lr": 0.01})
+
+
+def test_run_name_uses_the_overrides_that_vary() -> None:
+    plain = {"lr": 0.01, "batch_size": 16, "epochs": 50}
+    overrides = ["lr=0.01", "batch_size=16", "epochs=50", "data.n_samples=200"]
+    name = tracking.run_name(overrides, ["lr", "batch_size", "epochs"], plain)
+    assert name == "lr=0.01 batch_size=16 epochs=50"
+    single = tracking.run_name(["optimizer=sgd", "tracking=none"], None, plain)
+    assert single == "lr=0.01 batch_size=16 epochs=50 optimizer=sgd"
+
+
+def test_store_is_created_once_with_artifacts_under_launch_dir(launch_dir: Path, store) -> None:
+    uri, exp_id = store
+    assert (launch_dir / "mlflow.db").is_file()
+    exp = tracking.client(uri).get_experiment(exp_id)
+    assert exp.name == "unit"
+    assert exp.artifact_location == (launch_dir / "mlruns" / exp_id).as_uri()
+    # opening again finds the same experiment instead of creating a second one
+    assert tracking.open_experiment(uri, "unit", "mlruns", launch_dir) == exp_id
+
+
+def test_sink_buffers_metrics_until_flush(tmp_path: Path, store) -> None:
+    uri, exp_id = store
+    sink = tracking.MlflowSink(uri, exp_id, "buffered", {"nnlab.role": "trial"}, {"lr": 0.1}, 3600)
+    c = tracking.client(uri)
+    for epoch, logs in enumerate(_epochs(3), start=1):
+        sink.log_epoch(epoch, logs)
+    assert c.get_metric_history(sink.run_id, "loss") == []  # nothing written yet: one flush later
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "history.csv").write_text("epoch,loss\n1,1.0\n")
+    sink.finish("completed", {"nnlab.outcome": "completed"}, tmp_path / "art")
+
+    run = c.get_run(sink.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"lr": "0.1"}
+    assert run.data.tags["nnlab.outcome"] == "completed"
+    history = c.get_metric_history(sink.run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in history] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert [a.path for a in c.list_artifacts(sink.run_id)] == ["history.csv"]
+    assert sink.overhead > 0
+
+
+def test_sink_flushes_when_the_interval_passed(store) -> None:
+    uri, exp_id = store
+    sink = tracking.MlflowSink(uri, exp_id, "live", {}, {}, flush_interval=0.0)
+    sink.log_epoch(1, _epochs(1)[0])
+    sink.log_batch_loss(7, 0.25)  # batch losses wait for the next flush
+    assert len(tracking.client(uri).get_metric_history(sink.run_id, "loss")) == 1
+    assert tracking.client(uri).get_metric_history(sink.run_id, "batch_loss") == []
+    sink.finish("failed", {"nnlab.outcome": "failed"}, None)
+    run = tracking.client(uri).get_run(sink.run_id)
+    assert run.info.status == "FAILED"
+    assert [m.step for m in tracking.client(uri).get_metric_history(sink.run_id, "batch_loss")] == [
+        7
+    ]
+
+
+def test_many_params_and_nan_metrics_are_stored(store) -> None:
+    uri, exp_id = store
+    params = {f"p{i}": i for i in range(250)}  # more than one log_batch allows
+    sink = tracking.MlflowSink(uri, exp_id, "many", {}, params, flush_interval=3600)
+    sink.log_epoch(1, {"loss": math.nan})
+    sink.finish("diverged", {"nnlab.outcome": "diverged", "nnlab.stopped_epoch": "1"}, None)
+    run = tracking.client(uri).get_run(sink.run_id)
+    assert len(run.data.params) == 250
+    assert math.isnan(run.data.metrics["loss"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["nnlab.stopped_epoch"] == "1"
+
+
+def test_finished_trials_maps_config_hash_to_run(launch_dir: Path, store) -> None:
+    uri, _ = store
+    exp_id = tracking.open_experiment(uri, "skips", "mlruns", launch_dir)
+    done = tracking.MlflowSink(
+        uri, exp_id, "a", {"nnlab.role": "trial", "nnlab.config_hash": "h1"}, {}, 0
+    )
+    done.log_epoch(1, {"loss": 0.3, "val_loss": 0.4})
+    done.finish("completed", {"nnlab.outcome": "completed"}, None)
+    failed = tracking.MlflowSink(
+        uri, exp_id, "b", {"nnlab.role": "trial", "nnlab.config_hash": "h2"}, {}, 0
+    )
+    failed.finish("failed", {"nnlab.outcome": "failed"}, None)
+    found = tracking.finished_trials(uri, exp_id)
+    assert set(found) == {"h1"}  # a FAILED run is not a reason to skip
+    assert found["h1"]["run_id"] == done.run_id
+    assert found["h1"]["val_loss"] == pytest.approx(0.4)
+
+
+def test_deleted_experiment_is_a_config_error(launch_dir: Path, store) -> None:
+    uri, _ = store
+    exp_id = tracking.open_experiment(uri, "doomed", "mlruns", launch_dir)
+    tracking.client(uri).delete_experiment(exp_id)
+    with pytest.raises(ConfigError, match="experiment_name='doomed'.*deleted"):
+        tracking.open_experiment(uri, "doomed", "mlruns", launch_dir)
