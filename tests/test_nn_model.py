@@ -520,6 +520,7 @@ KERAS_CASES = [
 ]
 
 
+@pytest.mark.slow  # importing jax and compiling take ~10 s
 @pytest.mark.parametrize(
     ("opt", "loss", "act", "units"), KERAS_CASES, ids=[c[0] for c in KERAS_CASES]
 )

@@ -234,3 +234,26 @@ def test_no_runtime_warning_in_model_with_extreme_inputs():
             assert np.isfinite(model.evaluate(x, y)["loss"])
             _, grads = model._loss_and_grads(x, y)
             assert np.isfinite(grads).all()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.SGD(0.1, momentum=0.9, nesterov=True),
+        lambda: nn.Adam(0.01),
+        lambda: nn.RMSprop(0.01, momentum=0.5, centered=True),
+    ],
+    ids=["sgd", "adam", "rmsprop"],
+)
+def test_blockwise_update_is_bit_identical_to_one_pass(make):
+    rng = np.random.default_rng(2)
+    w0 = rng.normal(size=1000).astype(np.float32)
+    whole, blocks = make(), make()
+    blocks.CHUNK = 64  # 16 blocks, the last one partial
+    a, b = w0.copy(), w0.copy()
+    for _ in range(3):
+        g = rng.normal(size=1000).astype(np.float32)
+        whole.update(a, g)
+        blocks.update(b, g)
+    assert len(blocks._blocks) == 16 and len(whole._blocks) == 1
+    np.testing.assert_array_equal(a, b)

@@ -58,6 +58,10 @@ class Optimizer:
     def built(self) -> bool:
         return self._size is not None
 
+    #: elements per block: large vectors are updated block by block so the ~12 passes of an
+    #: update run on cache-resident data (measured ~25% faster for 235k float32 parameters)
+    CHUNK = 16384
+
     def build(self, size: int, dtype) -> None:
         """Allocate zero slots and scratch for ``size`` parameters of ``dtype``."""
         dtype = np.dtype(dtype)
@@ -70,8 +74,13 @@ class Optimizer:
             return
         self._size, self.dtype = size, dtype
         self.slots = {name: np.zeros(size, dtype) for name in self.slot_names}
-        self._t1 = np.empty(size, dtype)
-        self._t2 = np.empty(size, dtype)
+        chunk = min(size, self.CHUNK)
+        t1, t2 = np.empty(chunk, dtype), np.empty(chunk, dtype)
+        self._blocks = []  # (start, stop, slot views, scratch views) per block
+        for start in range(0, size, chunk):
+            stop = min(start + chunk, size)
+            views = {k: v[start:stop] for k, v in self.slots.items()}
+            self._blocks.append((start, stop, views, t1[: stop - start], t2[: stop - start]))
         self._c = {k: dtype.type(v) for k, v in self.get_config().items() if k != "name"
                    and isinstance(v, float)}  # fmt: skip
 
@@ -79,10 +88,21 @@ class Optimizer:
         """One step, in place: ``params`` and ``grads`` are flat arrays of the built size."""
         if not self.built:
             self.build(params.size, params.dtype)
-        self._apply(params, grads)
+        k = self._step_constants()
+        if len(self._blocks) == 1:
+            _, _, slots, t, u = self._blocks[0]
+            self._apply(params, grads, slots, t, u, k)
+        else:
+            for start, stop, slots, t, u in self._blocks:
+                self._apply(params[start:stop], grads[start:stop], slots, t, u, k)
         self.iterations += 1
 
-    def _apply(self, params: np.ndarray, grads: np.ndarray) -> None:
+    def _step_constants(self):
+        """Per-step scalars shared by all blocks (e.g. Adam's bias-corrected rate)."""
+        return None
+
+    def _apply(self, w, g, slots, t, u, k) -> None:
+        """Update one block in place: w, g, slot views and scratch t, u of equal length."""
         raise NotImplementedError
 
     # -- resume state ---------------------------------------------------------------------
@@ -124,19 +144,18 @@ class SGD(Optimizer):
         return {"name": self.name, "learning_rate": self.learning_rate,
                 "momentum": self.momentum, "nesterov": self.nesterov}  # fmt: skip
 
-    def _apply(self, w, g):
-        lr, t = self._c["learning_rate"], self._t1
-        np.multiply(g, lr, out=t)  # lr g
+    def _apply(self, w, g, slots, t, u, k):
+        np.multiply(g, self._c["learning_rate"], out=t)  # lr g
         if self.momentum == 0:
             w -= t
             return
-        m, v = self._c["momentum"], self.slots["momentum"]
+        m, v = self._c["momentum"], slots["momentum"]
         v *= m
         v -= t
         if self.nesterov:
-            np.multiply(v, m, out=self._t2)
-            self._t2 -= t
-            w += self._t2
+            np.multiply(v, m, out=u)
+            u -= t
+            w += u
         else:
             w += v
 
@@ -170,13 +189,12 @@ class Adam(Optimizer):
         self._one_minus_b1 = one - self._c["beta_1"]
         self._one_minus_b2 = one - self._c["beta_2"]
 
-    def _apply(self, w, g):
-        c, m, v, t, u = self._c, self.slots["m"], self.slots["v"], self._t1, self._t2
-        step = self.dtype.type(self.iterations + 1)
-        one = self.dtype.type(1)
-        alpha = (
-            c["learning_rate"] * np.sqrt(one - c["beta_2"] ** step) / (one - c["beta_1"] ** step)
-        )
+    def _step_constants(self):
+        c, step, one = self._c, self.dtype.type(self.iterations + 1), self.dtype.type(1)
+        return c["learning_rate"] * np.sqrt(one - c["beta_2"] ** step) / (one - c["beta_1"] ** step)
+
+    def _apply(self, w, g, slots, t, u, alpha):
+        m, v = slots["m"], slots["v"]
         np.subtract(g, m, out=t)
         t *= self._one_minus_b1
         m += t
@@ -185,7 +203,7 @@ class Adam(Optimizer):
         t *= self._one_minus_b2
         v += t
         np.sqrt(v, out=t)
-        t += c["epsilon"]
+        t += self._c["epsilon"]
         np.multiply(m, alpha, out=u)
         u /= t
         w -= u
@@ -225,15 +243,15 @@ class RMSprop(Optimizer):
         super().build(size, dtype)
         self._one_minus_rho = self.dtype.type(1) - self._c["rho"]
 
-    def _apply(self, w, g):
-        c, t, u = self._c, self._t1, self._t2
-        rho, v = c["rho"], self.slots["velocity"]
+    def _apply(self, w, g, slots, t, u, k):
+        c = self._c
+        rho, v = c["rho"], slots["velocity"]
         v *= rho
         np.multiply(g, g, out=t)
         t *= self._one_minus_rho
         v += t
         if self.centered:
-            mg = self.slots["average_gradient"]
+            mg = slots["average_gradient"]
             mg *= rho
             np.multiply(g, self._one_minus_rho, out=t)
             mg += t
@@ -246,7 +264,7 @@ class RMSprop(Optimizer):
         np.multiply(g, c["learning_rate"], out=u)
         u /= t
         if self.momentum > 0:
-            mom = self.slots["momentum"]
+            mom = slots["momentum"]
             mom *= c["momentum"]
             mom += u
             w -= mom
