@@ -7,6 +7,7 @@ config at run time so it follows whatever ``conf/experiment/lr_vs_epochs.yaml`` 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ class Workload:
     n_samples: int
     hidden_activation: str = "relu"
     learning_rate: float = 1e-3
+    epochs_per_repeat: int | None = None  # None: the runner's default (2, or 1 with --quick)
     source: str = "fixed"
     notes: str = ""
     data: dict = field(default_factory=dict)  # nnlab.data.load_dataset(**data) when non-empty
@@ -93,15 +95,22 @@ def w3_from_config() -> Workload:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["+experiment=lr_vs_epochs"])
+    with warnings.catch_warnings():  # Hydra's schema-matching notice for the joblib preset
+        warnings.simplefilter("ignore", UserWarning)
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=["+experiment=lr_vs_epochs"])
     c = OmegaConf.to_container(cfg, resolve=False)
     model, data = c.get("model", {}), dict(c.get("data", {}))
-    hidden = model.get("hidden", model.get("units", [16, 16]))
+    hidden = model.get("hidden", [16, 16])
     hidden = [hidden] if isinstance(hidden, int) else list(hidden)
-    act = model.get("activation", model.get("hidden_activation", "relu"))
-    batch = _first(c.get("batch_size", c.get("trainer", {}).get("batch_size", 32)))
-    lr = _first(c.get("lr", 1e-3))
+    act = model.get("activation", "relu")
+    # The sweep axes sit in hydra.sweeper.params, not in the composed job config. The trial
+    # measured is the sweep's costliest kind: its smallest batch size and longest epoch budget,
+    # one whole fit(epochs) per repeat as a trial runs it (lr: the config default).
+    axes = OmegaConf.load(exp).get("hydra", {}).get("sweeper", {}).get("params", {}) or {}
+    batch = min(_values(axes.get("batch_size", c.get("batch_size", 32))))
+    epochs = max(_values(axes.get("epochs", c.get("epochs", 20))))
+    lr = float(c.get("lr", 1e-3))
 
     from nnlab.data import load_dataset
 
@@ -114,20 +123,19 @@ def w3_from_config() -> Workload:
         batch_size=int(batch),
         n_samples=len(ds.x_train),
         hidden_activation=str(act),
-        learning_rate=float(lr),
+        learning_rate=lr,
+        epochs_per_repeat=int(epochs),
         source="conf/experiment/lr_vs_epochs.yaml",
-        notes=f"flagship sweep trial: data={name}",
+        notes=f"flagship sweep trial: data={name}, batch {batch:g}, fit(epochs={epochs:g}) per "
+        "repeat (the sweep's smallest batch and longest budget)",
         data={"name": name, **data},
     )
 
 
-def _first(v):
-    """A sweep axis may be a list or a comma string; one trial uses one value."""
-    if isinstance(v, list | tuple):
-        return v[0]
-    if isinstance(v, str) and "," in v:
-        return v.split(",")[0]
-    return v
+def _values(v) -> list[float]:
+    """A sweep axis as numbers: ``"16,64,256"``, ``[16, 64]`` or a single value."""
+    items = v if isinstance(v, list | tuple) else str(v).split(",")
+    return [float(x) for x in items]
 
 
 def make_data(w: Workload) -> tuple[np.ndarray, np.ndarray]:
