@@ -257,3 +257,47 @@ def test_blockwise_update_is_bit_identical_to_one_pass(make):
         blocks.update(b, g)
     assert len(blocks._blocks) == 16 and len(whole._blocks) == 1
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        nn.BinaryCrossentropy(),
+        nn.BinaryCrossentropy(from_logits=True),
+        nn.CategoricalCrossentropy(),
+        nn.CategoricalCrossentropy(from_logits=True),
+        nn.SparseCategoricalCrossentropy(),
+        nn.MeanSquaredError(),
+    ],
+    ids=repr,
+)
+def test_training_batch_mean_equals_mean_of_per_sample_losses(loss):
+    rng = np.random.default_rng(4)
+    out = rng.random((9, 3)) if not loss.from_logits else rng.normal(size=(9, 3)) * 5
+    out[0, 0] = 0.0 if not loss.from_logits else out[0, 0]  # a clipped probability
+    y = np.eye(3)[rng.integers(0, 3, 9)]
+    if isinstance(loss, nn.BinaryCrossentropy):
+        y[:, 1] = rng.random(9)
+    expected = loss.dense_per_sample(y, out).mean()
+    assert loss.batch_mean(y, out) == pytest.approx(expected, rel=1e-12)
+    if isinstance(loss, nn.SparseCategoricalCrossentropy):
+        assert loss(y.argmax(axis=1), out) == pytest.approx(expected, rel=1e-12)
+    else:
+        assert loss(y, out) == pytest.approx(expected, rel=1e-12)
+
+
+def test_metric_batch_totals_equal_sums_of_per_sample_values():
+    rng = np.random.default_rng(5)
+    for units, fn in (
+        (1, metrics.binary_accuracy),
+        (4, metrics.binary_accuracy),
+        (4, metrics.categorical_accuracy),
+        (4, metrics.mean_absolute_error),
+    ):
+        y = (
+            np.eye(units)[rng.integers(0, units, 20)]
+            if units > 1
+            else (rng.random((20, 1)) > 0.5) * 1.0
+        )
+        out = rng.random((20, units))
+        assert metrics.batch_total(fn, y, out) == pytest.approx(float(fn(y, out).sum()), rel=1e-12)

@@ -354,7 +354,7 @@ class Sequential:
         return loss, self._grads.copy()
 
     def _metric_sums(self, y: np.ndarray, out: np.ndarray) -> list[float]:
-        return [float(fn(y, out).sum()) for _, fn in self._metrics]
+        return [metrics_module.batch_total(fn, y, out) for _, fn in self._metrics]
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
         """Sample-weighted means of the batch losses and metrics (as Keras's evaluate)."""
@@ -363,7 +363,7 @@ class Sequential:
         for start in range(0, n, batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             out = self._forward(xb, self._get_buffers(xb.shape[0]))
-            loss_sum += float(self.loss.dense_per_sample(yb, out).mean()) * xb.shape[0]
+            loss_sum += self.loss.batch_mean(yb, out) * xb.shape[0]
             for j, s in enumerate(self._metric_sums(yb, out)):
                 sums[j] += s
         logs = {"loss": loss_sum / n}
