@@ -1,0 +1,254 @@
+"""``python -m nnlab.run`` end to end: the real Hydra CLI in a subprocess, a real sqlite store.
+
+Each test launches from its own temp dir (the launch dir holds mlflow.db and mlruns/), with tiny
+data so a trial takes milliseconds; most of the time is Python + mlflow start-up.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mlflow")
+
+TINY = ["data.n_samples=200", "model.hidden=[8]"]
+
+
+def nnlab_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def client(cwd: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+
+
+def runs(cwd: Path, experiment: str, role: str | None = None) -> list:
+    c = client(cwd)
+    exp = c.get_experiment_by_name(experiment)
+    query = f"tags.`nnlab.role` = '{role}'" if role else ""
+    return list(c.search_runs([exp.experiment_id], query, max_results=1000))
+
+
+def download(cwd: Path, run_id: str, path: str, dst: Path) -> Path:
+    return Path(client(cwd).download_artifacts(run_id, path, str(dst)))
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An initialised, empty sqlite store. Creating one runs MLflow's schema migrations (1.5-6 s
+    here), so tests that do not test store creation start from a copy; the joblib test and the
+    bad-config tests start without one."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns"))
+    return path
+
+
+@pytest.fixture()
+def launch_dir(tmp_path: Path, empty_store: Path) -> Path:
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, empty_store: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """The 2 x 2 x 2 sweep of the issue, run once for the tests below."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    shutil.copy(empty_store, cwd / "mlflow.db")
+    proc = nnlab_run(
+        cwd, "-m", "lr=0.1,0.01", "batch_size=16,64", "epochs=2,3", "experiment_name=grid",
+        "hydra.sweep.dir=multirun/grid", *TINY,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return cwd, proc
+
+
+def test_sweep_files_one_parent_and_eight_children(sweep, tmp_path: Path) -> None:
+    cwd, proc = sweep
+    parents = runs(cwd, "grid", "sweep")
+    trials = runs(cwd, "grid", "trial")
+    assert len(parents) == 1 and len(trials) == 8
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["nnlab.n_completed"] == "8"
+    assert runs(cwd, "Default") == []  # nothing misfiled
+    combos = set()
+    for run in trials:
+        p, tags = run.data.params, run.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["nnlab.sweep_id"] == parent.data.tags["nnlab.sweep_id"]
+        assert tags["nnlab.outcome"] == "completed" and run.info.status == "FINISHED"
+        assert {"nnlab.git_commit", "nnlab.git_dirty", "nnlab.version", "nnlab.job"} <= set(tags)
+        assert len(tags["nnlab.config_hash"]) == 16
+        # the resolved config: interpolations followed into the groups
+        assert p["optimizer.learning_rate"] == p["lr"] and p["trainer.epochs"] == p["epochs"]
+        assert p["data.n_samples"] == "200" and p["model.hidden"] == "[8]"
+        assert (
+            run.info.run_name == f"lr={p['lr']} batch_size={p['batch_size']} epochs={p['epochs']}"
+        )
+        combos.add((p["lr"], p["batch_size"], p["epochs"]))
+        epochs = int(p["epochs"])
+        for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"):
+            history = client(cwd).get_metric_history(run.info.run_id, metric)
+            assert sorted(m.step for m in history) == list(range(1, epochs + 1)), metric
+        artifacts = {a.path for a in client(cwd).list_artifacts(run.info.run_id)}
+        assert artifacts == {"config.yaml", "overrides.yaml", "model.npz", "history.csv"}
+    assert len(combos) == 8
+
+    run = trials[0]
+    rows = list(csv.DictReader(download(cwd, run.info.run_id, "history.csv", tmp_path).open()))
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, int(run.data.params["epochs"]) + 1))
+    final = client(cwd).get_metric_history(run.info.run_id, "val_loss")[-1].value
+    assert float(rows[-1]["val_loss"]) == pytest.approx(final)
+
+    from nnlab import nn
+
+    model = nn.load_model(download(cwd, run.info.run_id, "model.npz", tmp_path))
+    assert model.get_weights()[0].shape == (2, 8)
+
+    # the terminal: one line per finished trial, then the summary
+    assert proc.stdout.count("] completed") == 8
+    assert "completed        8" in proc.stdout
+    assert f"parent run: {parent.info.run_id}" in proc.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in proc.stdout
+    assert "best by val_loss: lr=" in proc.stdout
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_trials_unless_asked(sweep) -> None:
+    cwd, _ = sweep
+    args = ["-m", "lr=0.1,0.01", "batch_size=16,64", "epochs=2,3", "experiment_name=grid", *TINY]
+    again = nnlab_run(cwd, *args, "hydra.sweep.dir=multirun/again")
+    assert again.returncode == 0, again.stderr
+    assert "skipping 8 of 8 trials" in again.stdout
+    assert "skipped          8" in again.stdout
+    assert len(runs(cwd, "grid", "trial")) == 8  # no new trial runs
+
+    forced = nnlab_run(cwd, *args, "tracking.rerun=true", "hydra.sweep.dir=multirun/forced")
+    assert forced.returncode == 0, forced.stderr
+    assert "skipping" not in forced.stdout
+    assert len(runs(cwd, "grid", "trial")) == 16
+
+
+def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> None:
+    tmp_path = launch_dir
+    proc = nnlab_run(
+        tmp_path, "-m", "lr=0.01,1e30", "trainer.fail_at_epoch=null,2", "epochs=3",
+        "experiment_name=bad", *TINY,
+    )  # fmt: skip
+    assert proc.returncode == 1  # a trial failed
+    by_key = {
+        (r.data.params["lr"], r.data.params["trainer.fail_at_epoch"]): r
+        for r in runs(tmp_path, "bad", "trial")
+    }
+    assert len(by_key) == 4
+    ok = by_key[("0.01", "None")]
+    assert ok.data.tags["nnlab.outcome"] == "completed" and ok.info.status == "FINISHED"
+
+    diverged = by_key[("1e+30", "None")]
+    assert diverged.data.tags["nnlab.outcome"] == "diverged"
+    assert diverged.info.status == "FINISHED"
+    assert diverged.data.tags["nnlab.stopped_epoch"] == "1"
+    assert len(client(tmp_path).get_metric_history(diverged.info.run_id, "loss")) == 1
+
+    failed = by_key[("0.01", "2")]
+    assert failed.data.tags["nnlab.outcome"] == "failed" and failed.info.status == "FAILED"
+    tb = download(tmp_path, failed.info.run_id, "traceback.txt", tmp_path).read_text()
+    assert "FailAtEpoch: trainer.fail_at_epoch=2" in tb and "Traceback" in tb
+    assert len(client(tmp_path).get_metric_history(failed.info.run_id, "loss")) == 2  # flushed
+
+    assert by_key[("1e+30", "2")].data.tags["nnlab.outcome"] == "diverged"  # stopped at epoch 1
+    assert "failed           1" in proc.stdout and "diverged         2" in proc.stdout
+    assert "best by val_loss: lr=0.01 trainer.fail_at_epoch=null" in proc.stdout
+    assert runs(tmp_path, "bad", "sweep")[0].data.tags["nnlab.n_failed"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lr=-1"], "nnlab: invalid config: lr=-1: must be a number > 0"),
+        (
+            ["batch_size=0", "epochs=2"],
+            "nnlab: invalid config: batch_size=0: must be an integer >= 1",
+        ),
+        (["data.noise=-3"], "nnlab: invalid config: data: dataset 'moons': noise must be"),
+        (["-m", "lr=0.1,-2", "epochs=2"], "nnlab: invalid config: trial `lr=-2 epochs=2`: lr=-2:"),
+        (["-m", "model.activation=relu,nope"], "model.activation='nope': must be one of"),
+    ],
+)
+def test_bad_config_is_one_line_and_creates_no_run(tmp_path: Path, args, message) -> None:
+    proc = nnlab_run(tmp_path, *args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no store, so certainly no run
+
+
+def test_single_run_is_a_trial_without_parent(launch_dir: Path) -> None:
+    tmp_path = launch_dir
+    proc = nnlab_run(tmp_path, "epochs=3", "experiment_name=one", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Epoch ") == 3  # per-epoch progress
+    (run,) = runs(tmp_path, "one")
+    assert run.data.tags["nnlab.role"] == "trial" and "mlflow.parentRunId" not in run.data.tags
+    assert run.data.tags["nnlab.outcome"] == "completed"
+    assert (
+        run.info.run_name
+        == "lr=0.01 batch_size=32 epochs=3 experiment_name=one data.n_samples=200 model.hidden=[8]"
+    )
+    assert f"MLflow run {run.info.run_id}" in proc.stdout
+
+
+def test_tracking_none_trains_without_mlflow(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from nnlab.run import main\n"
+        "sys.argv = ['nnlab.run', 'tracking=none', 'epochs=2', 'hydra.run.dir=out', "
+        "'data.n_samples=200']\n"
+        "main()\n"
+        "print('mlflow imported:', 'mlflow' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "mlflow imported: False" in proc.stdout
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+    files = {p.name for p in (tmp_path / "out" / "artifacts").iterdir()}
+    assert files == {"config.yaml", "overrides.yaml", "model.npz", "history.csv"}
+
+
+@pytest.mark.slow
+def test_joblib_on_a_fresh_store_files_every_run_under_the_parent(tmp_path: Path) -> None:
+    proc = nnlab_run(tmp_path, "-m", "+experiment=quick", "hydra/launcher=joblib", "epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "ConfigStore schema" not in proc.stderr  # no Hydra deprecation noise from workers
+    (parent,) = runs(tmp_path, "quick", "sweep")
+    trials = runs(tmp_path, "quick", "trial")
+    assert len(trials) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    assert all(r.info.status == "FINISHED" for r in trials)
+    assert runs(tmp_path, "Default") == []
+    assert parent.data.params["sweep.parallel"] == "True"
+    assert {r.info.run_name for r in trials} == {
+        f"lr={lr} batch_size={bs}" for lr in ("0.1", "0.01") for bs in (16, 64)
+    }
