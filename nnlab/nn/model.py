@@ -353,6 +353,15 @@ class Sequential:
         loss = self._forward_backward(x, y, self._get_buffers(x.shape[0]))
         return loss, self._grads.copy()
 
+    def _gather_buffers(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shuffled-order copies of (x, y), kept between fit calls of the same data shape
+        (fresh buffers cost page faults: ~10 ms per 60 MB on every fit)."""
+        cached = getattr(self, "_gathered", None)
+        if cached is None or cached[0].shape != x.shape or cached[1].shape != y.shape:
+            cached = (np.empty_like(x), np.empty_like(y))
+            self._gathered = cached
+        return cached
+
     def _metric_sums(self, y: np.ndarray, out: np.ndarray) -> list[float]:
         return [metrics_module.batch_total(fn, y, out) for _, fn in self._metrics]
 
@@ -425,7 +434,7 @@ class Sequential:
         params = {"epochs": epochs, "steps": math.ceil(n / batch_size), "verbose": verbose}
         cbs = callbacks_module.CallbackList([history, *(callbacks or [])], self, params)
         per_batch = bool(cbs.batch_callbacks)
-        xs, ys = (np.empty_like(x), np.empty_like(y)) if shuffle else (x, y)
+        xs, ys = self._gather_buffers(x, y) if shuffle else (x, y)
         self.stop_training = False
         self.history = history
         logs: dict[str, float] = {}
@@ -438,8 +447,10 @@ class Sequential:
                 started = time.perf_counter()
                 if shuffle:
                     order = self._rng.permutation(n)
-                    np.take(x, order, axis=0, out=xs)
-                    np.take(y, order, axis=0, out=ys)
+                    # mode="clip" (never triggered by a permutation) avoids the
+                    # temporary NumPy makes for out= under the default mode="raise"
+                    np.take(x, order, axis=0, out=xs, mode="clip")
+                    np.take(y, order, axis=0, out=ys, mode="clip")
                 loss_sum, sums = 0.0, [0.0] * len(self._metrics)
                 for start in range(0, n, batch_size):
                     xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
