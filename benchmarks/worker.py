@@ -131,7 +131,18 @@ def matmul(spec: dict) -> dict:
     }
 
 
-KINDS = {"train": train, "matmul": matmul, "blas": lambda spec: {"blas": blas_info()}}
+def tracking_phases(spec: dict) -> dict:
+    from benchmarks.tracking_cost import phases
+
+    return phases(spec)
+
+
+KINDS = {
+    "train": train,
+    "matmul": matmul,
+    "tracking_phases": tracking_phases,
+    "blas": lambda spec: {"blas": blas_info()},
+}
 
 
 def main() -> None:
