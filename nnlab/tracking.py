@@ -274,9 +274,9 @@ class MlflowSink(Sink):
     def flush(self) -> None:
         """Write buffered metrics with ``log_batch`` (chunks of 1000, MLflow's limit)."""
         t0 = time.perf_counter()
-        while self.buffer:
-            chunk, self.buffer = self.buffer[:1000], self.buffer[1000:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+        while self.buffer:  # drop a chunk only once written (Ctrl-C may land mid-call)
+            self.client.log_batch(self.run_id, metrics=self.buffer[:1000])
+            del self.buffer[:1000]
         self.last_flush = time.perf_counter()
         self.overhead += self.last_flush - t0
 
@@ -467,6 +467,12 @@ def run_trial(cfg: Any) -> dict:
     except KeyboardInterrupt:
         outcome = "killed"
         _finish(sink, outcome, None, plain, overrides, recorder.rows, None, artifact_dir)
+        where = f"MLflow run {sink.run_id} marked KILLED" if sink else "stopped"
+        print(
+            f"nnlab: {name}: interrupted after {len(recorder.rows)} epochs; {where}",
+            file=sys.stderr,
+            flush=True,
+        )
         raise
     except ConfigError:
         raise

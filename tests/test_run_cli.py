@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -252,3 +254,36 @@ def test_joblib_on_a_fresh_store_files_every_run_under_the_parent(tmp_path: Path
     assert {r.info.run_name for r in trials} == {
         f"lr={lr} batch_size={bs}" for lr in ("0.1", "0.01") for bs in (16, 64)
     }
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_running_trial_killed(launch_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
+    args = ["-m", "lr=0.1,0.01", "epochs=1000000", "experiment_name=long", *TINY]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnlab.run", *args],
+        cwd=launch_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until the first trial has logged epochs
+            exp = client(launch_dir).get_experiment_by_name("long")
+            trials = runs(launch_dir, "long", "trial") if exp else []
+            if trials and client(launch_dir).get_metric_history(trials[0].info.run_id, "loss"):
+                break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    (trial,) = runs(launch_dir, "long", "trial")  # the second trial never started
+    assert trial.info.status == "KILLED" and trial.data.tags["nnlab.outcome"] == "killed"
+    (parent,) = runs(launch_dir, "long", "sweep")
+    assert parent.info.status == "KILLED"
+    assert "Run the same command to resume" in err
