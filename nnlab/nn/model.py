@@ -55,6 +55,7 @@ class _Buffers:
         self.a = [np.empty((n, w), dtype) for w in widths]
         self.d = [np.empty((n, w), dtype) for w in widths]
         self.t = [np.empty((n, w), dtype) for w in widths]
+        self.ones = np.ones(n, dtype)  # bias gradients as ones @ delta: a BLAS call, ~3x np.sum
 
 
 class Sequential:
@@ -339,11 +340,11 @@ class Sequential:
         )
         for i in range(last, 0, -1):
             np.matmul(a[i - 1].T, d[i], out=gW[i])
-            np.sum(d[i], axis=0, out=gb[i])
+            np.dot(bufs.ones, d[i], out=gb[i])
             np.matmul(d[i], WT[i], out=d[i - 1])
             derivs[i - 1](a[i - 1], d[i - 1], t[i - 1])
         np.matmul(x.T, d[0], out=gW[0])  # no input gradient for the first layer
-        np.sum(d[0], axis=0, out=gb[0])
+        np.dot(bufs.ones, d[0], out=gb[0])
         return loss
 
     def _loss_and_grads(self, x, y) -> tuple[float, np.ndarray]:
