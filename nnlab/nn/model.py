@@ -93,6 +93,7 @@ class Sequential:
         self._metrics: list[tuple[str, Callable]] = []
         self.stop_training = False
         self.history: callbacks_module.History | None = None
+        self._gathered: tuple[np.ndarray, np.ndarray] | None = None
         for layer in layers or []:
             self.add(layer)
 
@@ -329,22 +330,14 @@ class Sequential:
         loss = self.loss.value_and_delta(
             y, out, self.layers[-1].activation, bufs.d[last], bufs.t[last]
         )
-        a, d, t, gW, gb, WT, derivs = (
-            bufs.a,
-            bufs.d,
-            bufs.t,
-            self._gW,
-            self._gb,
-            self._WT,
-            self._derivs,
-        )
-        for i in range(last, 0, -1):
-            np.matmul(a[i - 1].T, d[i], out=gW[i])
-            np.dot(bufs.ones, d[i], out=gb[i])
-            np.matmul(d[i], WT[i], out=d[i - 1])
-            derivs[i - 1](a[i - 1], d[i - 1], t[i - 1])
-        np.matmul(x.T, d[0], out=gW[0])  # no input gradient for the first layer
-        np.dot(bufs.ones, d[0], out=gb[0])
+        a, d, t = bufs.a, bufs.d, bufs.t
+        for i in range(last, -1, -1):
+            # d[i] = dL/dz_i: gradients of layer i, then d[i-1] (none for the input)
+            np.matmul((a[i - 1] if i else x).T, d[i], out=self._gW[i])
+            np.dot(bufs.ones, d[i], out=self._gb[i])
+            if i:
+                np.matmul(d[i], self._WT[i], out=d[i - 1])
+                self._derivs[i - 1](a[i - 1], d[i - 1], t[i - 1])
         return loss
 
     def _loss_and_grads(self, x, y) -> tuple[float, np.ndarray]:
@@ -357,7 +350,7 @@ class Sequential:
     def _gather_buffers(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shuffled-order copies of (x, y), kept between fit calls of the same data shape
         (fresh buffers cost page faults: ~10 ms per 60 MB on every fit)."""
-        cached = getattr(self, "_gathered", None)
+        cached = self._gathered
         if cached is None or cached[0].shape != x.shape or cached[1].shape != y.shape:
             cached = (np.empty_like(x), np.empty_like(y))
             self._gathered = cached
