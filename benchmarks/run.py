@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +38,12 @@ def nnlab_nn_ready() -> str | None:
 
 
 def stamp() -> dict:
-    return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit()}
+    """When, at which commit, and how busy the machine was (other processes skew timings)."""
+    return {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": git_commit(),
+        "loadavg_1min": os.getloadavg()[0],
+    }
 
 
 def run_trainer_section(name: str, args: argparse.Namespace) -> dict:

@@ -40,12 +40,15 @@ def _check() -> None:
         raise Skipped(f"conf/experiment/{EXPERIMENT}.yaml not available yet")
 
 
-def run_sweep(overrides: list[str], workdir: Path, timeout: float = 1800) -> dict:
+def run_sweep(
+    overrides: list[str], workdir: Path, timeout: float = 1800, experiment: str | None = EXPERIMENT
+) -> dict:
     """One ``python -m nnlab.run -m`` in ``workdir``: wall time and the trials' own records."""
     env = worker_env()
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS"):
         env.pop(k, None)  # a sweep as the user runs it: nnlab sets one BLAS thread per trial
-    cmd = [sys.executable, "-m", "nnlab.run", "-m", f"+experiment={EXPERIMENT}", *overrides]
+    exp = [f"+experiment={experiment}"] if experiment else []
+    cmd = [sys.executable, "-m", "nnlab.run", "-m", *exp, *overrides]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
