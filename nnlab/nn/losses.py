@@ -32,7 +32,9 @@ EPSILON = 1e-7  # keras.backend.epsilon()
 
 
 def _clip(p: np.ndarray) -> np.ndarray:
-    return np.clip(p, EPSILON, 1.0 - EPSILON)
+    """``clip(p, 1e-7, 1 - 1e-7)`` as two ufunc calls (np.clip's wrapper costs ~2 us)."""
+    q = np.maximum(p, EPSILON)
+    return np.minimum(q, 1.0 - EPSILON, out=q)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -251,7 +253,8 @@ class CategoricalCrossentropy(Loss):
             log_p = _log_softmax(out)
         else:
             log_p = out / out.sum(axis=-1, keepdims=True)
-            np.clip(log_p, EPSILON, 1.0 - EPSILON, out=log_p)
+            np.maximum(log_p, EPSILON, out=log_p)
+            np.minimum(log_p, 1.0 - EPSILON, out=log_p)
             np.log(log_p, out=log_p)
         log_p *= y
         return -float(log_p.sum()) / out.shape[0]
