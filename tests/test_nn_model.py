@@ -571,3 +571,24 @@ def test_two_epochs_match_keras(opt, loss, act, units):
         np.testing.assert_allclose(h_ours[key], h_theirs[key], rtol=1e-5, atol=1e-6, err_msg=key)
     for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_uncompiled_float64(tmp_path):
+    model = nn.Sequential(
+        [nn.Dense(3, activation="elu", input_dim=4), nn.Dense(2, activation="softmax")],
+        seed=11,
+        dtype="float64",
+        name="tiny",
+    )
+    model.save(tmp_path / "tiny")  # NumPy appends .npz
+    loaded = nn.load_model(tmp_path / "tiny.npz")
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    assert loaded.loss is None and loaded.name == "tiny" and loaded.seed == 11
+    assert loaded.predict(x).dtype == np.float64
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_unbuilt_model_cannot_be_saved(tmp_path):
+    model = nn.Sequential([nn.Dense(3)])
+    with pytest.raises(ValueError, match="unbuilt model"):
+        model.save(tmp_path / "m.npz")
