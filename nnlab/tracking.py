@@ -606,18 +606,9 @@ class SweepCallback(Callback):
         t0 = time.perf_counter()
 
         expanded = expand_sweep(config)
-        trials: list[tuple[list[str], dict]] = []
-        if expanded is not None:
-            jobs, varying = expanded
-            checked: set[str] = set()
-            for overrides in jobs:
-                try:
-                    trials.append((overrides, compose_trial(config, overrides, checked)))
-                except ConfigError as exc:
-                    _fail_config(f"trial `{' '.join(overrides)}`: {exc}")
-        else:
-            varying = []
-        base_cfg = trials[0][1] if trials else to_plain(_task_config(config))
+        jobs, varying = expanded if expanded is not None else ([], [])
+        probes = _validate_values(config, jobs)
+        base_cfg = probes[0] if probes else to_plain(_task_config(config))
         tracking = base_cfg["tracking"]
 
         ctx = SweepContext(
@@ -626,12 +617,12 @@ class SweepCallback(Callback):
             uri=None,
             experiment_id=None,
             parent_run_id=None,
-            n_trials=len(trials) or None,
+            n_trials=len(jobs) or None,
             varying=varying,
             parallel=parallel,
             results_dir=str(sweep_dir / ".nnlab" / sweep_id),
         )
-        header = f"nnlab sweep {sweep_id}: {len(trials) or '?'} trials"
+        header = f"nnlab sweep {sweep_id}: {len(jobs) or '?'} trials"
         if tracking["backend"] == "mlflow":
             ctx.uri = resolve_uri(tracking["uri"], base)
             ctx.git = git_info()
@@ -641,10 +632,8 @@ class SweepCallback(Callback):
                 )
             except ConfigError as exc:
                 _fail_config(str(exc))
-            if not tracking["rerun"]:
-                done = finished_trials(ctx.uri, ctx.experiment_id)
-                hashes = {config_hash(plain) for _, plain in trials}
-                ctx.skip = {h: done[h] for h in hashes if h in done}
+            if not tracking["rerun"]:  # each trial looks its own config hash up in this map
+                ctx.skip = finished_trials(ctx.uri, ctx.experiment_id)
             ctx.parent_run_id = _start_parent(ctx, config, base_cfg["experiment_name"])
             header += (
                 f", experiment {base_cfg['experiment_name']!r} (id {ctx.experiment_id}), "
@@ -659,10 +648,9 @@ class SweepCallback(Callback):
             flush=True,
         )
         if ctx.skip:
-            n_skip = sum(config_hash(p) in ctx.skip for _, p in trials)
             print(
-                f"  skipping {n_skip} of {len(trials)} trials that already have a FINISHED run "
-                "(tracking.rerun=true runs them again)",
+                f"  {len(ctx.skip)} configs already have a FINISHED run in this experiment: "
+                "trials with one of them are skipped (tracking.rerun=true runs them again)",
                 flush=True,
             )
 
@@ -677,6 +665,8 @@ class SweepCallback(Callback):
         best = _best(records)
         lines = [f"nnlab sweep {ctx.sweep_id}: {len(records)} trials in {elapsed:.1f}s"]
         lines += [f"  {o:<14}{n:>4}" for o, n in counts.items() if n]
+        if counts["skipped"]:
+            lines[-1] += "  (a FINISHED run exists; tracking.rerun=true runs them again)"
         if missing:
             lines.append(f"  {'no result':<14}{missing:>4}  (a job died before reporting)")
         if best:
@@ -691,6 +681,38 @@ class SweepCallback(Callback):
         _maybe_report(_SWEEP["config"], ctx)
         if counts["failed"] or missing:
             raise SystemExit(1)
+
+
+def _validate_values(config: Any, jobs: list[list[str]]) -> list[dict]:
+    """Validate every value of every sweep axis before anything is tracked; exit 2 on a bad one.
+
+    Validation rules are per key, so composing the first trial and, for each axis, the first
+    trial with that axis set to each of its other values covers the whole sweep with
+    1 + sum(values - 1) compositions instead of one per trial (Hydra composes each trial twice
+    more itself). Returns the composed probe configs, the first trial's first.
+    """
+    if not jobs:
+        return []
+    first = jobs[0]
+    probes = [list(first)]
+    for i, setting in enumerate(first):
+        for other in dict.fromkeys(job[i] for job in jobs):
+            if other != setting:
+                probes.append([*first[:i], other, *first[i + 1 :]])
+    checked: set[str] = set()
+    plains = []
+    for overrides in probes:
+        try:
+            plains.append(compose_trial(config, overrides, checked))
+        except ConfigError as exc:
+            _fail_config(f"trial `{' '.join(overrides)}`: {exc}")
+    fixed = {(p["experiment_name"], json.dumps(p["tracking"], sort_keys=True)) for p in plains}
+    if len(fixed) > 1:
+        _fail_config(
+            "experiment_name and tracking.* must be the same for every trial of a sweep "
+            "(run one sweep per experiment)"
+        )
+    return plains
 
 
 def _task_config(config: Any) -> Any:

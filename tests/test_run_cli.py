@@ -140,13 +140,14 @@ def test_rerun_skips_finished_trials_unless_asked(sweep) -> None:
     args = ["-m", "lr=0.1,0.01", "batch_size=16,64", "epochs=2,3", "experiment_name=grid", *TINY]
     again = nnlab_run(cwd, *args, "hydra.sweep.dir=multirun/again")
     assert again.returncode == 0, again.stderr
-    assert "skipping 8 of 8 trials" in again.stdout
-    assert "skipped          8" in again.stdout
+    assert "8 configs already have a FINISHED run" in again.stdout
+    assert "skipped          8  (a FINISHED run exists" in again.stdout
+    assert again.stdout.count("] skipped") == 8
     assert len(runs(cwd, "grid", "trial")) == 8  # no new trial runs
 
     forced = nnlab_run(cwd, *args, "tracking.rerun=true", "hydra.sweep.dir=multirun/forced")
     assert forced.returncode == 0, forced.stderr
-    assert "skipping" not in forced.stdout
+    assert "skipped" not in forced.stdout
     assert len(runs(cwd, "grid", "trial")) == 16
 
 
@@ -194,6 +195,7 @@ def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> 
         (["data.noise=-3"], "nnlab: invalid config: data: dataset 'moons': noise must be"),
         (["-m", "lr=0.1,-2", "epochs=2"], "nnlab: invalid config: trial `lr=-2 epochs=2`: lr=-2:"),
         (["-m", "model.activation=relu,nope"], "model.activation='nope': must be one of"),
+        (["-m", "experiment_name=a,b"], "experiment_name and tracking.* must be the same"),
     ],
 )
 def test_bad_config_is_one_line_and_creates_no_run(tmp_path: Path, args, message) -> None:
