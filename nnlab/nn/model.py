@@ -238,6 +238,7 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss=None, metrics: Sequence[str] | None = None):
         """Choose the optimizer (name or instance), the loss (name or Loss) and metric names."""
         self._require_layers()
+        self._maybe_build()
         opt = optimizers.get(optimizer)
         loss_obj = losses.get(loss)
         units = self.layers[-1].units
