@@ -64,13 +64,22 @@ def _lr_legend(fig, palette, title="learning rate", loc="center right") -> None:
 
 
 def learning_curves(
-    runs: pd.DataFrame, hist: pd.DataFrame, metric: str, target: float | None = None
+    runs: pd.DataFrame,
+    hist: pd.DataFrame,
+    metric: str,
+    target: float | None = None,
+    stuck: pd.Series | None = None,
 ) -> plt.Figure:
     """Median ``metric`` per epoch by lr (line) with the min-max band over seeds, one panel per
-    batch size, from the longest-budget runs. Diverged runs end in a cross at their last epoch."""
+    batch size, from the longest-budget runs. Diverged/failed runs end in a cross at their last
+    logged epoch; runs that never learned (``stuck``, aligned with ``runs``) are left out of the
+    lines and counted in a note on their panel, so they do not flatten the scale."""
     _style()
     longest = longest_budget_runs(runs)
+    stuck_ids = set(runs.loc[stuck.to_numpy(), "run_id"]) if stuck is not None else set()
     h = hist[(hist["metric"] == metric) & hist["run_id"].isin(longest["run_id"])].copy()
+    h_stuck = h[h["run_id"].isin(stuck_ids)]
+    h = h[~h["run_id"].isin(stuck_ids)]
     ok = h["outcome"].isin(OK_OUTCOMES)
     finite = h.loc[ok & np.isfinite(h["value"]), "value"].to_numpy()
     if len(finite) == 0:
@@ -80,17 +89,17 @@ def learning_curves(
     bottom = float(finite[finite > 0].min()) * 0.8 if log else None
     h["shown"] = h["value"].where(np.isfinite(h["value"]), top).clip(upper=top)
 
-    bss = sorted(h["batch_size"].unique())
-    pal = lr_palette(h["lr"].unique())
+    bss = sorted(longest["batch_size"].unique())
+    pal = lr_palette(longest["lr"].unique())
     fig, axes = plt.subplots(
-        1, len(bss), figsize=(4.6 * len(bss) + 1.6, 4.2), sharey=True, squeeze=False
+        1, len(bss), figsize=(4.6 * len(bss) + 1.6, 4.3), sharey=True, squeeze=False
     )
     for ax, bs in zip(axes[0], bss, strict=True):
         sub = h[h["batch_size"] == bs]
         for lr, grp in sub.groupby("lr"):
             stats = grp.groupby("epoch")["shown"].agg(["median", "min", "max"])
             ax.plot(stats.index, stats["median"], color=pal[lr], lw=2)
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=pal[lr], alpha=0.18)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=pal[lr], alpha=0.15)
             bad = grp[~grp["outcome"].isin(OK_OUTCOMES)]
             ends = bad.loc[bad.groupby("run_id")["epoch"].idxmax()] if len(bad) else bad
             ax.scatter(
@@ -105,13 +114,35 @@ def learning_curves(
             )
         if target is not None and np.isfinite(target):
             ax.axhline(target, color="0.3", ls="--", lw=1)
+        notes = []
         n_bad = int(sub.loc[~sub["outcome"].isin(OK_OUTCOMES), "run_id"].nunique())
-        ax.set_title(f"batch size {bs}" + (f"  ({n_bad} diverged/failed ✕)" if n_bad else ""))
+        if n_bad:
+            notes.append(f"✕ {n_bad} runs diverged/failed")
+        st = h_stuck[h_stuck["batch_size"] == bs]
+        for lr, grp in st.groupby("lr"):
+            last = grp.sort_values("epoch").groupby("run_id")["value"].last().median()
+            notes.append(
+                f"lr={fmt_lr(lr)}: {grp['run_id'].nunique()} runs did not learn "
+                f"({metric} ≈ {last:.3g}, off scale)"
+            )
+        if notes:
+            ax.text(
+                0.98,
+                0.97,
+                "\n".join(notes),
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                color="0.2",
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"},
+            )
+        ax.set_title(f"batch size {bs}")
         ax.set_xlabel("epoch")
         if log:
             ax.set_yscale("log")
         ax.set_ylim(bottom, top * 1.05)
-    axes[0][0].set_ylabel(f"{metric} (median, band = range over seeds)")
+    axes[0][0].set_ylabel(f"{metric} (median; band = range over seeds)")
     _lr_legend(fig, pal)
     extra = [Line2D([], [], color="0.3", ls="--", label="target")] if target is not None else []
     extra.append(Line2D([], [], marker="X", color=BAD_COLOR, ls="", ms=8, label="diverged/failed"))
@@ -130,72 +161,91 @@ def learning_curves(
 
 def budget_heatmap(budget: pd.DataFrame, metric: str) -> plt.Figure:
     """Median final ``metric`` per lr (rows) x epoch budget (columns), one panel per batch size,
-    a shared colour scale; cells where most seeds diverged/failed are grey and labelled."""
+    a shared colour scale, the best lr of each budget boxed. Cells where most seeds diverged or
+    failed, or never learned, are grey and labelled (and kept off the colour scale)."""
     _style()
     bss = sorted(budget["batch_size"].unique())
-    vals = budget["median_final"].to_numpy(dtype=float)
-    fin = vals[np.isfinite(vals)]
-    norm = (
-        (LogNorm(fin.min(), fin.max()) if _use_log(fin) else Normalize(fin.min(), fin.max()))
-        if len(fin)
-        else Normalize(0, 1)
+    budget = budget.assign(
+        grey=~np.isfinite(budget["median_final"]) | (budget["not_learning"] * 2 > budget["runs"])
     )
-    cmap = plt.get_cmap("viridis_r").copy()
+    fin = budget.loc[~budget["grey"], "median_final"].to_numpy(dtype=float)
+    if len(fin):
+        norm = LogNorm(fin.min(), fin.max()) if _use_log(fin) else Normalize(fin.min(), fin.max())
+    else:
+        norm = Normalize(0, 1)
+    cmap = plt.get_cmap("viridis_r")
+    n_ep, n_lr = budget["epochs"].nunique(), budget["lr"].nunique()
     fig, axes = plt.subplots(
         1,
         len(bss),
-        figsize=(
-            2.6 + 1.05 * budget["epochs"].nunique() * len(bss),
-            0.5 * budget["lr"].nunique() + 2.2,
-        ),
+        figsize=(2.6 + 1.05 * n_ep * len(bss), 0.5 * n_lr + 2.2),
         squeeze=False,
         sharey=True,
     )
     for ax, bs in zip(axes[0], bss, strict=True):
         sub = budget[budget["batch_size"] == bs]
-        grid = sub.pivot(index="lr", columns="epochs", values="median_final").sort_index(
-            ascending=False
-        )
-        bad = sub.pivot(index="lr", columns="epochs", values="not_usable").reindex_like(grid)
-        total = sub.pivot(index="lr", columns="epochs", values="runs").reindex_like(grid)
-        arr = grid.to_numpy(dtype=float)
-        masked = np.ma.masked_invalid(arr)
+        piv = {
+            c: sub.pivot(index="lr", columns="epochs", values=c).sort_index()
+            for c in ("median_final", "not_usable", "not_learning", "runs", "grey")
+        }
+        arr = piv["median_final"].to_numpy(dtype=float)
+        grey = piv["grey"].fillna(True).to_numpy(dtype=bool)
         ax.set_facecolor("0.85")
-        mesh = ax.pcolormesh(masked, cmap=cmap, norm=norm, edgecolors="white", linewidth=1)
+        mesh = ax.pcolormesh(
+            np.ma.masked_array(arr, grey | ~np.isfinite(arr)),
+            cmap=cmap,
+            norm=norm,
+            edgecolors="white",
+            linewidth=1,
+        )
+        coloured = np.where(grey | ~np.isfinite(arr), np.inf, arr)
         for i in range(arr.shape[0]):
             for j in range(arr.shape[1]):
-                v, nb, nt = arr[i, j], bad.iat[i, j], total.iat[i, j]
+                v, nt = arr[i, j], piv["runs"].iat[i, j]
                 if np.isnan(nt):
                     continue
-                if np.isfinite(v):
-                    text = f"{v:.3f}" if v < 10 else f"{v:.3g}"
-                    rgba = cmap(norm(v))
-                    color = (
-                        "white"
-                        if (0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]) < 0.5
-                        else "black"
-                    )
+                nb, ns = int(piv["not_usable"].iat[i, j]), int(piv["not_learning"].iat[i, j])
+                if not np.isfinite(v):
+                    text, color = f"diverged\n{nb}/{int(nt)}", BAD_COLOR
+                elif grey[i, j]:
+                    text, color = f"no learning\n{v:.3g}", "0.25"
                 else:
-                    text, color = "diverged", BAD_COLOR
-                if nb and np.isfinite(v):
-                    text += f"\n{int(nb)}/{int(nt)} ✕"
+                    text = f"{v:.3f}"
+                    r, g, b, _ = cmap(norm(v))
+                    color = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+                    if nb or ns:
+                        text += f"\n{nb + ns}/{int(nt)} ✕"
                 ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=8, color=color)
-        ax.set_xticks(np.arange(arr.shape[1]) + 0.5, [str(c) for c in grid.columns])
-        ax.set_yticks(np.arange(arr.shape[0]) + 0.5, [fmt_lr(x) for x in grid.index])
+        for j in range(arr.shape[1]):  # box the best lr of each budget
+            if np.isfinite(coloured[:, j]).any():
+                i = int(np.argmin(coloured[:, j]))
+                ax.add_patch(
+                    plt.Rectangle(
+                        (j + 0.04, i + 0.04),
+                        0.92,
+                        0.92,
+                        fill=False,
+                        edgecolor="black",
+                        linewidth=2.2,
+                    )
+                )
+        ax.set_xticks(np.arange(arr.shape[1]) + 0.5, [str(c) for c in piv["runs"].columns])
+        ax.set_yticks(np.arange(arr.shape[0]) + 0.5, [fmt_lr(x) for x in piv["runs"].index])
         ax.set_xlabel("epoch budget")
         if ax is axes[0][0]:
             ax.set_ylabel("learning rate")
-            ax.invert_yaxis()  # shared y: invert once
         ax.set_title(f"batch size {bs}")
         ax.grid(False)
     cbar = fig.colorbar(
         mesh, ax=axes[0].tolist(), label=f"final {metric} (median of seeds)", shrink=0.9, pad=0.02
     )
-    cbar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
-    cbar.ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+    if len(fin):  # a few labelled ticks: a LogNorm over less than a decade shows none
+        ticks = np.unique(np.round(np.geomspace(fin.min(), fin.max(), 6), 3))
+        cbar.set_ticks(ticks, labels=[f"{t:.3g}" for t in ticks])
+        cbar.ax.minorticks_off()
     fig.suptitle(
-        f"Final {metric} by learning rate and epoch budget (yellow = lowest): "
-        "which lr wins at each budget",
+        f"Final {metric} by learning rate and epoch budget (yellow = lower; box = best lr of "
+        "each budget)",
         fontsize=12,
     )
     return fig
@@ -406,12 +456,29 @@ def batch_size_effect(runs: pd.DataFrame, metric: str) -> plt.Figure:
 
 
 def outcomes(counts: pd.DataFrame) -> plt.Figure:
-    """Runs per outcome for each lr (stacked bars), one panel per batch size."""
+    """Runs per outcome for each lr (stacked bars), one panel per batch size. Usable runs that
+    never improved on their first epoch (column ``not_learning``) get their own hatched part."""
     _style()
-    present = [o for o in OUTCOME_COLORS if o in counts]
+    counts = counts.copy()
+    colors = dict(OUTCOME_COLORS)
+    if "not_learning" in counts and counts["not_learning"].sum():
+        stuck = counts["not_learning"].to_numpy()
+        for o in OK_OUTCOMES:  # take them out of the outcome they are counted in
+            if o in counts:
+                take = np.minimum(stuck, counts[o].to_numpy())
+                counts[o] -= take
+                stuck = stuck - take
+        counts["no learning"] = counts["not_learning"]
+        colors = {
+            **{o: colors[o] for o in OK_OUTCOMES},
+            "no learning": "#e69f00",
+            **{o: c for o, c in colors.items() if o not in OK_OUTCOMES},
+        }
+    present = [o for o in colors if o in counts and counts[o].sum()]
+    bad_kinds = [o for o in present if o not in OK_OUTCOMES]
     bss = sorted(counts["batch_size"].unique())
     fig, axes = plt.subplots(
-        1, len(bss), figsize=(3.6 * len(bss) + 1.8, 3.6), sharey=True, squeeze=False
+        1, len(bss), figsize=(3.6 * len(bss) + 2.0, 3.6), sharey=True, squeeze=False
     )
     for ax, bs in zip(axes[0], bss, strict=True):
         sub = counts[counts["batch_size"] == bs].sort_values("lr")
@@ -419,16 +486,25 @@ def outcomes(counts: pd.DataFrame) -> plt.Figure:
         bottom = np.zeros(len(sub))
         for o in present:
             v = sub[o].to_numpy(dtype=float)
-            ax.bar(x, v, bottom=bottom, color=OUTCOME_COLORS[o], label=o, width=0.75)
+            ax.bar(
+                x,
+                v,
+                bottom=bottom,
+                color=colors[o],
+                label=o,
+                width=0.75,
+                hatch="//" if o == "no learning" else None,
+                edgecolor="white",
+            )
             for xi, (vi, b) in enumerate(zip(v, bottom, strict=True)):
-                if vi and o not in OK_OUTCOMES:
+                if vi and o in bad_kinds:
                     ax.text(
                         xi,
                         b + vi / 2,
                         str(int(vi)),
                         ha="center",
                         va="center",
-                        color="white",
+                        color="white" if o != "no learning" else "black",
                         fontsize=9,
                         fontweight="bold",
                     )
@@ -437,16 +513,26 @@ def outcomes(counts: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("learning rate")
         ax.set_title(f"batch size {bs}")
         ax.grid(axis="x", visible=False)
-    axes[0][0].set_ylabel("runs")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=OUTCOME_COLORS[o]) for o in present]
+    axes[0][0].set_ylabel("runs (all budgets and seeds)")
+    handles = [
+        plt.Rectangle(
+            (0, 0),
+            1,
+            1,
+            facecolor=colors[o],
+            edgecolor="white",
+            hatch="//" if o == "no learning" else None,
+        )
+        for o in present
+    ]
     fig.legend(handles, present, title="outcome", loc="center right", frameon=False)
-    n_bad = int(counts[[o for o in present if o not in OK_OUTCOMES]].to_numpy().sum())
+    n_bad = int(counts[bad_kinds].to_numpy().sum()) if bad_kinds else 0
+    what = " or ".join(k.replace("no learning", "did not learn") for k in bad_kinds) or "failed"
     fig.suptitle(
-        f"Run outcomes: {n_bad} of {int(counts['total'].sum())} runs diverged, failed or were "
-        "killed (numbers on the bars)",
+        f"Run outcomes: {n_bad} of {int(counts['total'].sum())} runs {what} (numbers on the bars)",
         fontsize=12,
     )
-    fig.tight_layout(rect=(0, 0, 1 - 1.7 / fig.get_figwidth(), 0.93))
+    fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 0.93))
     return fig
 
 
@@ -471,18 +557,21 @@ def decision_boundaries(panels: list[dict]) -> plt.Figure:
         if out.ndim == 2 and out.shape[1] > 2:
             prob = out.argmax(axis=1) / (out.shape[1] - 1)
         prob = np.nan_to_num(prob, nan=0.5).reshape(gx.shape)
-        ax.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="PuOr", alpha=0.75)
-        ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=1.2)
-        for cls, marker, color in ((0, "o", "#e66101"), (1, "^", "#5e3c99")):
+        filled = ax.contourf(
+            gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="PuOr", alpha=0.6, vmin=0, vmax=1
+        )
+        ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=1.4)
+        # White circles and black triangles stay visible on either background colour.
+        for cls, marker, face in ((0, "o", "white"), (1, "^", "black")):
             m = y == cls
             ax.scatter(
                 x[m, 0],
                 x[m, 1],
-                s=12,
+                s=16,
                 marker=marker,
-                color=color,
-                edgecolor="white",
-                linewidth=0.4,
+                facecolor=face,
+                edgecolor="black",
+                linewidth=0.6,
                 label=f"class {cls}",
             )
         ax.set_title(p["title"], fontsize=10)
@@ -493,5 +582,7 @@ def decision_boundaries(panels: list[dict]) -> plt.Figure:
         "Decision boundaries (validation points): how well each lr separates the classes",
         fontsize=12,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 0.93, 0.95))
+    cax = fig.add_axes((0.94, 0.12, 0.01, 0.7))
+    fig.colorbar(filled, cax=cax, label="P(class 1)")
     return fig

@@ -291,11 +291,12 @@ def build_report(
     curves, target = rt.per_run_curves(runs, hist, metric, target)
     lr_table = rt.per_lr(curves)
     lr_batch = rt.per_lr_batch(curves)
-    budget = rt.final_by_budget(runs, metric)
+    stuck = rt.not_learning(runs, hist, metric)
+    budget = rt.final_by_budget(runs, metric, stuck)
     best = rt.best_lr_per_budget(budget)
     by_epoch = rt.best_lr_by_epoch(runs, hist, metric)
-    counts = rt.outcome_counts(runs)
-    findings = rt.compute_findings(runs, curves, lr_table, target, metric, best)
+    counts = rt.outcome_counts(runs, stuck)
+    findings = rt.compute_findings(runs, curves, lr_table, target, metric, best, stuck)
     per_bs = rt.per_batch_lines(curves, metric)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -315,7 +316,7 @@ def build_report(
     from nnlab import figures as fg
 
     makers = {
-        "learning_curves": lambda: fg.learning_curves(runs, hist, metric, target),
+        "learning_curves": lambda: fg.learning_curves(runs, hist, metric, target, stuck),
         "heatmap": lambda: fg.budget_heatmap(budget, metric),
         "speed_quality": lambda: fg.speed_quality(lr_batch, metric, target),
         "best_lr": lambda: fg.best_lr(

@@ -34,6 +34,23 @@ def longest_budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["epochs"] == top]
 
 
+def not_learning(runs: pd.DataFrame, hist: pd.DataFrame, metric: str = "loss") -> pd.Series:
+    """True for usable runs (completed / early-stopped) whose training ``loss`` never went below
+    its first-epoch value: they ran to the end without learning, e.g. an lr so large that the
+    network saturated within the first steps (the divergence guard compares against epoch 1,
+    which was already bad). Uses ``loss`` when ``hist`` has it (a rising ``val_loss`` may be
+    over-fitting, not failure to learn), else ``metric``. Indexed like ``runs``."""
+    key = "loss" if (hist["metric"] == "loss").any() else metric
+    h = hist[hist["metric"] == key].sort_values("epoch")
+    g = h.groupby("run_id")["value"]
+    first = g.first()
+    later = h[h["epoch"] > h.groupby("run_id")["epoch"].transform("min")]
+    best_later = later.groupby("run_id")["value"].min()
+    stuck = ~(best_later < first.reindex(best_later.index))  # NaN-safe: NaN counts as stuck
+    flag = runs["run_id"].map(stuck).fillna(False).astype(bool)
+    return flag & usable(runs)
+
+
 def per_run_curves(
     runs: pd.DataFrame, hist: pd.DataFrame, metric: str, target: float | None = None
 ) -> tuple[pd.DataFrame, float]:
@@ -61,6 +78,12 @@ def per_run_curves(
     best = best.rename(columns={"value": "best", "epoch": "best_epoch"})
     cols = ["run_id", "lr", "batch_size", "epochs", "seed", "outcome"]
     curves = longest[cols].merge(best, on="run_id", how="left")
+    curves["not_learning"] = (
+        curves["run_id"]
+        .map(pd.Series(not_learning(runs, hist, metric).to_numpy(), index=runs["run_id"]))
+        .fillna(False)
+        .astype(bool)
+    )
     ok = curves["outcome"].isin(OK_OUTCOMES)
     curves.loc[~ok | curves["best"].isna(), "best"] = np.inf
 
@@ -74,6 +97,12 @@ def per_run_curves(
     return curves, float(target)
 
 
+def _seed_std(curves: pd.DataFrame) -> pd.Series:
+    """Seed-to-seed std of ``best`` within each (lr, batch_size), finite runs only."""
+    fin = curves[np.isfinite(curves["best"])]
+    return fin.groupby(["lr", "batch_size"])["best"].std(ddof=0).fillna(0.0)
+
+
 def _summarise(curves: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     g = curves.groupby(by)
     out = pd.DataFrame(
@@ -83,10 +112,18 @@ def _summarise(curves: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             "reached_target": g["epochs_to_target"].apply(lambda s: int(np.isfinite(s).sum())),
             "median_epochs_to_target": g["epochs_to_target"].median(),
             "median_best": g["best"].median(),
-            "std_best": g["best"].apply(lambda s: float(s[np.isfinite(s)].std(ddof=0))),
             "not_usable": g["outcome"].apply(lambda s: int((~s.isin(OK_OUTCOMES)).sum())),
+            "not_learning": g["not_learning"].sum().astype(int),
         }
     )
+    # Seed noise: std over seeds within each (lr, batch size), pooled (RMS) over batch sizes,
+    # so differences between batch sizes do not count as noise.
+    var = (
+        _seed_std(curves).pow(2).groupby(level=by).mean()
+        if by != ["lr", "batch_size"]
+        else (_seed_std(curves).pow(2))
+    )
+    out["seed_std_best"] = np.sqrt(var.reindex(out.index)).fillna(0.0)
     return out.reset_index()
 
 
@@ -100,18 +137,22 @@ def per_lr_batch(curves: pd.DataFrame) -> pd.DataFrame:
     return _summarise(curves, ["lr", "batch_size"])
 
 
-def final_by_budget(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+def final_by_budget(
+    runs: pd.DataFrame, metric: str, stuck: pd.Series | None = None
+) -> pd.DataFrame:
     """Median over seeds of the final ``metric`` of each (batch_size, lr, epochs) trial setting.
 
-    Columns ``batch_size, lr, epochs, runs, not_usable, median_final`` (inf when most seeds
-    diverged or failed)."""
+    Columns ``batch_size, lr, epochs, runs, not_usable, not_learning, median_final`` (inf when
+    most seeds diverged or failed; ``not_learning`` counts runs flagged by :func:`not_learning`)."""
     final = runs[f"final_{metric}"].where(usable(runs), np.inf).fillna(np.inf)
-    frame = runs.assign(final=final)
+    stuck = pd.Series(False, index=runs.index) if stuck is None else stuck
+    frame = runs.assign(final=final, stuck=stuck.to_numpy())
     g = frame.groupby(["batch_size", "lr", "epochs"])
     out = pd.DataFrame(
         {
             "runs": g.size(),
             "not_usable": g["outcome"].apply(lambda s: int((~s.isin(OK_OUTCOMES)).sum())),
+            "not_learning": g["stuck"].sum().astype(int),
             "median_final": g["final"].median(),
         }
     )
@@ -128,10 +169,15 @@ def best_lr_per_budget(budget: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"lr": "best_lr"}).reset_index(drop=True)
 
 
-def outcome_counts(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs per (lr, batch_size) and outcome: columns ``lr, batch_size, <outcome>..., total``."""
+def outcome_counts(runs: pd.DataFrame, stuck: pd.Series | None = None) -> pd.DataFrame:
+    """Runs per (lr, batch_size) and outcome: columns ``lr, batch_size, <outcome>...,
+    not_learning`` (usable runs flagged by :func:`not_learning`, counted inside their outcome)
+    and ``total``."""
     table = pd.crosstab([runs["lr"], runs["batch_size"]], runs["outcome"].astype(str))
     table["total"] = table.sum(axis=1)
+    if stuck is not None:
+        flagged = runs[stuck.to_numpy()].groupby(["lr", "batch_size"]).size()
+        table["not_learning"] = flagged.reindex(table.index).fillna(0).astype(int)
     return table.reset_index()
 
 
@@ -147,6 +193,7 @@ class Findings:
     max_epochs: int
     n_runs: int
     outcomes: dict[str, int]
+    not_learning: int
     fastest_lr: float | None
     most_accurate_lr: float | None
     reference_lr: float | None  # the swept lr nearest the notes' "small" 0.001
@@ -185,6 +232,7 @@ def compute_findings(
     target: float,
     metric: str,
     best_budget: pd.DataFrame | None = None,
+    stuck: pd.Series | None = None,
 ) -> Findings:
     """Findings stated in the report, from the tables only (see module docstring for rules)."""
     outcomes = runs["outcome"].astype(str).value_counts().to_dict()
@@ -202,6 +250,12 @@ def compute_findings(
         mask = runs["outcome"] == bad
         if mask.any():
             s.append(f"{bad.capitalize()} runs by lr: {_where(runs, mask)}.")
+    n_stuck = int(stuck.sum()) if stuck is not None else 0
+    if n_stuck:
+        s.append(
+            f"{n_stuck} runs ran to the end without learning (training loss never below its "
+            f"first-epoch value; not tagged diverged): {_where(runs, stuck.to_numpy())}."
+        )
 
     t = lr_table.set_index("lr")
     fin_speed = t[np.isfinite(t["median_epochs_to_target"])]
@@ -250,24 +304,25 @@ def compute_findings(
         if fastest == reference:
             claim_faster = False
             speed = f"lr={fmt_lr(reference)} itself was the fastest ({fmt_epochs(f_ett)} epochs)"
-        # "Less accurate" only if the gap exceeds the run-to-run spread: no claims from noise.
+        # "Less accurate" only if the gap exceeds the seed-to-seed spread: no claims from noise.
         gap = f_row["median_best"] - r_row["median_best"]
-        noise = max(f_row["std_best"], r_row["std_best"])
+        noise = max(f_row["seed_std_best"], r_row["seed_std_best"])
         claim_less = bool(np.isfinite(gap) and gap > noise)
         if not np.isfinite(r_row["median_best"]):
             accuracy = f"lr={fmt_lr(reference)} diverged or failed in most runs"
         else:
             how = (
-                "less accurate"
+                "less accurate than"
                 if claim_less
-                else "more accurate"
+                else "more accurate than"
                 if gap < -noise
-                else "about as accurate (the gap is within the run-to-run spread)"
+                else "about as accurate as"
             )
             accuracy = (
-                f"lr={fmt_lr(fastest)} was {how} than lr={fmt_lr(reference)} within "
-                f"{max_epochs} epochs: best {metric} {fmt_val(f_row['median_best'])} vs "
-                f"{fmt_val(r_row['median_best'])} (gap {gap:+.4f}, spread {noise:.4f})"
+                f"lr={fmt_lr(fastest)} was {how} lr={fmt_lr(reference)} within {max_epochs} "
+                f"epochs: best {metric} {fmt_val(f_row['median_best'])} vs "
+                f"{fmt_val(r_row['median_best'])} (gap {gap:+.4f}; seed-to-seed spread "
+                f"{noise:.4f})"
             )
         if fastest == reference:
             head = "Did not hold"
@@ -306,6 +361,7 @@ def compute_findings(
         max_epochs=max_epochs,
         n_runs=n,
         outcomes={k: int(v) for k, v in outcomes.items()},
+        not_learning=n_stuck,
         fastest_lr=fastest,
         most_accurate_lr=accurate,
         reference_lr=reference,
