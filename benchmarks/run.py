@@ -243,8 +243,11 @@ def format_table(results: dict) -> str:
             f"\nW2 GEMMs alone (NumPy, {mm['gemms_per_step']} per step): "
             f"{mm['samples_per_s']['median']:,.0f} samples/s, {mm['gflops']:.0f} GFLOP/s"
         )
-        for system, share in (matmul_share(results) or {}).items():
-            lines.append(f"  {system:<10} {100 * share:5.1f}% of the epoch outside the GEMMs")
+    shares = matmul_share(results) or {}
+    if shares:
+        lines.append("W2 share of the epoch outside those GEMMs (each repeat paired with them):")
+        for system, share in shares.items():
+            lines.append(f"  {system:<10} {100 * share:5.1f}%")
     for key in OTHER_SECTIONS[1:]:
         sec = results.get(key)
         if sec and "summary" in sec:
