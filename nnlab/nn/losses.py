@@ -37,6 +37,11 @@ def _clip(p: np.ndarray) -> np.ndarray:
     return np.minimum(q, 1.0 - EPSILON, out=q)
 
 
+def _row_sums(a: np.ndarray) -> np.ndarray:
+    """Sums over the last axis, kept as a column (np.add.reduce skips ndarray.sum's wrapper)."""
+    return np.add.reduce(a, axis=-1, keepdims=True)
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = x - x.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -252,7 +257,7 @@ class CategoricalCrossentropy(Loss):
         if self.from_logits:
             log_p = _log_softmax(out)
         else:
-            log_p = out / out.sum(axis=-1, keepdims=True)
+            log_p = out / _row_sums(out)
             np.maximum(log_p, EPSILON, out=log_p)
             np.minimum(log_p, 1.0 - EPSILON, out=log_p)
             np.log(log_p, out=log_p)
@@ -269,7 +274,7 @@ class CategoricalCrossentropy(Loss):
 
     def _weights(self, y, out):
         """w = y * mask of unclipped normalised probabilities, and the row sums of out."""
-        s = out.sum(axis=1, keepdims=True)
+        s = _row_sums(out)
         q = out / s
         return y * ((q > EPSILON) & (q < 1.0 - EPSILON)), s
 
@@ -278,11 +283,11 @@ class CategoricalCrossentropy(Loss):
         if self.from_logits and activation == "linear":
             delta[...] = out
             activations.softmax(delta)
-            delta *= y.sum(axis=1, keepdims=True)
+            delta *= _row_sums(y)
             delta -= y
         elif not self.from_logits and activation == "softmax":
             w, s = self._weights(y, out)
-            np.multiply(out, w.sum(axis=1, keepdims=True) / s, out=delta)
+            np.multiply(out, _row_sums(w) / s, out=delta)
             delta -= w
         else:
             return False
@@ -292,12 +297,12 @@ class CategoricalCrossentropy(Loss):
     def output_grad(self, y, out):
         n = out.shape[0]
         if self.from_logits:
-            g = activations.softmax(out.copy()) * y.sum(axis=1, keepdims=True) - y
+            g = activations.softmax(out.copy()) * _row_sums(y) - y
         else:
             # d/dp_j of -sum_i w_i log(p_i / S) = -w_j / p_j + sum(w) / S
             w, s = self._weights(y, out)
             p_safe = np.where(w != 0, out, 1.0)
-            g = w.sum(axis=1, keepdims=True) / s - w / p_safe
+            g = _row_sums(w) / s - w / p_safe
         return g * (1.0 / n)
 
 
