@@ -570,4 +570,5 @@ def _readable_bytes(n: int) -> str:
 
 def _epoch_line(epoch: int, epochs: int, seconds: float, logs: dict[str, float]) -> str:
     values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-    return f"Epoch {epoch + 1}/{epochs} - {seconds:.3f}s - {values}"
+    took = f"{seconds * 1e3:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
+    return f"Epoch {epoch + 1}/{epochs} - {took} - {values}"
