@@ -1,0 +1,245 @@
+"""nnlab.analysis + nnlab.report on a REAL small sweep: the Hydra CLI trains and tracks 24 trials
+into a temp sqlite store (one run of the module-scoped fixture, ~15 s), then the frames, the
+report files, the findings and the error paths are checked against it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from nnlab.analysis import load_histories, load_runs
+from nnlab.report import FIGURES, build_report
+
+EXPERIMENT = "small"
+LRS = (1e-3, 3e-2, 1e3)  # 1e3 is absurd: those trials must end diverged
+BATCH_SIZES = (16, 64)
+EPOCHS = (3, 6)
+SEEDS = (0, 1)
+N_TRIALS = len(LRS) * len(BATCH_SIZES) * len(EPOCHS) * len(SEEDS)
+
+
+def nnlab_run(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nnlab.run", "-m", *overrides]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> dict:
+    """24 real trials: 3 lrs x 2 batch sizes x 2 epoch budgets x 2 seeds on 120 moons samples.
+    ``trainer.divergence_factor=1.01`` makes the guard stop a run as soon as its loss rises above
+    its first epoch's, which an lr of 1e3 always does at epoch 2 (a saturating network's loss
+    stays finite, so the default factor 10 would not catch it)."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    proc = nnlab_run(
+        tmp,
+        f"lr={','.join(map(str, LRS))}",
+        f"batch_size={','.join(map(str, BATCH_SIZES))}",
+        f"epochs={','.join(map(str, EPOCHS))}",
+        f"seed={','.join(map(str, SEEDS))}",
+        "data.n_samples=120",
+        "trainer.divergence_factor=1.01",
+        f"experiment_name={EXPERIMENT}",
+        f"hydra.sweep.dir={tmp / 'multirun'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    out = tmp / "report"
+    index = build_report(EXPERIMENT, out, metric="val_loss", tracking_uri=uri, progress=None)
+    return {"dir": tmp, "uri": uri, "out": out, "index": index}
+
+
+@pytest.fixture(scope="module")
+def runs(sweep) -> pd.DataFrame:
+    return load_runs(EXPERIMENT, sweep["uri"])
+
+
+@pytest.fixture(scope="module")
+def hist(sweep, runs) -> pd.DataFrame:
+    return load_histories(EXPERIMENT, ("loss", "val_loss"), sweep["uri"])
+
+
+# ------------------------------------------------------------------------------ frames
+
+
+def test_runs_frame_has_one_typed_row_per_trial(runs):
+    assert len(runs) == N_TRIALS  # the sweep's parent run is not a trial
+    assert runs["run_id"].is_unique
+    assert runs["lr"].dtype == np.float64
+    for col in ("batch_size", "epochs", "seed"):
+        assert runs[col].dtype == np.int64, col
+    assert set(runs["lr"]) == set(LRS)
+    assert set(runs["batch_size"]) == set(BATCH_SIZES)
+    assert set(runs["epochs"]) == set(EPOCHS)
+    # every combination exactly once
+    assert not runs.duplicated(["lr", "batch_size", "epochs", "seed"]).any()
+    for col in ("final_loss", "final_val_loss", "final_accuracy", "final_val_accuracy"):
+        assert runs[col].dtype == np.float64, col
+    assert runs["data.noise"].dtype == np.float64  # other numeric params are cast too
+    assert runs["data.n_samples"].dtype == np.int64
+    assert runs["data.name"].eq("moons").all()
+    assert runs["stopped_epoch"].dtype == "Int64"
+
+
+def test_absurd_lr_runs_are_diverged_and_the_rest_are_not(runs):
+    absurd = runs["lr"] == 1e3
+    assert runs.loc[absurd, "outcome"].eq("diverged").all()
+    assert runs.loc[absurd, "stopped_epoch"].notna().all()
+    assert runs.loc[~absurd, "outcome"].isin(["completed", "early_stopped"]).mean() >= 0.75
+
+
+def test_histories_are_long_format_with_one_row_per_logged_epoch(runs, hist):
+    assert list(hist.columns) == [
+        "run_id", "lr", "batch_size", "epochs", "seed", "outcome", "epoch", "metric", "value"
+    ]  # fmt: skip
+    assert hist["epoch"].dtype == np.int64 and hist["value"].dtype == np.float64
+    assert set(hist["metric"].astype(str)) == {"loss", "val_loss"}
+    assert hist["epoch"].min() == 1
+    assert not hist.duplicated(["run_id", "metric", "epoch"]).any()
+    last = hist.groupby("run_id")["epoch"].max()
+    expected = runs.set_index("run_id").apply(
+        lambda r: r["stopped_epoch"] if pd.notna(r["stopped_epoch"]) else r["epochs"], axis=1
+    )
+    pd.testing.assert_series_equal(
+        last.sort_index(), expected.loc[last.index].sort_index().astype("int64"), check_names=False
+    )
+    assert hist["run_id"].nunique() == N_TRIALS
+    assert len(hist) == 2 * last.sum()
+
+
+def test_bulk_histories_equal_the_mlflow_client_read(sweep, runs, hist):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=sweep["uri"])
+    for run_id in runs["run_id"].iloc[[0, 7, -1]]:
+        for metric in ("loss", "val_loss"):
+            ref = sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
+            got = hist[(hist["run_id"] == run_id) & (hist["metric"] == metric)]
+            assert list(zip(got["epoch"], got["value"], strict=True)) == ref
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def test_report_writes_html_every_figure_as_valid_png_and_the_tables(sweep):
+    out, index = sweep["out"], sweep["index"]
+    assert index == out / "index.html"
+    html = index.read_text(encoding="utf-8")
+    for key, _ in FIGURES:
+        png = out / f"{key}.png"
+        assert png.exists(), f"{key}.png missing"
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, key
+        img = mpimg.imread(png)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300, key
+        assert img[..., :3].std() > 0.05, f"{key}.png is blank"
+        assert f"src='{key}.png'" in html  # referenced relatively, beside the HTML
+    for name in ("per_lr", "per_lr_batch", "final_by_budget", "best_lr_per_budget", "outcomes",
+                 "curves", "runs"):  # fmt: skip
+        table = pd.read_csv(out / f"{name}.csv")
+        assert len(table) > 0, name
+        assert f"href='{name}.csv'" in html
+    assert len(pd.read_csv(out / "runs.csv")) == N_TRIALS
+
+
+def test_findings_agree_with_the_tables_and_the_raw_histories(sweep, runs, hist):
+    out = sweep["out"]
+    findings = json.loads((out / "findings.json").read_text())
+    per_lr = pd.read_csv(out / "per_lr.csv").set_index("lr")
+    target = findings["target"]
+
+    # Recompute epochs-to-target and best val_loss from the raw long histories, independently.
+    longest = runs[runs["epochs"] == max(EPOCHS)]
+    h = hist[(hist["metric"] == "val_loss") & hist["run_id"].isin(longest["run_id"])]
+    ok = longest.set_index("run_id")["outcome"].isin(["completed", "early_stopped"])
+    for lr in LRS:
+        ids = longest.loc[longest["lr"] == lr, "run_id"]
+        ett, best = [], []
+        for rid in ids:
+            v = h[h["run_id"] == rid].sort_values("epoch")
+            hit = v.loc[v["value"] <= target, "epoch"]
+            ett.append(float(hit.iloc[0]) if ok[rid] and len(hit) else np.inf)
+            best.append(float(v["value"].min()) if ok[rid] else np.inf)
+        row = per_lr.loc[lr]
+        assert row["median_epochs_to_target"] == pytest.approx(np.median(ett))
+        assert row["median_best"] == pytest.approx(np.median(best))
+        assert row["reached_target"] == int(np.isfinite(ett).sum())
+
+    # The target is 1.25 x the best median-over-seeds best of any (lr, batch size).
+    lb = pd.read_csv(out / "per_lr_batch.csv")
+    assert target == pytest.approx(1.25 * lb["median_best"][np.isfinite(lb["median_best"])].min())
+
+    # The headline names follow from the table.
+    speed = per_lr["median_epochs_to_target"].replace(np.inf, np.nan)
+    if speed.notna().any():
+        assert findings["fastest_lr"] == pytest.approx(speed.idxmin())
+    best_col = per_lr["median_best"].replace(np.inf, np.nan)
+    assert findings["most_accurate_lr"] == pytest.approx(best_col.idxmin())
+    assert findings["reference_lr"] == 1e-3
+
+    # The HTML states each per-lr number as the table has it.
+    html = sweep["index"].read_text(encoding="utf-8")
+    for lr, row in per_lr.iterrows():
+        e = row["median_epochs_to_target"]
+        e_txt = "not reached" if not np.isfinite(e) else f"{e:g}"
+        b = row["median_best"]
+        b_txt = f"{b:.4f}" if np.isfinite(b) else "n/a (diverged/failed)"
+        pattern = (
+            rf"lr={lr:g}: epochs to target {re.escape(e_txt)} .*best val_loss {re.escape(b_txt)}"
+        )
+        assert re.search(pattern, html), pattern
+    assert findings["verdict"].split(":")[0] in html
+
+
+def test_diverged_runs_are_counted_located_and_listed(sweep, runs):
+    out = sweep["out"]
+    n_div = int((runs["outcome"] == "diverged").sum())
+    assert n_div >= len(BATCH_SIZES) * len(EPOCHS) * len(SEEDS)  # every lr=1e3 trial
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["outcomes"]["diverged"] == n_div
+    counts = pd.read_csv(out / "outcomes.csv")
+    assert counts["diverged"].sum() == n_div
+    absurd = counts[counts["lr"] == 1e3]
+    assert (absurd["diverged"] == absurd["total"]).all()
+    html = sweep["index"].read_text(encoding="utf-8")
+    per_absurd = len(BATCH_SIZES) * len(EPOCHS) * len(SEEDS)
+    assert f"lr=1000: {per_absurd}/{per_absurd}" in html
+    assert f"{n_div} diverged" in html
+    # each diverged run is listed by name in the table of unusable runs
+    for name in runs.loc[runs["outcome"] == "diverged", "run_name"]:
+        assert name in html
+    # diverged runs never count as reaching the target or as a best result
+    curves = pd.read_csv(out / "curves.csv")
+    bad = curves[curves["outcome"] == "diverged"]
+    assert np.isinf(bad["best"]).all() and np.isinf(bad["epochs_to_target"]).all()
+    per_lr = pd.read_csv(out / "per_lr.csv").set_index("lr")
+    assert per_lr.loc[1e3, "reached_target"] == 0
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_unknown_experiment_is_one_line_listing_the_existing_ones(sweep):
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnlab.report", "--experiment", "nope",
+         "--tracking-uri", sweep["uri"], "--out", str(sweep["dir"] / "nope")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "'nope'" in lines[0] and EXPERIMENT in lines[0]
+    assert not (sweep["dir"] / "nope").exists()
+
+
+def test_unknown_metric_names_the_logged_ones(sweep):
+    with pytest.raises(ValueError, match="never logged.*val_loss"):
+        build_report(EXPERIMENT, sweep["dir"] / "x", metric="f1", tracking_uri=sweep["uri"],
+                     progress=None)  # fmt: skip
