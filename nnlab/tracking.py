@@ -184,6 +184,7 @@ def open_experiment(uri: str, name: str, artifacts: str | None, base: Path) -> s
 
         root = (base / (artifacts or "mlruns")).resolve()
         store = SqlAlchemyStore(uri, root.as_uri())
+        _use_wal(uri)
         exp = store.get_experiment_by_name(name)
         exp_id = exp.experiment_id if exp else store.create_experiment(name)
     else:
@@ -196,6 +197,23 @@ def open_experiment(uri: str, name: str, artifacts: str | None, base: Path) -> s
             f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or pick another name"
         )
     return exp_id
+
+
+def _use_wal(uri: str) -> None:
+    """Switch a sqlite store to write-ahead logging (persists in the file).
+
+    Every MLflow call is a commit; with the default rollback journal each one creates, syncs and
+    deletes a journal file. WAL measured 144 -> 78 ms per 40-epoch run here (median of 20, busy
+    machine), and lets `mlflow ui` read while trials write. Not for network file systems.
+    """
+    import sqlite3
+
+    path = uri[len("sqlite:///") :]
+    try:
+        with sqlite3.connect(path, timeout=30) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:  # e.g. a read-only or network file system: keep the default
+        log.warning("could not switch %s to WAL mode: %s", path, exc)
 
 
 def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:

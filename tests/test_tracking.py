@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,8 @@ def test_store_is_created_once_with_artifacts_under_launch_dir(launch_dir: Path,
     exp = tracking.client(uri).get_experiment(exp_id)
     assert exp.name == "unit"
     assert exp.artifact_location == (launch_dir / "mlruns" / exp_id).as_uri()
+    with sqlite3.connect(launch_dir / "mlflow.db") as con:  # write-ahead log: cheaper commits
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     # opening again finds the same experiment instead of creating a second one
     assert tracking.open_experiment(uri, "unit", "mlruns", launch_dir) == exp_id
 
