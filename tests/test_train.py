@@ -1,0 +1,137 @@
+"""train(cfg, sink): real configs from conf/, real data and network, a recording sink."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nnlab.config import ConfigError
+from nnlab.train import FailAtEpoch, Sink, train
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+TINY = ["data.n_samples=200", "model.hidden=[8]", "trainer.verbose=0"]
+
+
+def config(*overrides: str, tiny: tuple[str, ...] = TINY):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("config", overrides=[*tiny, *overrides])
+
+
+class Recorder(Sink):
+    def __init__(self) -> None:
+        self.info: dict = {}
+        self.epochs: list[tuple[int, dict]] = []
+        self.batches: list[tuple[int, float]] = []
+
+    def on_train_begin(self, info):
+        self.info = info
+
+    def log_epoch(self, epoch, logs):
+        self.epochs.append((epoch, logs))
+
+    def log_batch_loss(self, step, loss):
+        self.batches.append((step, loss))
+
+
+def test_completed_run_reports_every_epoch_to_the_sink() -> None:
+    sink = Recorder()
+    result = train(config("epochs=4", "lr=0.05"), sink)
+    assert result.outcome == "completed" and result.stopped_epoch is None
+    assert result.epochs_run == 4
+    assert [e for e, _ in sink.epochs] == [1, 2, 3, 4]  # 1-based, as MLflow steps
+    keys = {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"}
+    assert all(set(logs) == keys for _, logs in sink.epochs)
+    assert all(logs["epoch_time"] > 0 for _, logs in sink.epochs)
+    assert sink.info == {
+        "dataset": "moons",
+        "n_train": 160,
+        "n_val": 40,
+        "n_features": 2,
+        "n_classes": 2,
+    }
+    assert result.history["loss"] == [logs["loss"] for _, logs in sink.epochs]
+    assert result.history["loss"][-1] < result.history["loss"][0]  # it learns
+    rows = result.rows()
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["val_loss"] == result.final("val_loss")
+    # binary task: one sigmoid unit
+    assert result.model.get_weights()[-1].shape == (1,)
+
+
+def test_same_seed_same_history_other_seed_differs() -> None:
+    a = train(config("epochs=3", "seed=1")).history
+    b = train(config("epochs=3", "seed=1")).history
+    c = train(config("epochs=3", "seed=2")).history
+    assert a["loss"] == b["loss"] and a["val_loss"] == b["val_loss"]
+    assert a["loss"] != c["loss"]
+
+
+def test_absurd_learning_rate_diverges_and_stops() -> None:
+    result = train(config("epochs=20", "lr=1e30", "optimizer=sgd"))
+    assert result.outcome == "diverged"
+    assert result.stopped_epoch == result.epochs_run < 20
+    assert not math.isfinite(result.history["loss"][-1])
+
+
+def test_divergence_guard_can_be_turned_off() -> None:
+    result = train(config("epochs=3", "lr=1e30", "optimizer=sgd", "trainer.divergence_factor=null"))
+    assert result.outcome == "completed" and result.epochs_run == 3
+
+
+def test_early_stopping_stops_and_says_where() -> None:
+    result = train(
+        config(
+            "epochs=200",
+            "lr=0.3",
+            "trainer.early_stopping.enabled=true",
+            "trainer.early_stopping.patience=2",
+            "trainer.early_stopping.monitor=val_loss",
+        )
+    )
+    assert result.outcome == "early_stopped"
+    assert result.stopped_epoch == result.epochs_run < 200
+
+
+def test_fail_at_epoch_raises_after_reporting_that_epoch() -> None:
+    sink = Recorder()
+    with pytest.raises(FailAtEpoch, match="trainer.fail_at_epoch=2"):
+        train(config("epochs=5", "trainer.fail_at_epoch=2"), sink)
+    assert [e for e, _ in sink.epochs] == [1, 2]
+
+
+def test_batch_losses_every_n_steps() -> None:
+    sink = Recorder()
+    # 160 training samples at batch 16: 10 steps per epoch, 20 in all
+    train(config("epochs=2", "batch_size=16", "trainer.batch_log_every=5"), sink)
+    assert [s for s, _ in sink.batches] == [5, 10, 15, 20]
+    assert all(math.isfinite(v) for _, v in sink.batches)
+
+
+def test_multiclass_csv_gets_a_softmax_output(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [4, 0], [0, 4]])
+    labels = np.repeat([0, 1, 2], 40)
+    x = centers[labels] + rng.normal(size=(120, 2))
+    path = tmp_path / "three.csv"
+    rows = [f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(x, labels, strict=True)]
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    cfg = config(
+        "data=csv", f"data.path={path}", "data.target=label", "epochs=30", "lr=0.05", tiny=TINY[1:]
+    )
+    result = train(cfg)
+    assert result.info["n_classes"] == 3
+    assert result.model.get_weights()[-1].shape == (3,)  # 3 softmax units
+    assert result.history["val_accuracy"][-1] > 0.8
+
+
+def test_bad_config_fails_before_training() -> None:
+    sink = Recorder()
+    with pytest.raises(ConfigError, match=r"^lr=-1\.0: must be a number > 0"):
+        train(config("lr=-1.0"), sink)
+    with pytest.raises(ConfigError, match="data: dataset 'moons'"):
+        train(config("data.val_fraction=2"), sink)
+    assert sink.epochs == [] and sink.info == {}
