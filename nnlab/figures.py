@@ -55,6 +55,13 @@ def _use_log(values: np.ndarray) -> bool:
     return bool(len(v)) and v.min() > 0 and v.max() / v.min() > 5
 
 
+def _log_ticks(axis) -> None:
+    """Readable ticks on a log axis spanning less than a few decades: 0.1, 0.2, 0.3, 0.5, 1..."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def _lr_legend(fig, palette, title="learning rate", loc="center right") -> None:
     handles = [Line2D([], [], color=c, lw=3, label=fmt_lr(lr)) for lr, c in palette.items()]
     fig.legend(handles=handles, title=title, loc=loc, frameon=False)
@@ -141,6 +148,7 @@ def learning_curves(
         ax.set_xlabel("epoch")
         if log:
             ax.set_yscale("log")
+            _log_ticks(ax.yaxis)
         ax.set_ylim(bottom, top * 1.05)
     axes[0][0].set_ylabel(f"{metric} (median; band = range over seeds)")
     _lr_legend(fig, pal)
@@ -266,6 +274,11 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
     max_x = float(np.nanmax(fin_x)) if fin_x.notna().any() else 1.0
     budget = float(lr_batch["epochs_budget"].max())
     nr_x = max(max_x, budget) * 1.35  # the "not reached" column
+    # Settings whose runs mostly diverged, failed or never learned go to a row at the top.
+    off = ~np.isfinite(lr_batch["median_best"])
+    if "not_learning" in lr_batch:
+        off |= lr_batch["not_learning"] * 2 > lr_batch["runs"]
+    lr_batch = lr_batch.assign(median_best=lr_batch["median_best"].where(~off, np.inf))
     yv = lr_batch["median_best"].to_numpy(dtype=float)
     fy = yv[np.isfinite(yv)]
     y_bad = float(fy.max()) * 1.5 if len(fy) else 1.0
@@ -283,7 +296,16 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
             strict=True,
         ):
             if not usable_y:
-                ax.scatter(xi, yi, marker="X", s=90, color=BAD_COLOR, zorder=3)
+                ax.scatter(
+                    xi,
+                    yi,
+                    marker="X",
+                    s=90,
+                    color=pal[lr],
+                    edgecolor=BAD_COLOR,
+                    linewidth=1.2,
+                    zorder=3,
+                )
                 continue
             ax.scatter(
                 xi,
@@ -295,12 +317,24 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
                 edgecolor=pal[lr],
                 linewidth=2,
             )
+    if (~np.isfinite(yv)).any():
+        ax.axhline(y_bad / 1.2, color="0.6", lw=0.8)
+        ax.text(
+            nr_x * 1.2,
+            y_bad * 1.02,
+            "diverged / failed / no learning ",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="0.35",
+        )
     ax.axvline(budget, color="0.5", ls=":", lw=1)
     ax.text(
         budget,
-        ax.get_ylim()[1],
+        0.01,
         f"budget {budget:g} ",
-        va="top",
+        transform=ax.get_xaxis_transform(),
+        va="bottom",
         ha="right",
         fontsize=8,
         color="0.4",
@@ -317,6 +351,7 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
     ax.minorticks_off()
     if _use_log(fy):
         ax.set_yscale("log")
+        _log_ticks(ax.yaxis)
     ax.set_xlabel(f"epochs to reach {metric} ≤ {target:.3f} (median of seeds; fewer = faster)")
     ax.set_ylabel(f"best {metric} reached (median of seeds; lower = more accurate)")
     handles = [
@@ -335,7 +370,16 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
     ]
     bs_h += [
         Line2D([], [], color="0.3", marker="o", mfc="white", ls="", ms=8, label="never reached"),
-        Line2D([], [], color=BAD_COLOR, marker="X", ls="", ms=8, label="diverged/failed"),
+        Line2D(
+            [],
+            [],
+            color="0.6",
+            mec=BAD_COLOR,
+            marker="X",
+            ls="",
+            ms=8,
+            label="diverged/failed/\nno learning (top)",
+        ),
     ]
     ax.legend(
         handles=bs_h, title="batch size", loc="lower left", bbox_to_anchor=(1.01, 0), frameon=False
@@ -348,19 +392,19 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
 # ------------------------------------------------------------------- 4 best lr per budget
 
 
-def best_lr(best: pd.DataFrame, curve_best: pd.DataFrame, lrs) -> plt.Figure:
-    """The lr with the lowest median final metric for each epoch budget, per batch size: points
-    from the budget trials, thin steps from the longest runs' histories (every epoch)."""
+def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
+    """The lr with the lowest median final metric for each epoch budget (its own trials), one
+    line per batch size."""
     _style()
     fig, ax = plt.subplots(figsize=(7.6, 4.6))
-    pal = bs_palette(
-        best["batch_size"].unique().tolist() + curve_best["batch_size"].unique().tolist()
-    )
-    for bs, c in pal.items():
-        cb = curve_best[curve_best["batch_size"] == bs]
-        ax.step(cb["epoch"], cb["best_lr"], where="post", color=c, lw=1, alpha=0.45)
-        b = best[best["batch_size"] == bs]
-        ax.plot(b["epochs"], b["best_lr"], "o-", color=c, ms=8, lw=2, label=f"{bs}")
+    pal = bs_palette(best["batch_size"].unique())
+    n = len(pal)
+    for k, (bs, c) in enumerate(pal.items()):
+        b = best[best["batch_size"] == bs].sort_values("epochs")
+        nudge = 1 + 0.04 * (k - (n - 1) / 2)  # keep coinciding points of batch sizes apart
+        ax.plot(
+            b["epochs"] * nudge, b["best_lr"], "o-", color=c, ms=9, lw=2, label=f"{bs}", alpha=0.9
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     lrs = sorted(lrs)  # only lrs with a usable result: a diverged-only lr cannot be best
@@ -369,17 +413,10 @@ def best_lr(best: pd.DataFrame, curve_best: pd.DataFrame, lrs) -> plt.Figure:
     ax.set_ylim(lrs[0] / 2, lrs[-1] * 2)
     budgets = sorted(best["epochs"].unique())
     ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.set_xlabel("epoch budget")
+    ax.set_xlim(budgets[0] / 1.5, budgets[-1] * 1.5)
+    ax.set_xlabel("epoch budget (its own trials)")
     ax.set_ylabel("best learning rate (lowest median final loss)")
     ax.legend(title="batch size", frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.text(
-        0.01,
-        0.02,
-        "dots: separate trials per budget · thin steps: epoch e of the longest runs",
-        transform=ax.transAxes,
-        fontsize=8,
-        color="0.35",
-    )
     first = best[best["epochs"] == best["epochs"].min()]["best_lr"]
     last = best[best["epochs"] == best["epochs"].max()]["best_lr"]
     if len(first) and len(last) and np.median(first) > np.median(last):
@@ -396,13 +433,18 @@ def best_lr(best: pd.DataFrame, curve_best: pd.DataFrame, lrs) -> plt.Figure:
 # -------------------------------------------------------------------- 5 batch-size effect
 
 
-def batch_size_effect(runs: pd.DataFrame, metric: str) -> plt.Figure:
+def batch_size_effect(
+    runs: pd.DataFrame, metric: str, stuck: pd.Series | None = None
+) -> plt.Figure:
     """Final ``metric`` against lr at the largest epoch budget, one line per batch size (median,
-    band = range over seeds); diverged/failed runs as crosses at the top."""
+    band = range over seeds); runs that diverged, failed or never learned (``stuck``, aligned
+    with ``runs``) as crosses at the top instead of stretching the scale."""
     _style()
-    longest = runs[runs["epochs"] == runs["epochs"].max()].copy()
+    stuck = pd.Series(False, index=runs.index) if stuck is None else stuck
+    longest = runs[(runs["epochs"] == runs["epochs"].max()).to_numpy()].copy()
+    stuck = stuck[(runs["epochs"] == runs["epochs"].max()).to_numpy()].to_numpy()
     col = f"final_{metric}"
-    ok = longest["outcome"].isin(OK_OUTCOMES) & np.isfinite(longest[col])
+    ok = longest["outcome"].isin(OK_OUTCOMES) & np.isfinite(longest[col]) & ~stuck
     fin = longest.loc[ok, col].to_numpy(dtype=float)
     top = float(fin.max()) * 1.4 if len(fin) else 1.0
     fig, ax = plt.subplots(figsize=(7.6, 4.6))
@@ -428,6 +470,7 @@ def batch_size_effect(runs: pd.DataFrame, metric: str) -> plt.Figure:
     ax.set_xscale("log")
     if _use_log(fin):
         ax.set_yscale("log")
+        _log_ticks(ax.yaxis)
     lrs = sorted(longest["lr"].unique())
     ax.set_xticks(lrs, [fmt_lr(x) for x in lrs], rotation=45)
     ax.minorticks_off()
@@ -435,7 +478,7 @@ def batch_size_effect(runs: pd.DataFrame, metric: str) -> plt.Figure:
     ax.set_ylabel(f"final {metric} after {int(longest['epochs'].max())} epochs")
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], marker="X", color="0.4", mec=BAD_COLOR, ls="", ms=8))
-    labels.append("diverged/failed (top)")
+    labels.append("diverged/failed/\nno learning (top)")
     ax.legend(
         handles,
         labels,

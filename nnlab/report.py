@@ -294,9 +294,9 @@ def build_report(
     stuck = rt.not_learning(runs, hist, metric)
     budget = rt.final_by_budget(runs, metric, stuck)
     best = rt.best_lr_per_budget(budget)
-    by_epoch = rt.best_lr_by_epoch(runs, hist, metric)
     counts = rt.outcome_counts(runs, stuck)
-    findings = rt.compute_findings(runs, curves, lr_table, target, metric, best, stuck)
+    consistency = rt.budget_consistency(runs, hist, metric)
+    findings = rt.compute_findings(runs, curves, lr_table, target, metric, best, stuck, consistency)
     per_bs = rt.per_batch_lines(curves, metric)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -320,9 +320,9 @@ def build_report(
         "heatmap": lambda: fg.budget_heatmap(budget, metric),
         "speed_quality": lambda: fg.speed_quality(lr_batch, metric, target),
         "best_lr": lambda: fg.best_lr(
-            best, by_epoch, budget.loc[np.isfinite(budget["median_final"]), "lr"].unique()
+            best, budget.loc[np.isfinite(budget["median_final"]), "lr"].unique()
         ),
-        "batch_size": lambda: fg.batch_size_effect(runs, metric),
+        "batch_size": lambda: fg.batch_size_effect(runs, metric, stuck),
         "outcomes": lambda: fg.outcomes(counts),
     }
     drawn, skipped = {}, {}

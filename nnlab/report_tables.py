@@ -233,6 +233,7 @@ def compute_findings(
     metric: str,
     best_budget: pd.DataFrame | None = None,
     stuck: pd.Series | None = None,
+    consistency: dict | None = None,
 ) -> Findings:
     """Findings stated in the report, from the tables only (see module docstring for rules)."""
     outcomes = runs["outcome"].astype(str).value_counts().to_dict()
@@ -257,6 +258,14 @@ def compute_findings(
             f"first-epoch value; not tagged diverged): {_where(runs, stuck.to_numpy())}."
         )
 
+    if consistency and consistency["compared"]:
+        c = consistency
+        s.append(
+            f"Budgets vs histories: {c['identical']} of {c['compared']} shorter-budget trials "
+            f"equal epoch e of the longest run with the same lr, batch size and seed exactly "
+            f"(largest difference {c['max_abs_diff']:.3g}); with no lr schedule the longest "
+            "runs' histories carry every shorter budget."
+        )
     t = lr_table.set_index("lr")
     fin_speed = t[np.isfinite(t["median_epochs_to_target"])]
     fin_best = t[np.isfinite(t["median_best"])]
@@ -334,9 +343,24 @@ def compute_findings(
             head = "Did not hold"
         verdict = f"{head}: {speed}; {accuracy}."
     if accurate is not None:
+        a_row = t.loc[accurate]
+        # lrs whose best is within the seed-to-seed spread of the winner are not worse.
+        close = [
+            lr for lr, row in fin_best.iterrows()
+            if lr != accurate
+            and row["median_best"] - a_row["median_best"]
+            <= max(a_row["seed_std_best"], row["seed_std_best"])
+        ]  # fmt: skip
         verdict += (
             f" The most accurate lr was {fmt_lr(accurate)} "
-            f"(best {metric} {fmt_val(t.loc[accurate, 'median_best'])})."
+            f"(best {metric} {fmt_val(a_row['median_best'])})"
+            + (
+                f"; {', '.join(map(fmt_lr, close))} came within the seed-to-seed spread "
+                f"(std {a_row['seed_std_best']:.4f} for lr={fmt_lr(accurate)}) of it, so the data "
+                "do not single out one most accurate lr."
+                if close
+                else ", clear of the others by more than the seed-to-seed spread."
+            )
         )
     if best_budget is not None and len(best_budget) and best_budget["epochs"].nunique() > 1:
         lo, hi = best_budget["epochs"].min(), best_budget["epochs"].max()
@@ -396,25 +420,26 @@ def per_batch_lines(curves: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
-def best_lr_by_epoch(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """For each batch size and epoch e of the longest runs, the lr with the lowest median
-    ``metric`` at epoch e (a run that stopped before e, or diverged, counts as +inf).
+def budget_consistency(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> dict:
+    """Does a shorter-budget trial equal epoch ``e`` of the longest run with the same lr, batch
+    size and seed? (It should: without an lr schedule the first ``e`` epochs are the same work.)
 
-    Columns ``batch_size, epoch, best_lr``."""
-    longest = longest_budget_runs(runs)
-    h = hist[(hist["metric"] == metric) & hist["run_id"].isin(longest["run_id"])]
-    wide = h.pivot_table(index="run_id", columns="epoch", values="value", aggfunc="last")
-    ok = longest.set_index("run_id")["outcome"].reindex(wide.index).isin(OK_OUTCOMES)
-    # An early-stopped run keeps its last result; a diverged one has none after it stopped.
-    wide.loc[ok] = wide.loc[ok].ffill(axis=1)
-    wide = wide.where(np.isfinite(wide)).fillna(np.inf)
-    keys = longest.set_index("run_id").loc[wide.index, ["batch_size", "lr"]]
-    med = wide.groupby([keys["batch_size"], keys["lr"]]).median()
-    rows = []
-    for bs, grp in med.groupby(level="batch_size"):
-        g = grp.droplevel("batch_size")
-        for epoch in g.columns:
-            col = g[epoch]
-            if np.isfinite(col).any():
-                rows.append((bs, int(epoch), float(col.idxmin())))
-    return pd.DataFrame(rows, columns=["batch_size", "epoch", "best_lr"])
+    Returns ``{"compared": n, "identical": k, "max_abs_diff": d}`` over usable trial pairs."""
+    top = runs.groupby(["lr", "batch_size", "seed"])["epochs"].transform("max")
+    longest = runs[(runs["epochs"] == top) & usable(runs)]
+    shorter = runs[(runs["epochs"] < top) & usable(runs)]
+    h = hist[hist["metric"] == metric].set_index(["run_id", "epoch"])["value"]
+    pairs = shorter.merge(
+        longest[["lr", "batch_size", "seed", "run_id"]],
+        on=["lr", "batch_size", "seed"],
+        suffixes=("", "_long"),
+    )
+    if pairs.empty:
+        return {"compared": 0, "identical": 0, "max_abs_diff": math.nan}
+    at_e = h.reindex(list(zip(pairs["run_id_long"], pairs["epochs"], strict=True))).to_numpy()
+    diff = np.abs(pairs[f"final_{metric}"].to_numpy(dtype=float) - at_e)
+    return {
+        "compared": len(pairs),
+        "identical": int((diff == 0).sum()),
+        "max_abs_diff": float(np.nanmax(diff)) if np.isfinite(diff).any() else math.nan,
+    }
