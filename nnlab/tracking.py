@@ -492,8 +492,6 @@ def run_trial(cfg: Any) -> dict:
             flush=True,
         )
         raise
-    except ConfigError:
-        raise
     except Exception as exc:
         tb = traceback.format_exc()
         record["error"] = f"{type(exc).__name__}: {exc}"
@@ -527,16 +525,15 @@ def run_trial(cfg: Any) -> dict:
 
 
 def _finish(sink, outcome, result, plain, overrides, rows, tb, artifact_dir) -> None:
-    """Write the artifacts; with MLflow, tag the outcome, upload them and close the run."""
-    write_artifacts(
-        artifact_dir,
-        plain,
-        overrides,
-        result,
-        rows,
-        tb,
-        save_model=bool(plain["tracking"].get("log_model", True)),
-    )
+    """Write the artifacts; with MLflow, tag the outcome, upload them and close the run.
+
+    Errors here are reported, not raised: the run must still end with its outcome and status.
+    """
+    try:
+        save_model = bool(plain["tracking"].get("log_model", True))
+        write_artifacts(artifact_dir, plain, overrides, result, rows, tb, save_model)
+    except Exception as exc:
+        print(f"nnlab: could not write artifacts to {artifact_dir}: {exc}", file=sys.stderr)
     if sink is None:
         return
     tags = {"nnlab.outcome": outcome}
