@@ -475,9 +475,11 @@ def run_trial(cfg: Any) -> dict:
     result, tb, outcome = None, None, "failed"
     try:
         if ctx is not None and ctx.parallel:  # one BLAS thread per trial when trials share cores
-            from threadpoolctl import threadpool_limits
+            from threadpoolctl import threadpool_info, threadpool_limits
 
-            with threadpool_limits(limits=1):
+            with threadpool_limits(limits=1, user_api="blas"):
+                blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+                record["blas_threads"] = max(blas, default=None)
                 result = train(plain, recorder, verbose=verbose, data=data)
         else:
             result = train(plain, recorder, verbose=verbose, data=data)

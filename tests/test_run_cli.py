@@ -7,6 +7,7 @@ data so a trial takes milliseconds; most of the time is Python + mlflow start-up
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -253,6 +254,8 @@ def test_joblib_on_a_fresh_store_files_every_run_under_the_parent(tmp_path: Path
     assert all(r.info.status == "FINISHED" for r in trials)
     assert runs(tmp_path, "Default") == []
     assert parent.data.params["sweep.parallel"] == "True"
+    records = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/**/.nnlab/*/job*.json")]
+    assert [r["blas_threads"] for r in records] == [1, 1, 1, 1]  # one BLAS thread per trial
     assert {r.info.run_name for r in trials} == {
         f"lr={lr} batch_size={bs}" for lr in ("0.1", "0.01") for bs in (16, 64)
     }
