@@ -509,6 +509,7 @@ def run_trial(cfg: Any) -> dict:
         seconds=time.perf_counter() - t_start,
         tracking_s=sink.overhead if sink else 0.0,
         epochs_run=len(rows),
+        train_s=result.seconds if result is not None else None,
         loss=rows[-1].get("loss") if rows else None,
         val_loss=rows[-1].get("val_loss") if rows else None,
     )
@@ -520,7 +521,8 @@ def run_trial(cfg: Any) -> dict:
         )
         print(
             f"{outcome}: loss={_fmt(record['loss'])} val_loss={_fmt(record['val_loss'])} "
-            f"in {record['seconds']:.1f}s -> {where}",
+            f"after {len(rows)} epochs (training {record['train_s']:.2f}s, "
+            f"total {record['seconds']:.1f}s) -> {where}",
             flush=True,
         )
     return _report(record, ctx)
