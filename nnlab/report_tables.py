@@ -47,7 +47,7 @@ def not_learning(runs: pd.DataFrame, hist: pd.DataFrame, metric: str = "loss") -
     later = h[h["epoch"] > h.groupby("run_id")["epoch"].transform("min")]
     best_later = later.groupby("run_id")["value"].min()
     stuck = ~(best_later < first.reindex(best_later.index))  # NaN-safe: NaN counts as stuck
-    flag = runs["run_id"].map(stuck).fillna(False).astype(bool)
+    flag = runs["run_id"].isin(stuck.index[stuck.to_numpy(dtype=bool)])
     return flag & usable(runs)
 
 
@@ -78,12 +78,8 @@ def per_run_curves(
     best = best.rename(columns={"value": "best", "epoch": "best_epoch"})
     cols = ["run_id", "lr", "batch_size", "epochs", "seed", "outcome"]
     curves = longest[cols].merge(best, on="run_id", how="left")
-    curves["not_learning"] = (
-        curves["run_id"]
-        .map(pd.Series(not_learning(runs, hist, metric).to_numpy(), index=runs["run_id"]))
-        .fillna(False)
-        .astype(bool)
-    )
+    stuck_ids = runs.loc[not_learning(runs, hist, metric).to_numpy(), "run_id"]
+    curves["not_learning"] = curves["run_id"].isin(stuck_ids)
     ok = curves["outcome"].isin(OK_OUTCOMES)
     curves.loc[~ok | curves["best"].isna(), "best"] = np.inf
 
