@@ -393,6 +393,24 @@ def test_divergence_guard_stops_huge_learning_rate():
     assert not calm.diverged and calm.diverged_epoch is None
 
 
+def test_divergence_guard_reference_catches_a_run_wrecked_in_its_first_epoch():
+    # Adam at lr=3 saturates BCE (~8, its clipped ceiling) within epoch 1: against that epoch
+    # the run looks flat; against the untrained model's loss it is far above its start.
+    x, y = two_moons(n=400)
+    flat = nn.DivergenceGuard(factor=5.0)
+    small_model(optimizer=nn.Adam(learning_rate=3.0)).fit(x, y, epochs=4, callbacks=[flat])
+    model = small_model(optimizer=nn.Adam(learning_rate=3.0))
+    start = model.evaluate(x, y)["loss"]
+    guard = nn.DivergenceGuard(factor=5.0, reference=start)
+    hist = model.fit(x, y, epochs=4, callbacks=[guard])
+    assert hist.history["loss"][0] > 5.0 * start
+    assert not flat.diverged
+    assert guard.diverged and guard.diverged_epoch == 0 and guard.reference == start
+
+    with pytest.raises(ValueError, match="reference must be"):
+        nn.DivergenceGuard(reference=float("nan"))
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 

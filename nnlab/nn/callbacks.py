@@ -147,24 +147,36 @@ class EarlyStopping(Callback):
 
 
 class DivergenceGuard(Callback):
-    """Stop a run whose ``monitor`` is non-finite or above ``factor`` x its first-epoch value.
+    """Stop a run whose ``monitor`` is non-finite or above ``factor`` x its starting value.
 
-    After ``fit``: ``diverged`` (bool) and ``diverged_epoch`` (0-based, or None). The reference
-    is the first epoch this callback sees in a ``fit`` call.
+    The starting value is ``reference`` when given (e.g. the loss of the untrained model, which
+    ``Sequential.evaluate`` gives before ``fit``), else the first epoch this callback sees in a
+    ``fit`` call. Pass a reference for losses with a ceiling: clipped cross-entropy never exceeds
+    ~16, so a run that wrecks itself within its first epoch looks calm against that epoch.
+
+    After ``fit``: ``diverged`` (bool) and ``diverged_epoch`` (0-based, or None).
     """
 
-    def __init__(self, monitor: str = "loss", factor: float = 10.0) -> None:
+    def __init__(
+        self, monitor: str = "loss", factor: float = 10.0, reference: float | None = None
+    ) -> None:
         super().__init__()
         if not (isinstance(factor, int | float) and factor > 0):
             raise ValueError(f"factor must be a number > 0; got {factor!r}")
+        if reference is not None and not (
+            isinstance(reference, int | float) and math.isfinite(reference) and reference > 0
+        ):
+            raise ValueError(f"reference must be a finite number > 0 or None; got {reference!r}")
         self.monitor = monitor
         self.factor = float(factor)
+        self.initial_reference = None if reference is None else float(reference)
         self.diverged = False
         self.diverged_epoch: int | None = None
-        self.reference: float | None = None
+        self.reference: float | None = self.initial_reference
 
     def on_train_begin(self, logs=None):
-        self.diverged, self.diverged_epoch, self.reference = False, None, None
+        self.diverged, self.diverged_epoch = False, None
+        self.reference = self.initial_reference
 
     def on_epoch_end(self, epoch, logs=None):
         current = _monitored(logs, self.monitor, "DivergenceGuard")
