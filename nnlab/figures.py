@@ -599,6 +599,17 @@ def decision_boundaries(panels: list[dict]) -> plt.Figure:
         prob = out[:, -1] if out.ndim == 2 and out.shape[1] <= 2 else out.reshape(-1)
         if out.ndim == 2 and out.shape[1] > 2:
             prob = out.argmax(axis=1) / (out.shape[1] - 1)
+        if np.isnan(prob).all():
+            ax.text(
+                0.5,
+                0.5,
+                "no prediction\n(weights are not finite)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color=BAD_COLOR,
+                fontsize=10,
+            )
         prob = np.nan_to_num(prob, nan=0.5).reshape(gx.shape)
         filled = ax.contourf(
             gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="PuOr", alpha=0.6, vmin=0, vmax=1
