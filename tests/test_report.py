@@ -90,7 +90,8 @@ def test_absurd_lr_runs_are_diverged_and_the_rest_are_not(runs):
     absurd = runs["lr"] == 1e30
     assert runs.loc[absurd, "outcome"].eq("diverged").all()
     assert runs.loc[absurd, "stopped_epoch"].notna().all()
-    assert runs.loc[~absurd, "outcome"].isin(["completed", "early_stopped"]).all()
+    sane = runs["lr"] <= 0.1
+    assert runs.loc[sane, "outcome"].isin(["completed", "early_stopped"]).all()
 
 
 def test_histories_are_long_format_with_one_row_per_logged_epoch(runs, hist):
@@ -224,8 +225,9 @@ def test_diverged_runs_are_counted_located_and_listed(sweep, runs):
 
 
 def test_runs_that_never_learned_are_flagged_not_hidden(sweep, runs, hist):
-    """lr=1e3 saturates the network: 'completed', but the training loss never drops below its
-    first epoch. The report counts them from the histories and says where they are."""
+    """lr=1e3 saturates the network: unless the divergence guard calls that diverged, the run
+    'completes' but its training loss never drops below its first epoch. The report counts such
+    runs from the histories and says where they are."""
     out = sweep["out"]
     loss = hist[hist["metric"] == "loss"].sort_values("epoch")
     first = loss.groupby("run_id")["value"].first()
@@ -234,9 +236,13 @@ def test_runs_that_never_learned_are_flagged_not_hidden(sweep, runs, hist):
     stuck = ok & ~(later < first.reindex(later.index)).reindex(ok.index, fill_value=True)
     findings = json.loads((out / "findings.json").read_text())
     assert findings["not_learning"] == int(stuck.sum())
-    n_1e3 = int((runs["lr"] == 1e3).sum())
-    stuck_1e3 = int(stuck[runs.set_index("run_id")["lr"] == 1e3].sum())
-    assert stuck_1e3 >= n_1e3 // 2  # most of them saturate (seed-dependent)
+    # Each lr=1e3 run is shown as diverged (if the divergence guard caught it) or as not
+    # learning: never as a normal completed run.
+    by_id = runs.set_index("run_id")
+    is_1e3 = by_id["lr"] == 1e3
+    n_1e3 = int(is_1e3.sum())
+    stuck_1e3 = int(stuck[is_1e3].sum())
+    assert stuck_1e3 + int((by_id.loc[is_1e3, "outcome"] == "diverged").sum()) == n_1e3
     counts = pd.read_csv(out / "outcomes.csv")
     assert counts["not_learning"].sum() == int(stuck.sum())
     if stuck_1e3:
