@@ -31,6 +31,7 @@ from nnlab.analysis import load_histories, load_runs, resolve_tracking_uri
 
 __all__ = ["build_report", "main"]
 
+INLINE_TABLES = ("per_lr", "best_lr_per_budget", "per_lr_batch")  # the rest: CSV links only
 FIGURES = (
     ("learning_curves", "Learning curves by learning rate"),
     ("heatmap", "Final loss: learning rate × epoch budget"),
@@ -44,18 +45,22 @@ FIGURES = (
 CAPTIONS = {
     "learning_curves": "Median {m} per epoch over seeds (band: min–max over seeds) for the "
     "longest epoch budget of each (lr, batch size), one panel per batch size. Crosses mark the "
-    "last logged epoch of diverged or failed runs; the dashed line is the target.",
+    "last logged epoch of diverged or failed runs; runs that never learned are counted in a note "
+    "on their panel instead of drawn; the dashed line is the target.",
     "heatmap": "Median final {m} over seeds of each trial setting (its own run with that "
-    "epoch budget). Grey cells: most seeds diverged or failed; '✕' counts the ones that did.",
+    "epoch budget); the best lr of each budget is boxed. Grey cells: most seeds diverged, failed "
+    "or never learned; '✕' counts such runs in the other cells.",
     "speed_quality": "Each point is one (lr, batch size): epochs its runs needed to reach the "
     "target (median over seeds) against the best {m} they reached. Hollow points never reached "
     "the target within the budget.",
-    "best_lr": "The lr with the lowest median final {m} for each epoch budget (dots: the "
-    "separate budget trials; thin steps: every epoch of the longest runs).",
+    "best_lr": "The lr with the lowest median final {m} for each epoch budget, from the trials "
+    "run with that budget, one line per batch size.",
     "batch_size": "Final {m} against learning rate at the largest epoch budget, one line per "
-    "batch size (median, band over seeds). Crosses: runs that diverged or failed.",
+    "batch size (median, band over seeds). Crosses at the top: runs that diverged, failed or "
+    "never learned.",
     "outcomes": "How many runs of each (lr, batch size) completed, stopped early, diverged, "
-    "failed or were killed, over all epoch budgets and seeds.",
+    "failed or were killed, over all epoch budgets and seeds; 'no learning': completed runs whose "
+    "training loss never fell below its first epoch.",
     "decision_boundaries": "Predicted probability over the input plane of a few runs at the "
     "largest budget (the dataset is regenerated from each run's data params). Black line: p = 0.5.",
 }
@@ -223,7 +228,7 @@ def _write_html(
     parts.append("<h2>Tables</h2>")
     for name, frame in tables.items():
         parts.append(f"<h3><a href='{name}.csv'>{name}.csv</a></h3>")
-        if name != "runs":
+        if name in INLINE_TABLES:
             parts.append(_table_html(frame))
     bad = runs[~runs["outcome"].isin(rt.OK_OUTCOMES)]
     if len(bad):
