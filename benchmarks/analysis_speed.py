@@ -27,9 +27,13 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time")
 
 def write_sweep(uri: str, n_runs: int, epochs: int, seed: int = 0) -> float:
     """Log ``n_runs`` trials of ``epochs`` epochs each; returns the seconds it took."""
+    import logging
+
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
+    for name in ("mlflow", "alembic"):  # store creation logs its migrations at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     t0 = time.perf_counter()
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment(EXPERIMENT)

@@ -49,10 +49,17 @@ def run(quick: bool = False, core: int = 0) -> dict:
             )
     one, two = out["runs"]["n_jobs=1"], out["runs"]["n_jobs=2"]
     out["speedup"] = two["trials_per_s"] / one["trials_per_s"]
+    # Ideal 1.0: how much slower one trial runs while another shares the machine.
+    out["parallel_trial_slowdown"] = (two["trial_seconds_sum"] / two["n_trials"]) / (
+        one["trial_seconds_sum"] / one["n_trials"]
+    )
+    out["serial_overhead_s"] = one["wall_s"] - one["trial_seconds_sum"]
     out["summary"] = [
         f"{n_trials} trials x {epochs} epochs (2-128-128-1, 16k samples): n_jobs=1 "
         f"{one['wall_s']:.1f} s, n_jobs=2 {two['wall_s']:.1f} s -> {out['speedup']:.2f}x "
         f"throughput (mean trial {one['trial_seconds_sum'] / one['n_trials']:.1f} s alone, "
         f"{two['trial_seconds_sum'] / two['n_trials']:.1f} s in parallel)",
+        f"time outside the trials at n_jobs=1 (start-up, imports, Hydra composing, store): "
+        f"{out['serial_overhead_s']:.1f} s",
     ]
     return out
