@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from benchmarks.common import RESULTS, Skipped, WorkerError, git_commit, machine_info, run_worker
 
@@ -210,8 +211,20 @@ def goals(results: dict) -> list[dict]:
     return out
 
 
+def machine_line(m: dict) -> str:
+    v = m.get("versions", {})
+    blas = next((b for b in m.get("blas_in_worker") or [] if b.get("internal_api")), {})
+    return (
+        f"{m.get('cpu_model')}, {m.get('logical_cores')} cores, one core per system; "
+        f"numpy {v.get('numpy')} + {blas.get('internal_api')} {blas.get('version')} "
+        f"({blas.get('architecture')} kernel, {blas.get('num_threads')} thread); "
+        f"keras {v.get('keras')} on jax {v.get('jax')}, torch {v.get('torch')}, "
+        f"scikit-learn {v.get('scikit-learn')}"
+    )
+
+
 def format_table(results: dict) -> str:
-    lines = []
+    lines = [machine_line(results.get("machine", {}))]
     for wl in TRAINER_SECTIONS:
         sec = results.get("workloads", {}).get(wl)
         if not sec:
@@ -278,15 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default=str(RESULTS / "latest.json"), help="JSON results file")
     ap.add_argument("--fresh", action="store_true", help="do not merge into the existing JSON")
+    ap.add_argument("--show", action="store_true", help="print the table of --out; run nothing")
     args = ap.parse_args(argv)
+    if args.show:
+        print(format_table(json.loads(Path(args.out).read_text())))
+        return 0
     args.epochs, args.repeats, args.rounds = (1, 3, 1) if args.quick else (2, 3, 2)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     bad = [s for s in only if s not in ALL_SECTIONS] + [s for s in args.systems if s not in SYSTEMS]
     if bad:
         ap.error(f"unknown section/system {bad}; sections: {ALL_SECTIONS}, systems: {SYSTEMS}")
-
-    from pathlib import Path
 
     out_path = Path(args.out)
     results: dict = {}
