@@ -64,7 +64,17 @@ def run_sweep(
         "tracking_s_sum": sum(tracking),
         "tracking_s_median": statistics.median(tracking) if tracking else None,
         "last_lines": p.stdout.strip().splitlines()[-4:],
+        # nnlab prints the launching process's set-up time and the sweep's own duration
+        "setup_s": _seconds(r"set-up ([0-9.]+)s", p.stdout),
+        "sweep_s": _seconds(r"trials in ([0-9.]+)s", p.stdout),
     }
+
+
+def _seconds(pattern: str, text: str) -> float | None:
+    import re
+
+    m = re.search(pattern, text)
+    return float(m.group(1)) if m else None
 
 
 def phases(spec: dict) -> dict:
@@ -187,7 +197,8 @@ def run(quick: bool = False, core: int = 0) -> dict:
             f"{t_none:.1f} s, sqlite {t_sql:.1f} s -> tracking adds {100 * (t_sql / t_none - 1):.0f}%"
             f" ({100 * (1 - t_none / t_sql):.0f}% of the tracked wall time)",
             f"trials' own tracking_s: median {1000 * (sweeps['sqlite']['tracking_s_median'] or 0):.0f}"
-            f" ms, sum {sweeps['sqlite']['tracking_s_sum']:.1f} s",
+            f" ms, sum {sweeps['sqlite']['tracking_s_sum']:.1f} s; launcher set-up "
+            f"{sweeps['none']['setup_s']} s (none) vs {sweeps['sqlite']['setup_s']} s (sqlite)",
             f"per run (run_trial, {per_run['runs']} runs x {per_run['epochs']} epochs): median "
             f"{1000 * per_run['total_median_s']:.1f} ms = "
             + " + ".join(f"{k} {1000 * v:.1f}" for k, v in ph.items()),
