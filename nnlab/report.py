@@ -330,18 +330,29 @@ def build_report(
         "batch_size": lambda: fg.batch_size_effect(runs, metric, stuck),
         "outcomes": lambda: fg.outcomes(counts),
     }
+    n_usable = int(rt.usable(runs).sum())
     drawn, skipped = {}, {}
     for i, (key, _title) in enumerate(FIGURES, 1):
         _say(progress, f"figure {i}/{len(FIGURES)}: {key} …")
-        if key == "decision_boundaries":
+        (out / f"{key}.png").unlink(missing_ok=True)  # never leave a stale figure behind
+        reason = ""
+        if key != "outcomes" and n_usable == 0:
+            reason = "no run completed (all diverged, failed or were killed)"
+        elif key == "decision_boundaries":
             panels, reason = _boundary_panels(runs, metric, uri)
-            if not panels:
-                skipped[key] = reason
-                _say(progress, f"  skipped: {reason}")
-                continue
-            fig = fg.decision_boundaries(panels)
-        else:
-            fig = makers[key]()
+        if not reason:
+            try:
+                fig = (
+                    fg.decision_boundaries(panels)
+                    if key == "decision_boundaries"
+                    else (makers[key]())
+                )
+            except Exception as exc:  # one odd figure must not sink the whole report
+                reason = f"drawing failed: {type(exc).__name__}: {exc}"
+        if reason:
+            skipped[key] = reason
+            _say(progress, f"  skipped: {reason}")
+            continue
         fig.savefig(out / f"{key}.png", dpi=110, bbox_inches="tight")
         fg.plt.close(fig)
         drawn[key] = f"{key}.png"

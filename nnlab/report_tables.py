@@ -240,7 +240,7 @@ def compute_findings(
     n = len(runs)
     done = sum(outcomes.get(o, 0) for o in OK_OUTCOMES)
     s.append(
-        f"{n} runs: {done} completed or early-stopped, {outcomes.get('diverged', 0)} diverged, "
+        f"{n} run{'s' if n != 1 else ''}: {done} completed or early-stopped, {outcomes.get('diverged', 0)} diverged, "
         f"{outcomes.get('failed', 0)} failed, {outcomes.get('killed', 0)} killed."
     )
     for bad in ("diverged", "failed", "killed"):
@@ -265,11 +265,14 @@ def compute_findings(
     t = lr_table.set_index("lr")
     fin_speed = t[np.isfinite(t["median_epochs_to_target"])]
     fin_best = t[np.isfinite(t["median_best"])]
-    s.append(
-        f"Target: {metric} ≤ {target:.4f} ({TARGET_FACTOR:g} × the best median-over-seeds "
-        f"{metric} any (lr, batch size) reached); speed and quality are read from the "
-        f"{max_epochs}-epoch runs, medians over batch sizes and seeds."
-    )
+    if np.isfinite(target):
+        s.append(
+            f"Target: {metric} ≤ {target:.4f} ({TARGET_FACTOR:g} × the best median-over-seeds "
+            f"{metric} any (lr, batch size) reached); speed and quality are read from the "
+            f"{max_epochs}-epoch runs, medians over batch sizes and seeds."
+        )
+    else:
+        s.append("Target: none, no run completed, so no speed or quality can be measured.")
     for lr, row in t.iterrows():
         reached = int(row["reached_target"])
         runs_lr = int(row["runs"])
@@ -289,7 +292,14 @@ def compute_findings(
     )
 
     claim_faster = claim_less = None
-    if fastest is None or reference is None:
+    if len(lrs) < 2:
+        verdict = (
+            "Cannot be checked: the sweep has a single learning rate "
+            f"({', '.join(map(fmt_lr, lrs))}); sweep lr to compare."
+        )
+    elif not np.isfinite(target):
+        verdict = "Cannot be checked: no run completed."
+    elif fastest is None or reference is None:
         verdict = (
             "Cannot be checked: no learning rate reached the target "
             f"({metric} ≤ {target:.4f}) within {max_epochs} epochs."
@@ -356,6 +366,8 @@ def compute_findings(
                 "do not single out one most accurate lr."
                 if close
                 else ", clear of the others by more than the seed-to-seed spread."
+                if len(fin_best) > 1
+                else "."
             )
         )
     if best_budget is not None and len(best_budget) and best_budget["epochs"].nunique() > 1:
