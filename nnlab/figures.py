@@ -517,6 +517,9 @@ def outcomes(counts: pd.DataFrame) -> plt.Figure:
             "no learning": "#e69f00",
             **{o: c for o, c in colors.items() if o not in OK_OUTCOMES},
         }
+    for o in counts.columns:  # outcomes outside the vocabulary (e.g. "running") still show
+        if o not in colors and o not in ("lr", "batch_size", "total", "not_learning"):
+            colors[o] = "#bbbbbb"
     present = [o for o in colors if o in counts and counts[o].sum()]
     bad_kinds = [o for o in present if o not in OK_OUTCOMES]
     bss = sorted(counts["batch_size"].unique())

@@ -243,7 +243,11 @@ def compute_findings(
         f"{n} run{'s' if n != 1 else ''}: {done} completed or early-stopped, {outcomes.get('diverged', 0)} diverged, "
         f"{outcomes.get('failed', 0)} failed, {outcomes.get('killed', 0)} killed."
     )
-    for bad in ("diverged", "failed", "killed"):
+    known = {*OK_OUTCOMES, "diverged", "failed", "killed"}
+    others = {k: v for k, v in outcomes.items() if k not in known}
+    if others:  # e.g. runs still RUNNING: counted, not silently dropped
+        s[-1] = s[-1][:-1] + ", " + ", ".join(f"{v} {k}" for k, v in others.items()) + "."
+    for bad in ("diverged", "failed", "killed", *others):
         mask = runs["outcome"] == bad
         if mask.any():
             s.append(f"{bad.capitalize()} runs by lr: {_where(runs, mask)}.")

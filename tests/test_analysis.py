@@ -147,3 +147,18 @@ def test_cwd_default_store_is_found(store, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(store["tmp"])
     assert len(load_runs(EXP)) == len(store["ids"])
+
+
+def test_report_on_an_odd_store_counts_every_run(store, tmp_path):
+    """The report on the edge-case store: the RUNNING run is counted, not dropped."""
+    import json
+
+    from nnlab.report import build_report
+
+    index = build_report(EXP, tmp_path / "rep", tracking_uri=store["uri"], progress=None)
+    findings = json.loads((tmp_path / "rep" / "findings.json").read_text())
+    assert sum(findings["outcomes"].values()) == len(store["ids"])
+    assert findings["outcomes"]["running"] == 1
+    html = index.read_text(encoding="utf-8")
+    assert "1 running" in html and "Diverged runs by lr: lr=10: 1/1" in html
+    assert (tmp_path / "rep" / "outcomes.png").stat().st_size > 10_000
