@@ -162,3 +162,21 @@ def test_report_on_an_odd_store_counts_every_run(store, tmp_path):
     html = index.read_text(encoding="utf-8")
     assert "1 running" in html and "Diverged runs by lr: lr=10: 1/1" in html
     assert (tmp_path / "rep" / "outcomes.png").stat().st_size > 10_000
+
+
+def test_non_sqlite_stores_fall_back_to_the_client(tmp_path, monkeypatch):
+    """A file store (any non-sqlite URI) is read through MlflowClient, with the same frames."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("files")
+    parent = client.create_run(exp_id, tags={"nnlab.role": "sweep"}).info.run_id
+    params = {"lr": 0.01, "batch_size": 8, "epochs": 2, "seed": 0}
+    rid = _trial(client, exp_id, parent, params,
+                 {"loss": [(1, 0.7), (2, 0.6)], "val_loss": [(1, 0.8), (2, math.nan)]})  # fmt: skip
+    runs = load_runs("files", uri)
+    assert runs["run_id"].tolist() == [rid] and runs["batch_size"].dtype == np.int64
+    hist = load_histories("files", ("loss", "val_loss"), uri)
+    assert len(hist) == 4 and hist["epoch"].tolist() == [1, 2, 1, 2]
+    assert hist["value"].tolist()[:3] == pytest.approx([0.7, 0.6, 0.8])
+    assert math.isnan(hist["value"].iloc[3])
