@@ -274,6 +274,12 @@ def build_report(
     ValueError
         Unknown or empty experiment (lists the existing ones), or ``metric`` never logged.
     """
+    if "accuracy" in metric:
+        raise ValueError(
+            f"metric {metric!r} is higher-is-better; the report ranks by a loss: use val_loss or loss"
+        )
+    if target is not None and not target > 0:
+        raise ValueError(f"target must be a loss value > 0; got {target!r}")
     t0 = time.perf_counter()
     uri = resolve_tracking_uri(tracking_uri)
     out = Path(out)

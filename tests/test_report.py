@@ -270,3 +270,12 @@ def test_unknown_metric_names_the_logged_ones(sweep):
     with pytest.raises(ValueError, match="never logged.*val_loss"):
         build_report(EXPERIMENT, sweep["dir"] / "x", metric="f1", tracking_uri=sweep["uri"],
                      progress=None)  # fmt: skip
+
+
+def test_higher_is_better_metric_and_bad_target_are_refused(sweep):
+    with pytest.raises(ValueError, match="higher-is-better"):
+        build_report(EXPERIMENT, sweep["dir"] / "x", metric="val_accuracy",
+                     tracking_uri=sweep["uri"], progress=None)  # fmt: skip
+    with pytest.raises(ValueError, match="target must be"):
+        build_report(EXPERIMENT, sweep["dir"] / "x", tracking_uri=sweep["uri"], target=0.0,
+                     progress=None)  # fmt: skip
