@@ -264,8 +264,9 @@ def budget_heatmap(budget: pd.DataFrame, metric: str) -> plt.Figure:
 
 def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Figure:
     """Epochs to reach the target (x) against best ``metric`` (y): one point per (lr, batch size),
-    coloured by lr, marker by batch size, lines join the lrs of a batch size. Settings that never
-    reached the target sit in a "not reached" column on the right."""
+    coloured by lr, marker by batch size. Settings that never reached the target sit in a "not
+    reached" column on the right; those whose runs mostly diverged, failed or never learned in a
+    row at the top."""
     _style()
     fig, ax = plt.subplots(figsize=(8.2, 5.2))
     pal = lr_palette(lr_batch["lr"])

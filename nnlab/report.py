@@ -97,25 +97,23 @@ def _representative_runs(runs: pd.DataFrame, metric: str, k: int = 4) -> pd.Data
 
 
 def _dataset_params(run: pd.Series) -> tuple[str, dict]:
-    """The run's ``data.*`` params, typed, as ``load_dataset`` expects them."""
+    """The run's ``data.*`` params, typed, restricted to what ``load_dataset`` accepts."""
     import yaml
 
+    from nnlab.data import dataset_params
+
+    name = str(run["data.name"])
     params = {}
-    for key, value in run.items():
-        if not (isinstance(key, str) and key.startswith("data.")) or key == "data.name":
-            continue
+    for key in dataset_params(name):
+        value = run.get(f"data.{key}")
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        params[key[5:]] = (
-            yaml.safe_load(value)
-            if isinstance(value, str)
-            else value.item()
-            if hasattr(value, "item")
-            else value
-        )
-        if params[key[5:]] == "None":
-            params[key[5:]] = None
-    return str(run["data.name"]), params
+            continue  # not logged: the loader's default applies
+        if isinstance(value, str):  # MLflow params are strings: "0.2", "True", "None", "[1, 2]"
+            value = None if value == "None" else yaml.safe_load(value)
+        elif hasattr(value, "item"):  # numpy scalar from the typed frame
+            value = value.item()
+        params[key] = value
+    return name, params
 
 
 def _boundary_panels(runs: pd.DataFrame, metric: str, tracking_uri: str) -> tuple[list, str]:
