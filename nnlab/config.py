@@ -8,6 +8,7 @@ line and exits 2; no MLflow run is created for a config that fails here.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,11 +17,21 @@ DTYPES = ("float32", "float64")
 MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
 VERBOSITY = ("auto", 0, 1, 2)
 BACKENDS = ("mlflow", "none")
+LOSSES = ("auto", "binary_crossentropy", "sparse_categorical_crossentropy")
 FALLBACK_ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh", "softmax")
 
 
 class ConfigError(ValueError):
     """A config value is out of range or of the wrong type (one-line message)."""
+
+
+def full_error() -> bool:
+    """True when the user asked for tracebacks (``HYDRA_FULL_ERROR=1``).
+
+    ``nnlab.run.cli`` sets ``HYDRA_FULL_ERROR=1`` itself (so Hydra raises instead of printing
+    several lines) and keeps the user's own choice in ``NNLAB_FULL_ERROR``.
+    """
+    return os.environ.get("NNLAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR")) == "1"
 
 
 def activations() -> tuple[str, ...]:
@@ -97,6 +108,17 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: v is None or (_is_int(v) and v >= 1),
         "must be null or a 1-based epoch number",
     ),
+    "trainer.epoch_delay": (
+        lambda v: _is_num(v) and v >= 0,
+        "must be a number of seconds >= 0 (0 = off; a testing knob)",
+    ),
+    "trainer.checkpoint.enabled": (lambda v: isinstance(v, bool), "must be true or false"),
+    "trainer.checkpoint.dir": (
+        lambda v: isinstance(v, str) and v.strip() != "",
+        "must be a directory path (relative paths start at the launch directory)",
+    ),
+    "trainer.checkpoint.keep": (lambda v: isinstance(v, bool), "must be true or false"),
+    "trainer.checkpoint.resume": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.early_stopping.enabled": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.early_stopping.monitor": (lambda v: v in MONITORS, f"must be one of {list(MONITORS)}"),
     "trainer.early_stopping.patience": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
@@ -108,6 +130,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "must be a non-empty list of positive integers (e.g. model.hidden=[16,16])",
     ),
     "model.dtype": (lambda v: v in DTYPES, f"must be one of {list(DTYPES)}"),
+    "model.loss": (lambda v: v in LOSSES, f"must be one of {list(LOSSES)}"),
     "model.seed": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
     "optimizer.name": (lambda v: v in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
     "tracking.backend": (lambda v: v in BACKENDS, f"must be one of {list(BACKENDS)}"),
@@ -141,6 +164,21 @@ def to_plain(cfg: Any) -> Any:
     return cfg
 
 
+def _refuse_targets(node: Any, prefix: str = "") -> None:
+    """No ``_target_`` anywhere: config values name entries of fixed tables, never Python code."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "_target_":
+                raise ConfigError(
+                    f"{prefix}_target_={value!r}: nnlab never instantiates classes named in the "
+                    "config (names map to fixed tables); remove the key"
+                )
+            _refuse_targets(value, f"{prefix}{key}.")
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            _refuse_targets(item, prefix)
+
+
 def validate(cfg: Any) -> dict:
     """Check a composed nnlab config; return it as a resolved plain dict.
 
@@ -163,6 +201,7 @@ def validate(cfg: Any) -> dict:
                 f"{key} is required: set it on the command line ({key}=...)"
             ) from None
         raise ConfigError(f"config does not resolve: {str(exc).splitlines()[0]}") from None
+    _refuse_targets(plain)
     for key, (ok, allowed) in RULES.items():
         _check(ok(_get(plain, key)), key, _get(plain, key), allowed)
     for key, (ok, allowed) in OPTIONAL_RULES.items():

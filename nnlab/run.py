@@ -1,7 +1,10 @@
 """``python -m nnlab.run [-m] key=value ...``: one training run, or a Hydra sweep of them.
 
 The work is in ``nnlab.train`` (training) and ``nnlab.tracking`` (MLflow, the sweep callback).
-A bad config value prints one line and exits 2 (``HYDRA_FULL_ERROR=1`` shows the traceback).
+Errors are one line on stderr, never a traceback unless asked for (``HYDRA_FULL_ERROR=1``):
+a bad config value, a bad override or an unusable store / checkpoint exits 2 before any MLflow
+run exists; a failing single run exits 1 (its traceback is saved next to its history).
+Ctrl-C and SIGTERM end the running trial as KILLED, keep its checkpoint and exit 130.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from nnlab.config import ConfigError
+from nnlab.config import ConfigError, full_error
 
 # conf/hydra/launcher/joblib.yaml sets our defaults (n_jobs=2) on top of the plugin's schema of the
 # same name: intended, so Hydra's deprecation notice about it is noise (nnlab.tracking does the
@@ -35,15 +38,39 @@ def main(cfg: DictConfig) -> dict:
     try:
         return run_trial(cfg)
     except ConfigError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error():
             raise
         print(f"nnlab: invalid config: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 
+def one_line(exc: BaseException) -> str:
+    """Hydra's multi-line messages on one line (indented option lists joined by commas)."""
+    parts: list[str] = []
+    for raw in str(exc).splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("Config search path", "provider=")):
+            continue
+        if raw.startswith(("\t", " ")) and parts:
+            parts[-1] += ("" if parts[-1].endswith(":") else ",") + f" {line}"
+        else:
+            parts.append(line)
+    text = ""
+    for part in parts:  # "Could not override 'foo'. To append ..." reads as one sentence pair
+        text += (" " if text.endswith((".", ":")) else "; " if text else "") + part
+    return text or type(exc).__name__
+
+
 def cli() -> None:
-    """Entry point: SIGTERM behaves like Ctrl-C, so runs end as KILLED, not left RUNNING."""
+    """Entry point: SIGTERM behaves like Ctrl-C, so runs end as KILLED, not left RUNNING.
+
+    Hydra prints its own errors over several lines; with ``HYDRA_FULL_ERROR=1`` set here it
+    raises them instead and this prints one line (the user's own ``HYDRA_FULL_ERROR=1`` is kept
+    in ``NNLAB_FULL_ERROR`` and still gets the traceback).
+    """
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    os.environ.setdefault("NNLAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0"))
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
     except KeyboardInterrupt:
@@ -51,6 +78,22 @@ def cli() -> None:
 
         abort_sweep()
         raise SystemExit(130) from None
+    except Exception as exc:
+        if full_error():
+            raise
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if isinstance(exc, (HydraException, OmegaConfBaseException)):
+            print(f"nnlab: invalid command line: {one_line(exc)}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        print(
+            f"nnlab: run failed: {type(exc).__name__}: {one_line(exc)} (the traceback is in the "
+            "job's artifacts/traceback.txt; HYDRA_FULL_ERROR=1 prints it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
 import logging
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -40,8 +42,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 import nnlab
-from nnlab.config import ConfigError, to_plain, validate
-from nnlab.train import HISTORY_COLUMNS, Sink, TrainResult, load_data, train
+from nnlab.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    atomic_write,
+    atomic_write_text,
+    checkpoint_path,
+)
+from nnlab.config import ConfigError, full_error, to_plain, validate
+from nnlab.train import HISTORY_COLUMNS, Sink, TrainResult, TrainState, load_data, train
 
 STATUS = {  # outcome -> MLflow run status (DESIGN.md, "Run outcomes")
     "completed": "FINISHED",
@@ -51,8 +60,17 @@ STATUS = {  # outcome -> MLflow run status (DESIGN.md, "Run outcomes")
     "killed": "KILLED",
 }
 OUTCOMES = (*STATUS, "skipped")
-HASH_EXCLUDE = ("tracking", "report", "trainer.verbose")  # keys that do not change the result
+# keys that do not change the result
+HASH_EXCLUDE = (
+    "tracking",
+    "report",
+    "trainer.verbose",
+    "trainer.checkpoint",
+    "trainer.epoch_delay",
+)
 SWEEP_FILE = ".nnlab/sweep.json"
+RUN_FILE = "run.json"  # in each job dir: what `python -m nnlab.recover` needs
+RUN_FORMAT = "nnlab.run/1"
 MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
 
 log = logging.getLogger(__name__)
@@ -216,6 +234,89 @@ def _use_wal(uri: str) -> None:
         log.warning("could not switch %s to WAL mode: %s", path, exc)
 
 
+# MLflow retries an unreachable server for minutes by default (7 retries, backoff factor 2);
+# a trial should notice a dead server in seconds (its metrics stay local, see LocalHistory).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+PROBE_TIMEOUT = 3.0  # seconds to wait for a tracking server's TCP port
+
+
+def probe_server(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Refuse an http(s) tracking URI whose host:port does not accept a TCP connection.
+
+    One socket connect with a short timeout, before ``import mlflow`` and its long HTTP retries.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(
+            f"tracking.uri={uri!r}: no MLflow server answers at {parts.hostname}:{port} "
+            f"({reason}); start one (mlflow server --host 127.0.0.1 --port {port}) or use the "
+            "local store (tracking=sqlite)"
+        ) from None
+
+
+def probe_directory(path: Path, key: str) -> None:
+    """Create ``path`` if needed and write + delete a file there; ConfigError naming ``key``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".nnlab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"{key}: cannot write to {path} ({exc.strerror or exc}); pick a writable directory"
+        ) from None
+
+
+def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str:
+    """Check the store is usable, then ``open_experiment``; every problem is one ConfigError.
+
+    Order: server port (http), sqlite file's directory, artifact root, store + experiment, the
+    experiment's own (file) artifact location. Nothing is created in the store for a bad input
+    except, at most, the experiment.
+    """
+    probe_server(uri)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        if not db.parent.is_dir() or db.is_dir():
+            raise ConfigError(
+                f"tracking.uri={uri!r}: {db} cannot be a sqlite file (its directory is missing "
+                "or it is a directory); point it at a file in an existing directory"
+            )
+        probe_directory(
+            (base / (artifacts or "mlruns")).resolve(), f"tracking.artifacts={artifacts!r}"
+        )
+    try:
+        exp_id = open_experiment(uri, name, artifacts, base)
+        location = client(uri).get_experiment(exp_id).artifact_location
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"tracking.uri={uri!r}: cannot open the MLflow store ({_one_line(exc)}); check the "
+            "URI, or move a damaged sqlite file aside"
+        ) from None
+    if location.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        probe_directory(
+            Path(unquote(urlsplit(location).path)),
+            f"experiment {name!r} artifact location {location}",
+        )
+    return exp_id
+
+
 def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:
     """config_hash -> {run_id, run_name, loss, val_loss} of the experiment's FINISHED trials."""
     from mlflow.entities import ViewType
@@ -248,6 +349,13 @@ class MlflowSink(Sink):
     """One MLflow run: params once, epoch metrics batched, tags + artifacts + status at the end.
 
     ``overhead`` accumulates the seconds spent in MLflow calls (the cost of tracking).
+
+    A store error while training does not stop training: the sink keeps every metric in its
+    buffer, records the error in ``error`` (the first one, one line), makes no further MLflow
+    calls until ``finish``, which tries once more (the store may be back) and raises if it fails.
+    The job directory keeps the history either way (``LocalHistory``).
+
+    ``resume_run_id`` reopens that run (status back to RUNNING) instead of creating one.
     """
 
     def __init__(
@@ -258,18 +366,25 @@ class MlflowSink(Sink):
         tags: dict[str, str],
         params: dict[str, Any],
         flush_interval: float = 1.0,
+        resume_run_id: str | None = None,
     ):
-        from mlflow.entities import Param
+        from mlflow.entities import Param, RunTag
 
         t0 = time.perf_counter()
         self.client = client(uri)
         self.flush_interval = flush_interval
         self.buffer: list = []
-        run = self.client.create_run(experiment_id, run_name=name, tags=tags)
-        self.run_id = run.info.run_id
-        items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
-        for i in range(0, len(items), 100):  # MLflow caps params per log_batch at 100
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        self.error: str | None = None
+        if resume_run_id is not None:
+            self.run_id = resume_run_id
+            self.client.update_run(resume_run_id, "RUNNING")
+            self.client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        else:
+            run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+            self.run_id = run.info.run_id
+            items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
+            for i in range(0, len(items), 100):  # MLflow caps params per log_batch at 100
+                self.client.log_batch(self.run_id, params=items[i : i + 100])
         self.last_flush = time.perf_counter()
         self.overhead = self.last_flush - t0
 
@@ -278,12 +393,40 @@ class MlflowSink(Sink):
 
         self.buffer.append(Metric(key, float(value), int(time.time() * 1000), step))
 
+    def backfill(self, history: dict[str, list[float]], batches: list[tuple[int, float]]) -> int:
+        """Queue the saved epochs (and batch losses) the run does not hold yet; return how many.
+
+        Only steps above the run's last logged step per metric are added, so a resumed run ends
+        with each step exactly once whatever was flushed before the interruption.
+        """
+        added = 0
+        series = {k: list(enumerate(v, start=1)) for k, v in history.items()}
+        if batches:
+            series["batch_loss"] = list(batches)
+        for key, points in series.items():
+            logged = self.client.get_metric_history(self.run_id, key)
+            last = max((m.step for m in logged), default=0)
+            for step, value in points:
+                if step > last:
+                    self._add(key, value, step)
+                    added += 1
+        return added
+
     def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
         t0 = time.perf_counter()
         for key, value in logs.items():
             self._add(key, value, epoch)
-        if t0 - self.last_flush >= self.flush_interval:
-            self.flush()
+        if t0 - self.last_flush >= self.flush_interval and self.error is None:
+            try:
+                self.flush()
+            except Exception as exc:  # keep training; the buffer and the job dir keep the metrics
+                self.error = _one_line(exc)
+                print(
+                    f"nnlab: MLflow error at epoch {epoch} of run {self.run_id}: {self.error}; "
+                    "training goes on, metrics are kept (job dir history.csv) and retried at the end",
+                    file=sys.stderr,
+                    flush=True,
+                )
         self.overhead += time.perf_counter() - t0
 
     def log_batch_loss(self, step: int, loss: float) -> None:
@@ -305,7 +448,7 @@ class MlflowSink(Sink):
         self.flush()
         t0 = time.perf_counter()
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        if artifact_dir is not None and any(artifact_dir.iterdir()):
+        if artifact_dir is not None and artifact_dir.is_dir() and any(artifact_dir.iterdir()):
             self.client.log_artifacts(self.run_id, str(artifact_dir))
         self.client.set_terminated(self.run_id, STATUS[outcome])
         self.overhead += time.perf_counter() - t0
@@ -329,6 +472,8 @@ class SweepContext:
     results_dir: str
     skip: dict[str, dict] = field(default_factory=dict)
     git: dict[str, str] = field(default_factory=dict)
+    sweep_hash: str = ""
+    sweep_dir: str = ""
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -350,6 +495,19 @@ def _hydra():
     return hc, hc.mode == RunMode.MULTIRUN
 
 
+def history_csv(rows: list[dict]) -> str:
+    """``rows`` as history.csv text (columns ``HISTORY_COLUMNS``; floats in full precision)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def batch_csv(batches: list[tuple[int, float]]) -> str:
+    return "step,batch_loss\n" + "".join(f"{s},{v!r}\n" for s, v in batches)
+
+
 def write_artifacts(
     out: Path,
     plain: dict,
@@ -359,27 +517,53 @@ def write_artifacts(
     tb: str | None,
     save_model: bool,
 ) -> None:
-    """config.yaml, overrides.yaml, history.csv, model.npz, traceback.txt into ``out``."""
+    """config.yaml, overrides.yaml, history.csv, model.npz, traceback.txt into ``out`` (atomic)."""
     from omegaconf import OmegaConf
 
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create(plain), out / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), out / "overrides.yaml")
-    with open(out / "history.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+    atomic_write_text(out / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    atomic_write_text(out / "history.csv", history_csv(rows))
     if result is not None and save_model:
-        result.model.save(str(out / "model.npz"))
+        atomic_write(out / "model.npz", result.model.save)
     if tb is not None:
-        (out / "traceback.txt").write_text(tb)
+        atomic_write_text(out / "traceback.txt", tb)
 
 
-class _RecordingSink(Sink):
-    """Keeps history rows (for history.csv after a failure) and forwards to an inner sink."""
+class LocalHistory(Sink):
+    """The job directory's own copy of a trial, so no metric depends on the tracking store.
 
-    def __init__(self, inner: Sink | None):
-        self.inner, self.rows = inner, []
+    After every epoch ``history.csv`` (and ``batch_loss.csv`` when batch losses are logged) is
+    rewritten atomically in ``artifact_dir``; ``run.json`` next to it holds what
+    ``python -m nnlab.recover`` needs to upload the run later (experiment, params, tags, run id,
+    outcome). Everything is forwarded to ``inner`` (the MLflow sink, or None).
+    """
+
+    def __init__(
+        self,
+        inner: Sink | None,
+        artifact_dir: Path,
+        run_file: Path,
+        meta: dict[str, Any],
+        resume: TrainState | None = None,
+    ):
+        self.inner, self.artifact_dir, self.run_file, self.meta = (
+            inner,
+            artifact_dir,
+            run_file,
+            meta,
+        )
+        self.rows: list[dict] = []
+        self.batches: list[tuple[int, float]] = []
+        if resume is not None:  # the epochs before the interruption, from the checkpoint
+            for e in range(resume.epoch):
+                self.rows.append({"epoch": e + 1, **{k: v[e] for k, v in resume.history.items()}})
+            self.batches = list(resume.batch_losses)
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        self.write_meta()
+
+    def write_meta(self, **updates: Any) -> None:
+        self.meta.update(updates)
+        atomic_write_text(self.run_file, json.dumps(self.meta, indent=1, default=str))
 
     def on_train_begin(self, info):
         if self.inner:
@@ -387,12 +571,21 @@ class _RecordingSink(Sink):
 
     def log_epoch(self, epoch, logs):
         self.rows.append({"epoch": epoch, **logs})
+        atomic_write_text(self.artifact_dir / "history.csv", history_csv(self.rows))
+        if self.batches:
+            atomic_write_text(self.artifact_dir / "batch_loss.csv", batch_csv(self.batches))
         if self.inner:
             self.inner.log_epoch(epoch, logs)
 
     def log_batch_loss(self, step, loss):
+        self.batches.append((step, loss))
         if self.inner:
             self.inner.log_batch_loss(step, loss)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def run_trial(cfg: Any) -> dict:
@@ -400,8 +593,8 @@ def run_trial(cfg: Any) -> dict:
 
     In a multirun a failure is recorded (FAILED run, traceback artifact) and returned, so the rest
     of the sweep runs and the summary prints; in a single run it is re-raised after recording.
-    ``ConfigError`` is raised before any run is created. ``KeyboardInterrupt`` marks the run KILLED
-    and propagates.
+    ``ConfigError`` is raised before any run is created (in a multirun: a failed record without a
+    run). ``KeyboardInterrupt`` marks the run KILLED, keeps its checkpoint and propagates.
     """
     t_start = time.perf_counter()
     plain = validate(cfg)
@@ -433,46 +626,207 @@ def run_trial(cfg: Any) -> dict:
             prior_outcome=prior.get("outcome"),
         )
         return _report(record, ctx)
-
-    data = load_data(plain["data"])  # a bad data config is a ConfigError: no run is created
-    tr = plain["trainer"]
-    verbose = (0 if multirun else 1) if tr["verbose"] == "auto" else int(tr["verbose"])
     out = (
         Path(hc.runtime.output_dir)
         if hc
         else Path.cwd() / "outputs" / f"run-{uuid.uuid4().hex[:8]}"
     )
+    try:
+        return _run_trial(plain, ctx, base, out, overrides, record, t_start)
+    except ConfigError as exc:
+        if ctx is None:
+            raise
+        record.update(outcome="failed", error=f"invalid config: {exc}")
+        return _report(record, ctx)
+
+
+def _open_checkpoint(plain: dict, base: Path, digest: str):
+    """(Checkpointer or None, saved TrainState or None, its meta) for this trial."""
+    ck = plain["trainer"]["checkpoint"]
+    if not ck["enabled"]:
+        return None, None, {}
+    ckpt = Checkpointer(checkpoint_path(base, ck["dir"], plain["experiment_name"], digest))
+    try:
+        locked = ckpt.acquire()
+    except OSError as exc:
+        raise ConfigError(
+            f"trainer.checkpoint.dir={ck['dir']!r}: cannot write checkpoints there "
+            f"({exc.strerror or exc}); pick a writable directory or set "
+            "trainer.checkpoint.enabled=false"
+        ) from None
+    if not locked:
+        print(
+            f"nnlab: another process is training this config ({ckpt.path.with_suffix('.lock')} "
+            "is held); this trial runs without a checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None, None, {}
+    loaded = ckpt.load() if ck["resume"] else None
+    if loaded is None:
+        return ckpt, None, {}
+    state, meta = loaded
+    if meta.get("config_hash") != digest:
+        ckpt.release()
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} belongs to config {meta.get('config_hash')!r}, not {digest!r}; "
+            "delete it, or run with trainer.checkpoint.resume=false"
+        )
+    return ckpt, state, meta
+
+
+def _prior_status(uri: str, run_id: str, experiment_id: str) -> str | None:
+    """Status of ``run_id`` if it is a live run of ``experiment_id`` in the store, else None."""
+    try:
+        run = client(uri).get_run(run_id)
+    except Exception:  # gone, or another store: the trial resumes into a new run
+        return None
+    if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
+        return None
+    return run.info.status
+
+
+def _run_trial(
+    plain: dict,
+    ctx: SweepContext | None,
+    base: Path,
+    out: Path,
+    overrides: list[str],
+    record: dict,
+    t_start: float,
+) -> dict:
+    # every check that can refuse the trial runs before the store is touched: no run is created
+    data = load_data(plain["data"], plain["model"].get("loss", "auto"))
+    ckpt, resume, ckmeta = _open_checkpoint(plain, base, record["config_hash"])
+    try:
+        uri = exp_id = None
+        if plain["tracking"]["backend"] == "mlflow":  # fail fast on an unusable store
+            uri = ctx.uri if ctx else resolve_uri(plain["tracking"]["uri"], base)
+            exp_id = (
+                ctx.experiment_id
+                if ctx
+                else prepare_store(
+                    uri, plain["experiment_name"], plain["tracking"]["artifacts"], base
+                )
+            )
+        return _train_tracked(
+            plain, ctx, out, overrides, record, t_start, data, uri, exp_id, ckpt, resume, ckmeta
+        )
+    finally:
+        if ckpt is not None:
+            ckpt.release()
+
+
+def _train_tracked(
+    plain, ctx, out, overrides, record, t_start, data, uri, exp_id, ckpt, resume, ckmeta
+) -> dict:
+    digest, name, job = record["config_hash"], record["name"], record["job"]
+    multirun = ctx is not None
+    tr = plain["trainer"]
+    verbose = (0 if multirun else 1) if tr["verbose"] == "auto" else int(tr["verbose"])
     artifact_dir = out / "artifacts"
-    tracked = plain["tracking"]["backend"] == "mlflow"
+
+    reopen = None
+    if resume is not None and uri is not None and ckmeta.get("run_id"):
+        status = _prior_status(uri, ckmeta["run_id"], exp_id)
+        if status == "FINISHED":  # stale: that run ended and was tracked; train afresh
+            resume = None
+        elif status is not None:
+            reopen = ckmeta["run_id"]
+    if resume is not None and resume.finished and uri is None:
+        resume = None  # nothing to finish without a tracker: train afresh
+    if resume is not None:
+        where = f" into MLflow run {reopen}" if reopen else ""
+        print(
+            f"nnlab: {name}: resuming from {ckpt.path} after epoch {resume.epoch}{where}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    params = flatten(plain)
+    tags = {
+        "nnlab.role": "trial",
+        "nnlab.version": nnlab.__version__,
+        "nnlab.config_hash": digest,
+        "nnlab.job": str(job),
+        "mlflow.source.name": "nnlab.run",
+        "mlflow.source.type": "LOCAL",
+        **(ctx.git if ctx and ctx.git else git_info()),
+    }
+    if ctx is not None:
+        tags |= {"nnlab.sweep_id": ctx.sweep_id, "mlflow.parentRunId": ctx.parent_run_id}
+    if resume is not None:
+        tags["nnlab.resumed_from_epoch"] = str(resume.epoch)
 
     sink: MlflowSink | None = None
-    if tracked:
-        uri = ctx.uri if ctx else resolve_uri(plain["tracking"]["uri"], base)
-        exp_id = (
-            ctx.experiment_id
-            if ctx
-            else open_experiment(
-                uri, plain["experiment_name"], plain["tracking"]["artifacts"], base
+    tracking_error = None
+    if uri is not None:
+        try:
+            sink = MlflowSink(
+                uri, exp_id, name, tags, params, plain["tracking"]["flush_interval"], reopen
             )
-        )
-        tags = {
-            "nnlab.role": "trial",
-            "nnlab.version": nnlab.__version__,
-            "nnlab.config_hash": digest,
-            "nnlab.job": str(job),
-            "mlflow.source.name": "nnlab.run",
-            "mlflow.source.type": "LOCAL",
-            **(ctx.git if ctx and ctx.git else git_info()),
-        }
-        if ctx is not None:
-            tags |= {"nnlab.sweep_id": ctx.sweep_id, "mlflow.parentRunId": ctx.parent_run_id}
-        sink = MlflowSink(
-            uri, exp_id, name, tags, flatten(plain), plain["tracking"]["flush_interval"]
-        )
-        record["run_id"] = sink.run_id
-    recorder = _RecordingSink(sink)
+            if resume is not None:
+                sink.backfill(resume.history, resume.batch_losses)
+            record["run_id"] = sink.run_id
+        except Exception as exc:  # the store broke since the sweep began: train, keep it local
+            tracking_error = _one_line(exc)
+            sink = None
+            print(
+                f"nnlab: {name}: MLflow error ({tracking_error}); training without it, "
+                "the history is kept in the job directory",
+                file=sys.stderr,
+                flush=True,
+            )
+    local = LocalHistory(
+        sink,
+        artifact_dir,
+        out / RUN_FILE,
+        {
+            "format": RUN_FORMAT,
+            "tracking_uri": uri,
+            "experiment_name": plain["experiment_name"],
+            "experiment_id": exp_id,
+            "run_id": record["run_id"],
+            "run_name": name,
+            "params": {k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()},
+            "tags": tags,
+            "outcome": "running",
+            "tracked": None if uri is not None else False,
+            "error": tracking_error,
+        },
+        resume,
+    )
+    ck_meta = {
+        "config_hash": digest,
+        "run_id": record["run_id"],
+        "experiment_id": exp_id,
+        "experiment_name": plain["experiment_name"],
+    }
+
+    def save_checkpoint(state: TrainState) -> None:
+        nonlocal ckpt
+        try:
+            ckpt.save(state, ck_meta)
+        except OSError as exc:  # e.g. disk full: keep training, without resume from here on
+            print(
+                f"nnlab: {name}: could not write checkpoint {ckpt.path} ({exc}); "
+                "continuing without checkpoints",
+                file=sys.stderr,
+                flush=True,
+            )
+            ckpt = None
+
+    def on_checkpoint(state: TrainState) -> None:
+        if ckpt is not None:
+            save_checkpoint(state)
 
     result, tb, outcome = None, None, "failed"
+    kwargs = dict(
+        verbose=verbose,
+        data=data,
+        resume=resume,
+        on_checkpoint=on_checkpoint if ckpt is not None else None,
+    )
     try:
         if ctx is not None and ctx.parallel:  # one BLAS thread per trial when trials share cores
             from threadpoolctl import threadpool_info, threadpool_limits
@@ -480,16 +834,21 @@ def run_trial(cfg: Any) -> dict:
             with threadpool_limits(limits=1, user_api="blas"):
                 blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
                 record["blas_threads"] = max(blas, default=None)
-                result = train(plain, recorder, verbose=verbose, data=data)
+                result = train(plain, local, **kwargs)
         else:
-            result = train(plain, recorder, verbose=verbose, data=data)
+            result = train(plain, local, **kwargs)
         outcome = result.outcome
     except KeyboardInterrupt:
         outcome = "killed"
-        _finish(sink, outcome, None, plain, overrides, recorder.rows, None, artifact_dir)
+        _finish(sink, outcome, None, plain, overrides, local, None, artifact_dir, tracking_error)
         where = f"MLflow run {sink.run_id} marked KILLED" if sink else "stopped"
+        kept = (
+            f"; checkpoint {ckpt.path} kept: run the same command to resume"
+            if ckpt is not None and ckpt.path.exists()
+            else ""
+        )
         print(
-            f"nnlab: {name}: interrupted after {len(recorder.rows)} epochs; {where}",
+            f"nnlab: {name}: interrupted after {len(local.rows)} epochs; {where}{kept}",
             file=sys.stderr,
             flush=True,
         )
@@ -497,26 +856,34 @@ def run_trial(cfg: Any) -> dict:
     except Exception as exc:
         tb = traceback.format_exc()
         record["error"] = f"{type(exc).__name__}: {exc}"
-        _finish(sink, outcome, None, plain, overrides, recorder.rows, tb, artifact_dir)
-        if not multirun:
+        _finish(sink, outcome, None, plain, overrides, local, tb, artifact_dir, tracking_error)
+        if ctx is None:
             raise
     else:
-        _finish(sink, outcome, result, plain, overrides, recorder.rows, None, artifact_dir)
+        tracking_error = _finish(
+            sink, outcome, result, plain, overrides, local, None, artifact_dir, tracking_error
+        )
+        if ckpt is not None and not tr["checkpoint"]["keep"] and tracking_error is None:
+            ckpt.delete()  # training ended and the tracker has it all
 
-    rows = recorder.rows
+    rows = local.rows
     record.update(
         outcome=outcome,
         seconds=time.perf_counter() - t_start,
         tracking_s=sink.overhead if sink else 0.0,
+        checkpoint_s=ckpt.seconds if ckpt is not None else 0.0,
         epochs_run=len(rows),
         train_s=result.seconds if result is not None else None,
         loss=rows[-1].get("loss") if rows else None,
         val_loss=rows[-1].get("val_loss") if rows else None,
     )
+    if tracking_error is not None:
+        record["tracking_error"] = tracking_error
+        record["job_dir"] = str(out)
     if ctx is None:
         where = (
             f"MLflow run {record['run_id']} ({ui_command(sink.client.tracking_uri)})"
-            if sink
+            if sink and tracking_error is None
             else str(out)
         )
         print(
@@ -525,28 +892,48 @@ def run_trial(cfg: Any) -> dict:
             f"total {record['seconds']:.1f}s) -> {where}",
             flush=True,
         )
+        if tracking_error is not None:
+            print(
+                f"nnlab: the run could not be written to MLflow ({tracking_error}); nothing is "
+                f"lost: its history is in {artifact_dir / 'history.csv'}. Re-import it with: "
+                f"python -m nnlab.recover {out}  (--tracking-uri URI for another store)",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1)
     return _report(record, ctx)
 
 
-def _finish(sink, outcome, result, plain, overrides, rows, tb, artifact_dir) -> None:
+def _finish(
+    sink, outcome, result, plain, overrides, local, tb, artifact_dir, tracking_error
+) -> str | None:
     """Write the artifacts; with MLflow, tag the outcome, upload them and close the run.
 
     Errors here are reported, not raised: the run must still end with its outcome and status.
+    Returns the tracking error (one line) when MLflow did not get the whole run, else None.
     """
     try:
         save_model = bool(plain["tracking"].get("log_model", True))
-        write_artifacts(artifact_dir, plain, overrides, result, rows, tb, save_model)
+        write_artifacts(artifact_dir, plain, overrides, result, local.rows, tb, save_model)
     except Exception as exc:
         print(f"nnlab: could not write artifacts to {artifact_dir}: {exc}", file=sys.stderr)
+    local.write_meta(outcome=outcome)
     if sink is None:
-        return
+        return tracking_error
     tags = {"nnlab.outcome": outcome}
     if result is not None and result.stopped_epoch is not None:
         tags["nnlab.stopped_epoch"] = str(result.stopped_epoch)
     try:
         sink.finish(outcome, tags, artifact_dir)
     except Exception as exc:  # never hide the training error behind a tracking error
-        print(f"nnlab: could not close MLflow run {sink.run_id}: {exc}", file=sys.stderr)
+        tracking_error = _one_line(exc)
+        print(
+            f"nnlab: could not close MLflow run {sink.run_id}: {tracking_error}",
+            file=sys.stderr,
+            flush=True,
+        )
+    local.write_meta(tracked=tracking_error is None, error=tracking_error)
+    return tracking_error
 
 
 def _report(record: dict, ctx: SweepContext | None) -> dict:
@@ -554,7 +941,7 @@ def _report(record: dict, ctx: SweepContext | None) -> dict:
     if ctx is None:
         return record
     path = Path(ctx.results_dir) / f"job{record['job']:05d}.json"
-    path.write_text(json.dumps(record, default=float))
+    atomic_write_text(path, json.dumps(record, default=float))
     total = f"/{ctx.n_trials}" if ctx.n_trials else ""
     detail = (
         f"(FINISHED run {record['run_id'][:8]})"
@@ -563,6 +950,8 @@ def _report(record: dict, ctx: SweepContext | None) -> dict:
     )
     if record.get("error"):
         detail += f"  {record['error']}"
+    if record.get("tracking_error"):
+        detail += f"  not in MLflow: {record['tracking_error']}"
     print(
         f"[{record['job'] + 1}{total}] {record['outcome']:<13} {record['name']}  {detail}",
         flush=True,
@@ -640,23 +1029,28 @@ class SweepCallback(Callback):
             varying=varying,
             parallel=parallel,
             results_dir=str(sweep_dir / ".nnlab" / sweep_id),
+            sweep_hash=sweep_signature(base_cfg["experiment_name"], jobs, config),
+            sweep_dir=str(sweep_dir),
         )
         header = f"nnlab sweep {sweep_id}: {len(jobs) or '?'} trials"
         if tracking["backend"] == "mlflow":
             ctx.uri = resolve_uri(tracking["uri"], base)
             ctx.git = git_info()
             try:
-                ctx.experiment_id = open_experiment(
+                ctx.experiment_id = prepare_store(
                     ctx.uri, base_cfg["experiment_name"], tracking["artifacts"], base
                 )
             except ConfigError as exc:
                 _fail_config(str(exc))
             if not tracking["rerun"]:  # each trial looks its own config hash up in this map
                 ctx.skip = finished_trials(ctx.uri, ctx.experiment_id)
-            ctx.parent_run_id = _start_parent(ctx, config, base_cfg["experiment_name"])
+            reused = _reopen_parent(ctx)
+            if reused is None:
+                ctx.parent_run_id = _start_parent(ctx, config, base_cfg["experiment_name"])
             header += (
                 f", experiment {base_cfg['experiment_name']!r} (id {ctx.experiment_id}), "
                 f"parent run {ctx.parent_run_id}"
+                + (" (resumed: same sweep as an interrupted one)" if reused else "")
             )
         Path(ctx.results_dir).mkdir(parents=True, exist_ok=True)
         ctx.save(sweep_dir / SWEEP_FILE)
@@ -688,6 +1082,12 @@ class SweepCallback(Callback):
             lines[-1] += "  (a FINISHED run exists; tracking.rerun=true runs them again)"
         if missing:
             lines.append(f"  {'no result':<14}{missing:>4}  (a job died before reporting)")
+        untracked = sum(bool(r.get("tracking_error")) for r in records)
+        if untracked:
+            lines.append(
+                f"  {'not in MLflow':<14}{untracked:>4}  (nothing lost: re-import the job dirs' "
+                f"history with python -m nnlab.recover {ctx.sweep_dir})"
+            )
         if best:
             metric = "val_loss" if best.get("val_loss") is not None else "loss"
             run = f"  run {best['run_id']}" if best.get("run_id") else ""
@@ -695,10 +1095,15 @@ class SweepCallback(Callback):
         if ctx.parent_run_id:
             lines.append(f"  parent run: {ctx.parent_run_id}")
             lines.append(f"  browse: {ui_command(ctx.uri)}")
-            _end_parent(ctx, counts, best, "\n".join(lines))
+            try:
+                _end_parent(ctx, counts, best, "\n".join(lines))
+            except Exception as exc:
+                lines.append(f"  could not close the parent run in MLflow: {_one_line(exc)}")
+                untracked += 1
         print("\n".join(lines), flush=True)
-        _maybe_report(_SWEEP["config"], ctx)
-        if counts["failed"] or missing:
+        if not untracked:
+            _maybe_report(_SWEEP["config"], ctx)
+        if counts["failed"] or missing or untracked:
             raise SystemExit(1)
 
 
@@ -745,7 +1150,7 @@ def _task_config(config: Any) -> Any:
 
 def _fail_config(message: str) -> None:
     """Print one line and exit 2 (before any MLflow run exists)."""
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if full_error():
         raise ConfigError(message)
     print(f"nnlab: invalid config: {message}", file=sys.stderr, flush=True)
     raise SystemExit(2)
@@ -765,6 +1170,65 @@ def _best(records: list[dict]) -> dict | None:
     return None
 
 
+def sweep_signature(experiment: str, jobs: list[list[str]], config: Any) -> str:
+    """Hash of what the sweep runs (its trials' overrides), to recognise the same sweep again."""
+    what = jobs or [list(config.hydra.overrides.task)]
+    blob = json.dumps({"experiment": experiment, "jobs": what}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _launcher_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _launcher_gone(tag: str | None) -> bool:
+    """True when ``host:pid`` names a process of this host that no longer exists."""
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _reopen_parent(ctx: SweepContext) -> str | None:
+    """Reuse the parent run of an interrupted run of the same sweep; return its id or None.
+
+    The latest parent with the same ``nnlab.sweep_hash`` is reused when it ended KILLED (Ctrl-C,
+    SIGTERM) or is still RUNNING although its launcher process is gone (``kill -9``). Its trials
+    that FINISHED are skipped, interrupted ones resume into their own runs, so the sweep ends
+    with one parent holding every trial.
+    """
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    query = f"tags.`nnlab.role` = 'sweep' and tags.`nnlab.sweep_hash` = '{ctx.sweep_hash}'"
+    latest = c.search_runs(
+        [ctx.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
+    )
+    if not latest:
+        return None
+    run = latest[0]
+    status, tags = run.info.status, run.data.tags
+    if not (
+        status == "KILLED" or (status == "RUNNING" and _launcher_gone(tags.get("nnlab.launcher")))
+    ):
+        return None
+    ctx.parent_run_id = run.info.run_id
+    ctx.sweep_id = tags.get("nnlab.sweep_id", ctx.sweep_id)
+    c.update_run(ctx.parent_run_id, "RUNNING")
+    resumes = int(tags.get("nnlab.resumes", "0")) + 1
+    c.log_batch(
+        ctx.parent_run_id,
+        tags=[RunTag("nnlab.launcher", _launcher_tag()), RunTag("nnlab.resumes", str(resumes))],
+    )
+    return ctx.parent_run_id
+
+
 def _start_parent(ctx: SweepContext, config: Any, experiment_name: str) -> str:
     from mlflow.entities import Param
 
@@ -773,6 +1237,8 @@ def _start_parent(ctx: SweepContext, config: Any, experiment_name: str) -> str:
     tags = {
         "nnlab.role": "sweep",
         "nnlab.sweep_id": ctx.sweep_id,
+        "nnlab.sweep_hash": ctx.sweep_hash,
+        "nnlab.launcher": _launcher_tag(),
         "nnlab.version": nnlab.__version__,
         "mlflow.source.name": "nnlab.run",
         "mlflow.source.type": "LOCAL",

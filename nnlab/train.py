@@ -3,12 +3,20 @@
 Training knows configs, never MLflow: everything it reports goes through a :class:`Sink`, a
 handful of no-op hooks that ``nnlab.tracking`` implements. ``train`` validates the config first,
 so a bad value fails before any data or model is built.
+
+Exact resume (Keras's BackupAndRestore): ``train(..., on_checkpoint=f)`` calls ``f`` with a
+:class:`TrainState` at the end of every epoch, *before* the sink hears of that epoch (so a tracker
+never holds an epoch the checkpoint lacks); ``train(..., resume=state)`` restores it and fits epochs
+``state.epoch + 1 ..`` with ``initial_epoch``. The weights, optimizer slots, shuffling RNG and
+history then continue bit-identically; EarlyStopping and the divergence guard are brought back to
+their state by replaying the saved epoch logs through them.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +86,34 @@ class TrainResult:
         ]
 
 
+@dataclass
+class TrainState:
+    """Everything a resumed ``train`` needs (see ``nnlab.checkpoint`` for the file).
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs finished so far (the next one is ``epoch + 1``, 1-based).
+    model_state : dict[str, np.ndarray]
+        ``model.get_state()``: weights, optimizer slots and step, shuffling RNG.
+    history : dict[str, list[float]]
+        Per-epoch values so far (``loss``, metrics, ``val_*``, ``epoch_time``), ``epoch`` long.
+    batch_losses : list[tuple[int, float]]
+        (global step, loss) pairs logged so far when ``trainer.batch_log_every`` > 0.
+    finished : bool
+        Training has ended (all epochs, early stop or divergence): a resume fits no epoch.
+    best_weights : list[np.ndarray] or None
+        EarlyStopping's best weights (``restore_best_weights``), restored on resume.
+    """
+
+    epoch: int
+    model_state: dict[str, Any]
+    history: dict[str, list[float]]
+    batch_losses: list[tuple[int, float]] = field(default_factory=list)
+    finished: bool = False
+    best_weights: list[Any] | None = None
+
+
 class FailAtEpoch(RuntimeError):
     """Raised on purpose by ``trainer.fail_at_epoch`` (a debugging knob for the failure path)."""
 
@@ -88,12 +124,26 @@ def _callbacks_module():
     return callbacks
 
 
-def _forwarder(sink: Sink, history: dict[str, list[float]], batch_every: int, fail_at: int | None):
-    """A callback that times epochs and forwards their logs to ``sink`` (built lazily on nn)."""
+def _forwarder(
+    sink: Sink,
+    history: dict[str, list[float]],
+    batches: list[tuple[int, float]],
+    tr: dict,
+    on_checkpoint: Callable[[TrainState], None] | None,
+    early: Any,
+):
+    """A callback that times epochs, checkpoints them and forwards their logs to ``sink``.
+
+    It runs after EarlyStopping and the divergence guard, so ``model.stop_training`` already says
+    whether this epoch is the last. Built lazily on ``nnlab.nn``.
+    """
     cb = _callbacks_module()
+    batch_every, fail_at, delay = tr["batch_log_every"], tr["fail_at_epoch"], tr["epoch_delay"]
 
     class EpochForwarder(cb.Callback):
         def on_epoch_begin(self, epoch, logs=None):
+            if delay:
+                time.sleep(delay)
             self._t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -101,6 +151,12 @@ def _forwarder(sink: Sink, history: dict[str, list[float]], batch_every: int, fa
             logs["epoch_time"] = time.perf_counter() - self._t0
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
+            if on_checkpoint is not None:
+                done = self.model.stop_training or epoch + 1 >= self.params["epochs"]
+                best = getattr(early, "best_weights", None) if early is not None else None
+                on_checkpoint(
+                    TrainState(epoch + 1, self.model.get_state(), history, batches, done, best)
+                )
             sink.log_epoch(epoch + 1, logs)
             if fail_at is not None and epoch + 1 >= fail_at:
                 raise FailAtEpoch(f"trainer.fail_at_epoch={fail_at}: raising on purpose")
@@ -110,19 +166,48 @@ def _forwarder(sink: Sink, history: dict[str, list[float]], batch_every: int, fa
         def on_train_batch_end(self, step, logs=None):
             # step: the optimizer's iteration count after this update (1-based)
             if step % batch_every == 0:
-                sink.log_batch_loss(step, float((logs or {}).get("loss", math.nan)))
+                loss = float((logs or {}).get("loss", math.nan))
+                batches.append((step, loss))
+                sink.log_batch_loss(step, loss)
 
     return BatchForwarder() if batch_every > 0 else EpochForwarder()
 
 
+def _replayer(history: dict[str, list[float]], targets: list, best_weights: list | None):
+    """A callback that, on train begin, feeds the saved epoch logs to ``targets`` again.
+
+    EarlyStopping (wait, best) and the divergence guard (reference, diverged) rebuild their state
+    from the logs alone; EarlyStopping's best weights come from the checkpoint.
+    """
+    cb = _callbacks_module()
+
+    class Replay(cb.Callback):
+        def on_train_begin(self, logs=None):
+            n = len(history.get("loss", []))
+            for epoch in range(n):
+                epoch_logs = {k: v[epoch] for k, v in history.items()}
+                for target in targets:
+                    target.on_epoch_end(epoch, epoch_logs)
+            for target in targets:
+                if best_weights is not None and hasattr(target, "best_weights"):
+                    target.best_weights = [w.copy() for w in best_weights]
+            self.model.stop_training = False
+
+    return Replay()
+
+
 def build_model(model_cfg: dict, optimizer_cfg: dict, n_features: int, n_classes: int):
-    """An MLP compiled for the task: binary -> 1 sigmoid + BCE, K classes -> K softmax + sparse CCE."""
+    """An MLP compiled for the task: binary -> 1 sigmoid + BCE, K classes -> K softmax + sparse CCE.
+
+    ``model.loss`` may force sparse categorical cross-entropy (K >= 2 softmax units); names map
+    to the fixed tables of ``nnlab.nn`` (never to Python objects named in the config).
+    """
     from nnlab import nn
 
     hidden = list(model_cfg["hidden"])
     layers = [nn.Dense(hidden[0], activation=model_cfg["activation"], input_dim=n_features)]
     layers += [nn.Dense(units, activation=model_cfg["activation"]) for units in hidden[1:]]
-    if n_classes == 2:
+    if n_classes == 2 and model_cfg.get("loss", "auto") != "sparse_categorical_crossentropy":
         layers.append(nn.Dense(1, activation="sigmoid"))
         loss = "binary_crossentropy"
     else:
@@ -137,19 +222,28 @@ def build_model(model_cfg: dict, optimizer_cfg: dict, n_features: int, n_classes
     return model
 
 
-def load_data(data_cfg: dict):
-    """``nnlab.data.load_dataset`` with the ``data`` group's keys; a bad one is a ConfigError."""
+def load_data(data_cfg: dict, loss: str = "auto"):
+    """``nnlab.data.load_dataset`` with the ``data`` group's keys; a bad one is a ConfigError.
+
+    ``loss="binary_crossentropy"`` refuses a target with more than two classes.
+    """
     from nnlab.data import DataError, load_dataset
 
     params = {k: v for k, v in data_cfg.items() if k != "name"}
+    binary = loss == "binary_crossentropy"
     try:
-        return load_dataset(data_cfg["name"], **params)
+        return load_dataset(data_cfg["name"], require_binary=binary, **params)
     except DataError as exc:
         raise ConfigError(f"data: {exc}") from None
 
 
 def train(
-    cfg: Any, sink: Sink | None = None, verbose: int | None = None, data: Any = None
+    cfg: Any,
+    sink: Sink | None = None,
+    verbose: int | None = None,
+    data: Any = None,
+    resume: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
 ) -> TrainResult:
     """Train one model as the config says.
 
@@ -163,6 +257,10 @@ def train(
         Overrides ``trainer.verbose`` (``auto`` means 1 here).
     data : nnlab.data.Dataset, optional
         Already loaded from ``cfg.data`` (``load_data``); loaded here when omitted.
+    resume : TrainState, optional
+        Continue from this saved state (its epochs are not reported to ``sink`` again).
+    on_checkpoint : callable, optional
+        Called with a :class:`TrainState` at the end of every epoch, before ``sink.log_epoch``.
 
     Returns
     -------
@@ -173,6 +271,8 @@ def train(
     ------
     nnlab.config.ConfigError
         Before a model is built, when a config value (or the data config) is invalid.
+    ValueError
+        When ``resume`` does not fit the model the config builds.
     """
     plain = validate(cfg)
     sink = sink or Sink()
@@ -180,8 +280,19 @@ def train(
     if verbose is None:
         verbose = 1 if tr["verbose"] == "auto" else int(tr["verbose"])
 
-    data = data if data is not None else load_data(plain["data"])
+    loss = plain["model"].get("loss", "auto")
+    data = data if data is not None else load_data(plain["data"], loss)
     model = build_model(plain["model"], plain["optimizer"], data.n_features, data.n_classes)
+    initial_epoch, epochs = 0, tr["epochs"]
+    history: dict[str, list[float]] = {}
+    batches: list[tuple[int, float]] = []
+    if resume is not None:
+        model.set_state(resume.model_state)  # ValueError if it does not fit this architecture
+        history = {k: list(v) for k, v in resume.history.items()}
+        batches = list(resume.batch_losses)
+        initial_epoch = resume.epoch
+        if resume.finished:  # only the end of training is left (e.g. restoring best weights)
+            epochs = resume.epoch
     info = {
         "dataset": data.name,
         "n_train": int(len(data.x_train)),
@@ -192,23 +303,23 @@ def train(
     sink.on_train_begin(info)
 
     cb = _callbacks_module()
-    history: dict[str, list[float]] = {}
-    callbacks = [_forwarder(sink, history, tr["batch_log_every"], tr["fail_at_epoch"])]
-    guard = None
+    guard = early = None
     if tr["divergence_factor"] is not None:
         guard = cb.DivergenceGuard(monitor="loss", factor=float(tr["divergence_factor"]))
-        callbacks.insert(0, guard)
     es = tr["early_stopping"]
     if es["enabled"]:
-        callbacks.insert(
-            0,
-            cb.EarlyStopping(
-                monitor=es["monitor"],
-                patience=es["patience"],
-                min_delta=es["min_delta"],
-                restore_best_weights=es["restore_best_weights"],
-            ),
+        early = cb.EarlyStopping(
+            monitor=es["monitor"],
+            patience=es["patience"],
+            min_delta=es["min_delta"],
+            restore_best_weights=es["restore_best_weights"],
         )
+    stoppers = [c for c in (early, guard) if c is not None]
+    # order matters: stoppers decide, then the forwarder checkpoints and reports the epoch
+    callbacks = [*stoppers, _forwarder(sink, history, batches, tr, on_checkpoint, early)]
+    if resume is not None:
+        best = resume.best_weights
+        callbacks.append(_replayer(history, stoppers, best))  # runs after their resets
 
     validation = (data.x_val, data.y_val) if len(data.x_val) else None
     t0 = time.perf_counter()
@@ -216,11 +327,12 @@ def train(
         data.x_train,
         data.y_train,
         batch_size=tr["batch_size"],
-        epochs=tr["epochs"],
+        epochs=epochs,
         validation_data=validation,
         shuffle=tr["shuffle"],
         callbacks=callbacks,
         verbose=verbose,
+        initial_epoch=initial_epoch,
     )
     seconds = time.perf_counter() - t0
 
