@@ -116,8 +116,11 @@ def _dataset_params(run: pd.Series) -> tuple[str, dict]:
     return name, params
 
 
-def _boundary_panels(runs: pd.DataFrame, metric: str, tracking_uri: str) -> tuple[list, str]:
-    """Panels for :func:`nnlab.figures.decision_boundaries`, or ([], reason it cannot be drawn)."""
+def _boundary_panels(
+    runs: pd.DataFrame, metric: str, tracking_uri: str, stuck_ids: set[str] = frozenset()
+) -> tuple[list, str]:
+    """Panels for :func:`nnlab.figures.decision_boundaries`, or ([], reason it cannot be drawn).
+    ``stuck_ids``: runs flagged as not learning, so their titles say so."""
     if "data.name" not in runs:
         return [], "the runs log no data.name param"
     from mlflow.tracking import MlflowClient
@@ -143,7 +146,9 @@ def _boundary_panels(runs: pd.DataFrame, metric: str, tracking_uri: str) -> tupl
             state = (
                 run["outcome"]
                 if run["outcome"] not in rt.OK_OUTCOMES
-                else (f"{metric} {final:.3f}")
+                else f"did not learn, {metric} {final:.3f}"
+                if run["run_id"] in stuck_ids
+                else f"{metric} {final:.3f}"
             )
             panels.append(
                 {
@@ -343,7 +348,8 @@ def build_report(
         if key != "outcomes" and n_usable == 0:
             reason = "no run completed (all diverged, failed or were killed)"
         elif key == "decision_boundaries":
-            panels, reason = _boundary_panels(runs, metric, uri)
+            stuck_ids = set(runs.loc[stuck.to_numpy(), "run_id"])
+            panels, reason = _boundary_panels(runs, metric, uri, stuck_ids)
         if not reason:
             try:
                 fig = (
