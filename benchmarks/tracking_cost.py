@@ -61,6 +61,9 @@ def run_sweep(
         "n_trials": len(records),
         "trial_seconds_sum": sum(r.get("seconds", 0.0) for r in records),
         "tracking_s_sum": sum(tracking),
+        # train_s includes checkpoint_s (per-epoch checkpoints), when the records carry them
+        "train_s_sum": sum(r.get("train_s") or 0.0 for r in records),
+        "checkpoint_s_sum": sum(r.get("checkpoint_s") or 0.0 for r in records),
         "tracking_s_median": statistics.median(tracking) if tracking else None,
         "last_lines": p.stdout.strip().splitlines()[-4:],
         # nnlab prints the launching process's set-up time and the sweep's own duration
@@ -190,6 +193,12 @@ def run(quick: bool = False, core: int = 0) -> dict:
             f"trials' own tracking_s: median {1000 * (sweeps['sqlite']['tracking_s_median'] or 0):.0f}"
             f" ms, sum {sweeps['sqlite']['tracking_s_sum']:.1f} s; launcher set-up "
             f"{sweeps['none']['setup_s']} s (none) vs {sweeps['sqlite']['setup_s']} s (sqlite)",
+            *(
+                f"  {mode:<6}: trials' own time {sw['trial_seconds_sum']:.1f} s = training "
+                f"{sw['train_s_sum']:.1f} s (checkpoints {sw['checkpoint_s_sum']:.1f} s) + "
+                f"tracking {sw['tracking_s_sum']:.1f} s + rest; wall {sw['wall_s']:.1f} s"
+                for mode, sw in sweeps.items()
+            ),
             f"per run (run_trial, {per_run['runs']} runs x {per_run['epochs']} epochs): median "
             f"{1000 * per_run['total_median_s']:.1f} ms = "
             + " + ".join(f"{k} {1000 * v:.1f}" for k, v in ph.items())
