@@ -221,6 +221,24 @@ def _where(runs: pd.DataFrame, mask: pd.Series) -> str:
     return "; ".join(parts)
 
 
+# Params that follow the sweep axes, or do not change the result.
+_AXIS_COPIES = {"optimizer.learning_rate", "trainer.batch_size", "trainer.epochs", "model.seed"}
+_NO_EFFECT = ("tracking.", "report.", "trainer.verbose", "trainer.checkpoint.", "experiment_name")
+
+
+def varying_params(runs: pd.DataFrame) -> dict[str, list]:
+    """Params other than the sweep axes that differ between runs (e.g. two sweeps with different
+    data filed under one experiment): ``{param: sorted values}``."""
+    out = {}
+    for col in runs.columns:
+        if "." not in col or col in _AXIS_COPIES or col.startswith(_NO_EFFECT):
+            continue
+        values = runs[col].dropna().astype(str).unique()
+        if len(values) > 1:
+            out[col] = sorted(values)
+    return out
+
+
 def compute_findings(
     runs: pd.DataFrame,
     curves: pd.DataFrame,
@@ -243,6 +261,13 @@ def compute_findings(
         f"{n} run{'s' if n != 1 else ''}: {done} completed or early-stopped, {outcomes.get('diverged', 0)} diverged, "
         f"{outcomes.get('failed', 0)} failed, {outcomes.get('killed', 0)} killed."
     )
+    mixed = varying_params(runs)
+    if mixed:  # comparisons across these are confounded: say so up front
+        listed = "; ".join(f"{k}: {', '.join(v[:6])}" for k, v in mixed.items())
+        s.append(
+            f"Caution: besides lr, batch size, epochs and seed, these params differ between runs "
+            f"of this experiment, so the medians below pool different set-ups: {listed}."
+        )
     known = {*OK_OUTCOMES, "diverged", "failed", "killed"}
     others = {k: v for k, v in outcomes.items() if k not in known}
     if others:  # e.g. runs still RUNNING: counted, not silently dropped

@@ -197,6 +197,7 @@ def test_findings_agree_with_the_tables_and_the_raw_histories(sweep, runs, hist)
         )
         assert re.search(pattern, html), pattern
     assert findings["verdict"].split(":")[0] in html
+    assert "Caution" not in html  # one sweep, one set-up: nothing pooled across set-ups
 
 
 def test_diverged_runs_are_counted_located_and_listed(sweep, runs):

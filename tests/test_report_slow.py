@@ -42,6 +42,7 @@ def test_sweep_writes_the_report_and_failed_trials_are_reported(tmp_path):
     assert counts.loc[counts["lr"] == 0.05, "failed"].sum() == 1
     html = index.read_text(encoding="utf-8")
     assert "Failed runs by lr: lr=0.05: 1/1" in html
+    assert re.search(r"Caution: .*trainer\.fail_at_epoch: 2, None", html)  # two set-ups pooled
     runs = pd.read_csv(out / "runs.csv")
     failed = runs[runs["outcome"] == "failed"]
     assert len(failed) == 1 and failed["status"].eq("FAILED").all()
