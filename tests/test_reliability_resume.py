@@ -1,0 +1,343 @@
+"""Exact resume: checkpoints, ``kill -9`` and Ctrl-C through the real CLI, a real sqlite store.
+
+The end-to-end tests make training slow with ``trainer.epoch_delay`` (a sleep before each epoch,
+not part of the config hash) and interrupt the process once its checkpoint file shows enough
+epochs, so the kill lands mid-run deterministically.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nnlab.checkpoint import Checkpointer, CheckpointError, atomic_write, checkpoint_path
+from nnlab.train import TrainState, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["data.n_samples=300", "model.hidden=[8]", "trainer.verbose=0"]
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=[*TINY, *overrides])
+
+
+def weights_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def without_time(history: dict) -> dict:
+    return {k: v for k, v in history.items() if k != "epoch_time"}
+
+
+# --- in-process: train(resume=...) through a real checkpoint file ------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["optimizer=adam"],
+        ["optimizer=sgd", "optimizer.momentum=0.9", "trainer.batch_log_every=3"],
+        # early stopping with best weights: its state is rebuilt by replaying the saved logs
+        [
+            "trainer.early_stopping.enabled=true",
+            "trainer.early_stopping.patience=2",
+            "trainer.early_stopping.restore_best_weights=true",
+            "lr=0.3",
+            "epochs=40",
+        ],
+    ],
+    ids=["adam", "sgd-momentum-batch-loss", "early-stopping"],
+)
+def test_resume_from_any_epoch_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
+    cfg = config("epochs=8", "seed=3", *extra)
+    states: list[TrainState] = []
+    full = train(cfg, on_checkpoint=lambda s: states.append(copy.deepcopy(s)))
+    assert len(states) == full.epochs_run and states[-1].finished
+    assert not any(s.finished for s in states[:-1])
+    ckpt = Checkpointer(tmp_path / "c.npz")
+    for k in sorted({1, len(states) // 2, len(states) - 1} - {0}):
+        ckpt.save(states[k - 1], {"config_hash": "h"})
+        saved, meta = ckpt.load()
+        assert meta["config_hash"] == "h" and saved.epoch == k
+        resumed = train(cfg, resume=saved)
+        assert weights_equal(resumed.model.get_weights(), full.model.get_weights())
+        assert without_time(resumed.history) == without_time(full.history)
+        assert (resumed.outcome, resumed.stopped_epoch) == (full.outcome, full.stopped_epoch)
+        s1, s2 = resumed.model.get_state(), full.model.get_state()
+        assert s1.keys() == s2.keys() and all(np.array_equal(s1[k], s2[k]) for k in s1)
+
+
+def test_a_finished_checkpoint_trains_no_more(tmp_path: Path) -> None:
+    cfg = config("epochs=5", "lr=1e30", "optimizer=sgd")  # diverges at epoch 1
+    states: list[TrainState] = []
+    full = train(cfg, on_checkpoint=lambda s: states.append(copy.deepcopy(s)))
+    assert full.outcome == "diverged" and states[-1].finished
+    again = train(cfg, resume=states[-1])  # the guard's verdict comes back from the replay
+    assert (again.outcome, again.stopped_epoch, again.epochs_run) == ("diverged", 1, 1)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    atomic_write(path, lambda fh: fh.write(b"old"))
+
+    def broken(fh):
+        fh.write(b"half")
+        raise KeyboardInterrupt  # Ctrl-C mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, broken)
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # no temp file left
+
+
+def test_unusable_checkpoints_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "c.npz"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"c\.npz is unreadable.*resume=false"):
+        Checkpointer(path).load()
+    np.savez(path, meta=np.array(json.dumps({"format": "other"})))
+    with pytest.raises(CheckpointError, match="is not an nnlab.checkpoint/1 file"):
+        Checkpointer(path).load()
+    assert Checkpointer(tmp_path / "none.npz").load() is None
+
+
+def test_one_process_per_checkpoint(tmp_path: Path) -> None:
+    a, b = Checkpointer(tmp_path / "c.npz"), Checkpointer(tmp_path / "c.npz")
+    assert a.acquire() and not b.acquire()
+    a.release()
+    assert b.acquire()
+    b.release()
+
+
+def test_checkpoint_path_is_stable_and_safe(tmp_path: Path) -> None:
+    p = checkpoint_path(tmp_path, ".nnlab/checkpoints", "my exp/../x", "0123456789abcdef")
+    assert p == tmp_path / ".nnlab/checkpoints/my_exp_.._x/0123456789abcdef.npz"
+    assert p.parent.parent == tmp_path / ".nnlab/checkpoints"
+
+
+# --- end to end: the real CLI, real signals ----------------------------------------------------
+
+pytest.importorskip("mlflow")
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns"))
+    return path
+
+
+def launch(tmp_path: Path, name: str, store: Path) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    shutil.copy(store, d / "mlflow.db")
+    return d
+
+
+def _env() -> dict[str, str]:
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_"))
+    }
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnlab.run", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+
+
+def wait_for_epoch(cwd: Path, experiment: str, epoch: int, proc: subprocess.Popen) -> int:
+    """Block until a checkpoint of ``experiment`` holds >= ``epoch`` epochs; return its epoch."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for path in (cwd / ".nnlab" / "checkpoints" / experiment).glob("*.npz"):
+            with np.load(path, allow_pickle=False) as data:
+                done = json.loads(str(data["meta"]))["epoch"]
+            if done >= epoch:
+                return done
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def client(cwd: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+
+
+def runs(cwd: Path, experiment: str, role: str | None = None) -> list:
+    c = client(cwd)
+    exp = c.get_experiment_by_name(experiment)
+    query = f"tags.`nnlab.role` = '{role}'" if role else ""
+    return list(c.search_runs([exp.experiment_id], query, max_results=1000))
+
+
+def steps(cwd: Path, run_id: str, metric: str) -> list[int]:
+    return sorted(m.step for m in client(cwd).get_metric_history(run_id, metric))
+
+
+def history_rows(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return [{k: v for k, v in r.items() if k != "epoch_time"} for r in csv.DictReader(fh)]
+
+
+def model_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+ARGS = ["epochs=10", "seed=5", "experiment_name=resume", "hydra.run.dir=out", *TINY[:2]]
+
+
+@pytest.mark.slow
+def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_store) -> None:
+    ref_dir = launch(tmp_path, "reference", empty_store)
+    cwd = launch(tmp_path, "killed", empty_store)
+    reference = start(ref_dir, *ARGS)  # uninterrupted, no delay, meanwhile
+    proc = start(cwd, *ARGS, "trainer.epoch_delay=0.25")
+    try:
+        killed_at = wait_for_epoch(cwd, "resume", 3, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    (run_before,) = runs(cwd, "resume")
+    assert run_before.info.status == "RUNNING"  # kill -9 leaves it so
+
+    again = run(cwd, *ARGS, "trainer.epoch_delay=0.25")  # the same command
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stderr and run_before.info.run_id in again.stderr
+    assert reference.wait(timeout=300) == 0, reference.communicate()
+
+    (run_after,) = runs(cwd, "resume")  # the same MLflow run, now complete
+    assert run_after.info.run_id == run_before.info.run_id
+    assert run_after.info.status == "FINISHED"
+    assert run_after.data.tags["nnlab.outcome"] == "completed"
+    resumed_from = int(run_after.data.tags["nnlab.resumed_from_epoch"])
+    assert 3 <= killed_at <= resumed_from < 10
+    for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"):
+        assert steps(cwd, run_after.info.run_id, metric) == list(range(1, 11)), metric
+
+    (ref_run,) = runs(ref_dir, "resume")
+    assert ref_run.data.tags["nnlab.config_hash"] == run_after.data.tags["nnlab.config_hash"]
+    for name in ("history.csv", "model.npz"):
+        client(cwd).download_artifacts(run_after.info.run_id, name, str(cwd))
+    rows, ref_rows = (
+        history_rows(cwd / "history.csv"),
+        history_rows(ref_dir / "out/artifacts/history.csv"),
+    )
+    assert len(rows) == 10 and rows == ref_rows  # every digit of every metric
+    got, want = model_arrays(cwd / "model.npz"), model_arrays(ref_dir / "out/artifacts/model.npz")
+    assert got.keys() == want.keys()
+    assert all(np.array_equal(got[k], want[k]) for k in want)  # weights, optimizer, RNG
+    ref_loss = [m.value for m in client(ref_dir).get_metric_history(ref_run.info.run_id, "loss")]
+    assert [float(r["loss"]) for r in rows] == ref_loss
+    assert not list((cwd / ".nnlab/checkpoints/resume").glob("*.npz"))  # keep=false: cleaned up
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(tmp_path: Path, empty_store) -> None:
+    cwd = launch(tmp_path, "ctrlc", empty_store)
+    args = [*ARGS, "epochs=6", "trainer.epoch_delay=0.25", "tracking.flush_interval=60"]
+    proc = start(cwd, *args)
+    try:
+        wait_for_epoch(cwd, "resume", 2, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    (run_killed,) = runs(cwd, "resume")
+    assert run_killed.info.status == "KILLED"
+    assert run_killed.data.tags["nnlab.outcome"] == "killed"
+    logged = steps(cwd, run_killed.info.run_id, "loss")  # flushed at the interrupt (not by timer)
+    assert len(logged) >= 2 and logged == list(range(1, len(logged) + 1))
+    (ckpt,) = (cwd / ".nnlab/checkpoints/resume").glob("*.npz")
+    assert f"checkpoint {ckpt} kept: run the same command to resume" in err
+    assert "Traceback" not in err
+    assert not list(cwd.rglob("*.tmp"))  # no half-written file anywhere
+    local = history_rows(cwd / "out/artifacts/history.csv")
+    assert len(local) == len(logged)
+
+    again = run(cwd, *args)
+    assert again.returncode == 0, again.stderr
+    (run_done,) = runs(cwd, "resume")
+    assert run_done.info.run_id == run_killed.info.run_id and run_done.info.status == "FINISHED"
+    assert steps(cwd, run_done.info.run_id, "val_loss") == list(range(1, 7))
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_under_the_same_parent(tmp_path: Path, empty_store) -> None:
+    cwd = launch(tmp_path, "sweep", empty_store)
+    args = [
+        "-m",
+        "lr=0.1,0.01",
+        "epochs=5",
+        "experiment_name=sw",
+        "trainer.epoch_delay=0.2",
+        *TINY[:2],
+    ]
+    proc = start(cwd, *args)
+    try:  # the first trial finishes (its checkpoint is deleted), then kill during the second
+        deadline = time.monotonic() + 120
+        while not list(cwd.glob("multirun/**/.nnlab/*/job00000.json")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        wait_for_epoch(cwd, "sw", 2, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (parent,) = runs(cwd, "sw", "sweep")
+    assert parent.info.status == "RUNNING"  # its launcher died
+
+    again = run(cwd, *args)
+    assert again.returncode == 0, again.stderr
+    assert "(resumed: same sweep as an interrupted one)" in again.stdout
+    (parent_after,) = runs(cwd, "sw", "sweep")
+    assert parent_after.info.run_id == parent.info.run_id
+    assert parent_after.info.status == "FINISHED"
+    trials = runs(cwd, "sw", "trial")
+    assert len(trials) == 2
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+    assert all(t.info.status == "FINISHED" for t in trials)
+    for t in trials:
+        assert steps(cwd, t.info.run_id, "loss") == [1, 2, 3, 4, 5]
+    outcomes = sorted(line.split()[1] for line in again.stdout.splitlines() if line.startswith("["))
+    assert outcomes == ["completed", "skipped"]  # one finished before the kill, one resumed
