@@ -29,6 +29,7 @@ from typing import Any
 from nnlab.checkpoint import atomic_write_text
 
 RUN_FILE = "run.json"
+SWEEP_FILE = ".nnlab/sweep.json"
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -40,7 +41,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         elif path.is_file() and path.parent.name == "artifacts":  # history.csv and friends
             found[(path.parent.parent / RUN_FILE).resolve()] = None
         elif path.is_dir():
-            for run_file in sorted(path.rglob(RUN_FILE)):
+            for run_file in sorted(path.rglob(RUN_FILE)):  # job dirs (sweep.json is not one)
                 found[run_file.resolve()] = None
         else:
             raise SystemExit(f"nnlab.recover: {path}: no such file or directory")
@@ -182,7 +183,42 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             failures += 1
             print(f"nnlab.recover: {run_file.parent}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    for sweep_file in find_sweeps(args.paths):
+        try:
+            line = close_parent(sweep_file, args.tracking_uri)
+        except Exception as exc:
+            failures += 1
+            line = f"nnlab.recover: {sweep_file}: {type(exc).__name__}: {exc}"
+        if line:
+            print(line, flush=True)
     return 1 if failures else 0
+
+
+def find_sweeps(paths: list[Path]) -> list[Path]:
+    """The sweep files (``<sweep dir>/.nnlab/sweep.json``) under directory ``paths``."""
+    return sorted({s.resolve() for p in paths if p.is_dir() for s in p.rglob(SWEEP_FILE)})
+
+
+def close_parent(sweep_file: Path, uri: str | None) -> str | None:
+    """End a sweep's parent run left RUNNING (its launcher could not reach the store)."""
+    from mlflow.entities import RunTag
+
+    from nnlab import tracking
+
+    ctx = json.loads(sweep_file.read_text())
+    uri = uri or ctx.get("uri")
+    if not uri or not ctx.get("parent_run_id"):
+        return None
+    c = tracking.client(uri)
+    try:
+        run = c.get_run(ctx["parent_run_id"])
+    except Exception:  # another store: its trials were filed without the parent link
+        return None
+    if run.info.status != "RUNNING":
+        return None
+    c.log_batch(run.info.run_id, tags=[RunTag("nnlab.recovered", "true")])
+    c.set_terminated(run.info.run_id, "FINISHED")
+    return f"{sweep_file.parent.parent}: closed parent run {run.info.run_id} (FINISHED)"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,243 @@
+"""The tracking store breaks mid-run: nothing is lost and ``nnlab.recover`` puts it back.
+Parallel writers: joblib workers on a fresh store file every trial correctly and completely.
+
+Real parts only: the CLI in a subprocess, a real sqlite store that is overwritten with garbage
+while a sweep writes to it (what a disk or sync error does), then restored from a backup.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlflow")
+
+TINY = ["data.n_samples=300", "model.hidden=[8]"]
+
+
+def _env() -> dict[str, str]:
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_"))
+    }
+
+
+def cli(cwd: Path, module: str, *args: str, popen: bool = False):
+    cmd = [sys.executable, "-m", module, *args]
+    if popen:
+        return subprocess.Popen(
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        )
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=_env())
+
+
+def client(db: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{db}")
+
+
+def trials(db: Path, experiment: str) -> list:
+    c = client(db)
+    exp = c.get_experiment_by_name(experiment)
+    return list(c.search_runs([exp.experiment_id], "tags.`nnlab.role` = 'trial'"))
+
+
+def local_history(job_dir: Path) -> list[dict]:
+    with (job_dir / "artifacts" / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def checkpoint_epoch(cwd: Path, experiment: str) -> int:
+    best = 0
+    for path in (cwd / ".nnlab/checkpoints" / experiment).glob("*.npz"):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                best = max(best, json.loads(str(data["meta"]))["epoch"])
+        except (OSError, ValueError, KeyError):  # deleted between glob and load
+            pass
+    return best
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns"))
+    return path
+
+
+@pytest.mark.slow
+def test_store_broken_mid_sweep_loses_nothing_and_recovers(tmp_path: Path, empty_store) -> None:
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    db = tmp_path / "mlflow.db"
+    args = [
+        "-m", "lr=0.1,0.01", "epochs=5", "experiment_name=lost", "trainer.epoch_delay=0.2",
+        "tracking.flush_interval=0", "hydra.sweep.dir=multirun/lost", *TINY,
+    ]  # fmt: skip
+    proc = cli(tmp_path, "nnlab.run", *args, popen=True)
+    try:
+        deadline = time.monotonic() + 120
+        while checkpoint_epoch(tmp_path, "lost") < 2:  # trial 1 is mid-run, its run RUNNING
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        with sqlite3.connect(db) as src, sqlite3.connect(tmp_path / "backup.db") as dst:
+            src.backup(dst)  # what a nightly backup would hold
+        for wal in ("mlflow.db-wal", "mlflow.db-shm"):
+            (tmp_path / wal).unlink(missing_ok=True)
+        with db.open("r+b") as fh:  # the store now errors on every call
+            fh.write(b"not a database " * 1000)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    assert proc.returncode == 1, err
+    assert "MLflow error at epoch" in err and "training goes on" in err
+    sweep_dir = tmp_path / "multirun/lost"
+    assert "not in MLflow    2" in out
+    assert f"python -m nnlab.recover {sweep_dir}" in out
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/run.json"))
+    assert len(jobs) == 2
+    for job in jobs:  # every epoch of both trials is on disk
+        assert [int(r["epoch"]) for r in local_history(job)] == [1, 2, 3, 4, 5]
+        assert json.loads((job / "run.json").read_text())["outcome"] == "completed"
+    first_run = json.loads((jobs[0] / "run.json").read_text())["run_id"]
+    assert first_run is not None  # created before the store broke
+
+    db.unlink()
+    shutil.move(tmp_path / "backup.db", db)  # the store comes back, missing the rest
+    (before,) = trials(db, "lost")
+    assert before.info.run_id == first_run and before.info.status == "RUNNING"
+
+    rec = cli(tmp_path, "nnlab.recover", str(sweep_dir))
+    assert rec.returncode == 0, rec.stderr
+    assert f"updated run {first_run}" in rec.stdout and "created run" in rec.stdout
+    assert "closed parent run" in rec.stdout
+    runs = {r.info.run_id: r for r in trials(db, "lost")}
+    assert len(runs) == 2 and first_run in runs
+    c = client(db)
+    parent = c.search_runs([before.info.experiment_id], "tags.`nnlab.role` = 'sweep'")[0]
+    assert parent.info.status == "FINISHED"
+    for job in jobs:
+        run_id = json.loads((job / "run.json").read_text())["run_id"]
+        run = runs[run_id]
+        assert run.info.status == "FINISHED" and run.data.tags["nnlab.outcome"] == "completed"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.params["lr"] in ("0.1", "0.01")
+        for metric in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_time"):
+            history = c.get_metric_history(run_id, metric)
+            assert sorted(m.step for m in history) == [1, 2, 3, 4, 5], (run_id, metric)
+            by_step = {m.step: m.value for m in history}
+            assert [by_step[int(r["epoch"])] for r in local_history(job)] == [
+                float(r[metric]) for r in local_history(job)
+            ]
+        assert "history.csv" in {a.path for a in c.list_artifacts(run_id)}
+
+    again = cli(tmp_path, "nnlab.recover", str(sweep_dir))  # idempotent
+    assert again.returncode == 0 and again.stdout.count("already complete") == 2, again.stdout
+    assert len(trials(db, "lost")) == 2
+    assert sum(len(c.get_metric_history(r, "loss")) for r in runs) == 10
+
+
+@pytest.mark.slow
+def test_store_gone_for_good_recovers_into_another(tmp_path: Path, empty_store) -> None:
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    args = [
+        "epochs=4",
+        "experiment_name=gone",
+        "trainer.epoch_delay=0.2",
+        "hydra.run.dir=job",
+        *TINY,
+    ]
+    proc = cli(tmp_path, "nnlab.run", *args, popen=True)
+    try:
+        deadline = time.monotonic() + 120
+        while checkpoint_epoch(tmp_path, "gone") < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        for name in ("mlflow.db-wal", "mlflow.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        (tmp_path / "mlflow.db").write_bytes(b"")  # truncated to nothing
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert "nothing is lost" in err and "python -m nnlab.recover" in err and "Traceback" not in err
+    assert len(local_history(tmp_path / "job")) == 4
+
+    new_db = tmp_path / "elsewhere" / "new.db"
+    new_db.parent.mkdir()
+    rec = cli(
+        tmp_path,
+        "nnlab.recover",
+        "job/artifacts/history.csv",
+        "--tracking-uri",
+        f"sqlite:///{new_db}",
+    )
+    assert rec.returncode == 0, rec.stderr
+    (run,) = trials(new_db, "gone")
+    assert run.info.status == "FINISHED" and run.data.tags["nnlab.recovered"] == "true"
+    assert run.data.params["epochs"] == "4"
+    assert sorted(m.step for m in client(new_db).get_metric_history(run.info.run_id, "loss")) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert (new_db.parent / "mlruns").is_dir()  # artifacts next to the new store
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_jobs", [2, 4])
+def test_parallel_writers_file_every_trial_completely(tmp_path: Path, n_jobs: int) -> None:
+    """24 trials on a fresh store (no mlflow.db yet), n_jobs loky workers writing at once."""
+    proc = cli(
+        tmp_path, "nnlab.run",
+        "-m", "lr=0.1,0.03,0.01", "batch_size=16,32", "seed=0,1,2,3", "epochs=3",
+        "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", "experiment_name=par",
+        "data.n_samples=200", "model.hidden=[8]", "trainer.batch_log_every=5",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "completed       24" in proc.stdout
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        exps = dict(con.execute("SELECT name, experiment_id FROM experiments"))
+        assert set(exps) == {"Default", "par"}
+        rows = con.execute(
+            "SELECT r.run_uuid, r.experiment_id, r.status, "
+            "(SELECT value FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = 'nnlab.role'), "
+            "(SELECT value FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = 'mlflow.parentRunId') "
+            "FROM runs r"
+        ).fetchall()
+        counts = con.execute(
+            "SELECT run_uuid, key, COUNT(*), COUNT(DISTINCT step), MIN(step), MAX(step) "
+            "FROM metrics GROUP BY run_uuid, key"
+        ).fetchall()
+    parents = [r for r in rows if r[3] == "sweep"]
+    children = [r for r in rows if r[3] == "trial"]
+    assert len(rows) == 25 and len(parents) == 1 and len(children) == 24
+    assert {r[1] for r in rows} == {exps["par"]}  # nothing filed under Default
+    assert {r[4] for r in children} == {parents[0][0]}
+    assert {r[2] for r in rows} == {"FINISHED"}
+    per_run: dict[str, dict] = {}
+    for run_id, key, n, distinct, lo, hi in counts:
+        per_run.setdefault(run_id, {})[key] = (n, distinct, lo, hi)
+    assert set(per_run) == {r[0] for r in children}
+    for metrics in per_run.values():
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"):
+            assert metrics[key] == (3, 3, 1, 3), key  # 3 epochs, each once
+        n, distinct, lo, _ = metrics["batch_loss"]
+        assert n == distinct and lo == 5  # every 5th optimizer step, each once
+    records = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/**/.nnlab/*/job*.json")]
+    assert len(records) == 24 and all(r["blas_threads"] == 1 for r in records)
