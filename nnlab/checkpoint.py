@@ -18,6 +18,7 @@ into one checkpoint (the lock dies with its process, also on ``kill -9``).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -43,24 +44,32 @@ def checkpoint_path(base: Path, directory: str, experiment: str, digest: str) ->
     return (base / directory / safe / f"{digest}.npz").resolve()
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through ``write(fh)`` atomically: temp file, fsync, ``os.replace``."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None], sync: bool = True) -> None:
+    """Write ``path`` through ``write(fh)`` atomically: temp file, fsync, ``os.replace``.
+
+    The content is built in memory and written with one call (``np.savez`` makes many small
+    writes). ``sync=False`` skips the fsync: still atomic if the process dies, but an OS crash
+    may lose the last write (used for the job dir's history, which the checkpoint also holds).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    write(buf)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+            fh.write(buf.getbuffer())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:  # also Ctrl-C mid-write: leave no temp file behind
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
     """``atomic_write`` for a text file (UTF-8)."""
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    atomic_write(path, lambda fh: fh.write(text.encode()), sync)
 
 
 def _unusable(path: Path, why: str) -> CheckpointError:
@@ -73,8 +82,8 @@ def _unusable(path: Path, why: str) -> CheckpointError:
 class Checkpointer:
     """Save / load / delete one trial's checkpoint, under an exclusive ``flock``."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, sync: bool = True):
+        self.path, self.sync = path, sync
         self._lock: IO[bytes] | None = None
         self.saves = 0
         self.seconds = 0.0  # total time spent saving (the cost of checkpointing)
@@ -124,7 +133,7 @@ class Checkpointer:
             arrays[f"model/{key}"] = value
         for i, w in enumerate(state.best_weights or []):
             arrays[f"best_weights/{i}"] = w
-        atomic_write(self.path, lambda fh: np.savez(fh, **arrays))
+        atomic_write(self.path, lambda fh: np.savez(fh, **arrays), self.sync)
         self.saves += 1
         self.seconds += time.perf_counter() - t0
 

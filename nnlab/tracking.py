@@ -571,9 +571,11 @@ class LocalHistory(Sink):
 
     def log_epoch(self, epoch, logs):
         self.rows.append({"epoch": epoch, **logs})
-        atomic_write_text(self.artifact_dir / "history.csv", history_csv(self.rows))
+        # atomic, not fsynced per epoch (~0.3 ms saved): the checkpoint holds the same history
+        atomic_write_text(self.artifact_dir / "history.csv", history_csv(self.rows), sync=False)
         if self.batches:
-            atomic_write_text(self.artifact_dir / "batch_loss.csv", batch_csv(self.batches))
+            text = batch_csv(self.batches)
+            atomic_write_text(self.artifact_dir / "batch_loss.csv", text, sync=False)
         if self.inner:
             self.inner.log_epoch(epoch, logs)
 
@@ -645,7 +647,8 @@ def _open_checkpoint(plain: dict, base: Path, digest: str):
     ck = plain["trainer"]["checkpoint"]
     if not ck["enabled"]:
         return None, None, {}
-    ckpt = Checkpointer(checkpoint_path(base, ck["dir"], plain["experiment_name"], digest))
+    path = checkpoint_path(base, ck["dir"], plain["experiment_name"], digest)
+    ckpt = Checkpointer(path, sync=ck["sync"])
     try:
         locked = ckpt.acquire()
     except OSError as exc:

@@ -89,16 +89,24 @@ def test_a_finished_checkpoint_trains_no_more(tmp_path: Path) -> None:
     assert (again.outcome, again.stopped_epoch, again.epochs_run) == ("diverged", 1, 1)
 
 
-def test_checkpoint_writes_are_atomic(tmp_path: Path) -> None:
+def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "f.bin"
     atomic_write(path, lambda fh: fh.write(b"old"))
 
     def broken(fh):
         fh.write(b"half")
-        raise KeyboardInterrupt  # Ctrl-C mid-write
+        raise KeyboardInterrupt  # Ctrl-C while the content is produced
 
     with pytest.raises(KeyboardInterrupt):
         atomic_write(path, broken)
+
+    def interrupted(src, dst):  # Ctrl-C after the temp file is written, before the rename
+        assert Path(src).read_bytes() == b"new"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nnlab.checkpoint.os.replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, lambda fh: fh.write(b"new"))
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # no temp file left
 
