@@ -561,6 +561,7 @@ def outcomes(counts: pd.DataFrame) -> plt.Figure:
         ax.set_title(f"batch size {bs}")
         ax.grid(axis="x", visible=False)
     axes[0][0].set_ylabel("runs (all budgets and seeds)")
+    axes[0][0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     handles = [
         plt.Rectangle(
             (0, 0),
