@@ -280,3 +280,22 @@ def test_higher_is_better_metric_and_bad_target_are_refused(sweep):
     with pytest.raises(ValueError, match="target must be"):
         build_report(EXPERIMENT, sweep["dir"] / "x", tracking_uri=sweep["uri"], target=0.0,
                      progress=None)  # fmt: skip
+
+
+def test_best_lr_per_budget_agrees_with_the_runs_table(sweep):
+    out = sweep["out"]
+    runs = pd.read_csv(out / "runs.csv")
+    ok = runs["outcome"].isin(["completed", "early_stopped"])
+    runs["final"] = runs["final_val_loss"].where(ok, np.inf).fillna(np.inf)
+    med = runs.groupby(["batch_size", "epochs", "lr"])["final"].median().reset_index()
+    med = med[np.isfinite(med["final"])]
+    expected = med.loc[med.groupby(["batch_size", "epochs"])["final"].idxmin()]
+    best = pd.read_csv(out / "best_lr_per_budget.csv")
+    merged = best.merge(expected, on=["batch_size", "epochs"])
+    assert len(merged) == len(best) == len(expected)
+    assert (merged["best_lr"] == merged["lr"]).all()
+    assert np.allclose(merged["median_final"], merged["final"])
+    findings = json.loads((out / "findings.json").read_text())
+    lo = best[best["epochs"] == best["epochs"].min()]["best_lr"]
+    assert f"the best lr at {best['epochs'].min()} epochs was" in findings["verdict"]
+    assert all(f"{x:g}" in findings["verdict"] for x in lo)
