@@ -4,6 +4,10 @@ The model keeps every weight in one contiguous vector (per-layer W and b are vie
 ``update(params, grads)`` is a handful of whole-vector NumPy passes per step. All
 hyper-parameters are cast to the parameter dtype when the slots are built: with float32 weights
 nothing is computed in float64.
+
+Speed notes (235k float32 parameters, one core): the passes are bound by memory traffic, so
+the vector is updated in L2-sized blocks; the constants enter the element-wise passes as 0-d
+arrays (a NumPy *scalar* operand costs ~0.2 us more per ufunc call) and ``out`` is positional.
 """
 
 from __future__ import annotations
@@ -59,8 +63,8 @@ class Optimizer:
         return self._size is not None
 
     #: elements per block: large vectors are updated block by block so the ~12 passes of an
-    #: update run on cache-resident data (measured ~25% faster for 235k float32 parameters)
-    CHUNK = 16384
+    #: update run on L2-resident data (6 float32 arrays of 32768 = 768 KB)
+    CHUNK = 32768
 
     def build(self, size: int, dtype) -> None:
         """Allocate zero slots and scratch for ``size`` parameters of ``dtype``."""
@@ -83,6 +87,8 @@ class Optimizer:
             self._blocks.append((start, stop, views, t1[: stop - start], t2[: stop - start]))
         self._c = {k: dtype.type(v) for k, v in self.get_config().items() if k != "name"
                    and isinstance(v, float)}  # fmt: skip
+        # the same values as 0-d arrays, for the element-wise passes
+        self._k = {k: np.array(v) for k, v in self._c.items()}
 
     def update(self, params: np.ndarray, grads: np.ndarray) -> None:
         """One step, in place: ``params`` and ``grads`` are flat arrays of the built size."""
@@ -145,19 +151,19 @@ class SGD(Optimizer):
                 "momentum": self.momentum, "nesterov": self.nesterov}  # fmt: skip
 
     def _apply(self, w, g, slots, t, u, k):
-        np.multiply(g, self._c["learning_rate"], out=t)  # lr g
+        np.multiply(g, self._k["learning_rate"], t)  # lr g
         if self.momentum == 0:
-            w -= t
+            np.subtract(w, t, w)
             return
-        m, v = self._c["momentum"], slots["momentum"]
-        v *= m
-        v -= t
+        m, v = self._k["momentum"], slots["momentum"]
+        np.multiply(v, m, v)
+        np.subtract(v, t, v)
         if self.nesterov:
-            np.multiply(v, m, out=u)
-            u -= t
-            w += u
+            np.multiply(v, m, u)
+            np.subtract(u, t, u)
+            np.add(w, u, w)
         else:
-            w += v
+            np.add(w, v, w)
 
 
 class Adam(Optimizer):
@@ -186,27 +192,32 @@ class Adam(Optimizer):
     def build(self, size, dtype):
         super().build(size, dtype)
         one = self.dtype.type(1)
-        self._one_minus_b1 = one - self._c["beta_1"]
-        self._one_minus_b2 = one - self._c["beta_2"]
+        self._one_minus_b1 = np.array(one - self._c["beta_1"])
+        self._one_minus_b2 = np.array(one - self._c["beta_2"])
+        self._alpha = np.zeros((), self.dtype)
 
     def _step_constants(self):
         c, step, one = self._c, self.dtype.type(self.iterations + 1), self.dtype.type(1)
-        return c["learning_rate"] * np.sqrt(one - c["beta_2"] ** step) / (one - c["beta_1"] ** step)
+        alpha = (
+            c["learning_rate"] * np.sqrt(one - c["beta_2"] ** step) / (one - c["beta_1"] ** step)
+        )
+        self._alpha[...] = alpha
+        return self._alpha
 
     def _apply(self, w, g, slots, t, u, alpha):
         m, v = slots["m"], slots["v"]
-        np.subtract(g, m, out=t)
-        t *= self._one_minus_b1
-        m += t
-        np.multiply(g, g, out=t)
-        t -= v
-        t *= self._one_minus_b2
-        v += t
-        np.sqrt(v, out=t)
-        t += self._c["epsilon"]
-        np.multiply(m, alpha, out=u)
-        u /= t
-        w -= u
+        np.subtract(g, m, t)  # m += (g - m) (1 - b1)
+        np.multiply(t, self._one_minus_b1, t)
+        np.add(m, t, m)
+        np.multiply(g, g, t)  # v += (g^2 - v) (1 - b2)
+        np.subtract(t, v, t)
+        np.multiply(t, self._one_minus_b2, t)
+        np.add(v, t, v)
+        np.sqrt(v, t)  # w -= alpha m / (sqrt(v) + eps)
+        np.add(t, self._k["epsilon"], t)
+        np.multiply(m, alpha, u)
+        np.divide(u, t, u)
+        np.subtract(w, u, w)
 
 
 class RMSprop(Optimizer):
@@ -241,35 +252,35 @@ class RMSprop(Optimizer):
 
     def build(self, size, dtype):
         super().build(size, dtype)
-        self._one_minus_rho = self.dtype.type(1) - self._c["rho"]
+        self._one_minus_rho = np.array(self.dtype.type(1) - self._c["rho"])
 
     def _apply(self, w, g, slots, t, u, k):
-        c = self._c
+        c = self._k
         rho, v = c["rho"], slots["velocity"]
-        v *= rho
-        np.multiply(g, g, out=t)
-        t *= self._one_minus_rho
-        v += t
+        np.multiply(v, rho, v)  # v = rho v + (1 - rho) g^2
+        np.multiply(g, g, t)
+        np.multiply(t, self._one_minus_rho, t)
+        np.add(v, t, v)
         if self.centered:
             mg = slots["average_gradient"]
-            mg *= rho
-            np.multiply(g, self._one_minus_rho, out=t)
-            mg += t
-            np.multiply(mg, mg, out=t)
-            np.subtract(v, t, out=t)
+            np.multiply(mg, rho, mg)
+            np.multiply(g, self._one_minus_rho, t)
+            np.add(mg, t, mg)
+            np.multiply(mg, mg, t)
+            np.subtract(v, t, t)
+            np.add(t, c["epsilon"], t)
         else:
-            t[...] = v
-        t += c["epsilon"]
-        np.sqrt(t, out=t)
-        np.multiply(g, c["learning_rate"], out=u)
-        u /= t
+            np.add(v, c["epsilon"], t)
+        np.sqrt(t, t)
+        np.multiply(g, c["learning_rate"], u)
+        np.divide(u, t, u)
         if self.momentum > 0:
             mom = slots["momentum"]
-            mom *= c["momentum"]
-            mom += u
-            w -= mom
+            np.multiply(mom, c["momentum"], mom)
+            np.add(mom, u, mom)
+            np.subtract(w, mom, w)
         else:
-            w -= u
+            np.subtract(w, u, w)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
