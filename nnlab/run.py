@@ -42,6 +42,18 @@ def main(cfg: DictConfig) -> dict:
             raise
         print(f"nnlab: invalid config: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    except Exception as exc:  # a single run failed (a sweep records failures, never raises)
+        if full_error():
+            raise
+        print(f"nnlab: run failed: {failure(exc)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def failure(exc: BaseException) -> str:
+    return (
+        f"{type(exc).__name__}: {one_line(exc)} (the traceback is in the job's "
+        "artifacts/traceback.txt; HYDRA_FULL_ERROR=1 prints it)"
+    )
 
 
 def one_line(exc: BaseException) -> str:
@@ -87,12 +99,7 @@ def cli() -> None:
         if isinstance(exc, (HydraException, OmegaConfBaseException)):
             print(f"nnlab: invalid command line: {one_line(exc)}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        print(
-            f"nnlab: run failed: {type(exc).__name__}: {one_line(exc)} (the traceback is in the "
-            "job's artifacts/traceback.txt; HYDRA_FULL_ERROR=1 prints it)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"nnlab: run failed: {failure(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 

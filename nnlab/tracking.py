@@ -50,7 +50,15 @@ from nnlab.checkpoint import (
     checkpoint_path,
 )
 from nnlab.config import ConfigError, full_error, to_plain, validate
-from nnlab.train import HISTORY_COLUMNS, Sink, TrainResult, TrainState, load_data, train
+from nnlab.train import (
+    HISTORY_COLUMNS,
+    Sink,
+    TrainResult,
+    TrainState,
+    build_model,
+    load_data,
+    train,
+)
 
 STATUS = {  # outcome -> MLflow run status (DESIGN.md, "Run outcomes")
     "completed": "FINISHED",
@@ -702,6 +710,18 @@ def _run_trial(
     data = load_data(plain["data"], plain["model"].get("loss", "auto"))
     ckpt, resume, ckmeta = _open_checkpoint(plain, base, record["config_hash"])
     try:
+        if resume is not None:  # the saved state must fit this config's model exactly
+            try:
+                model_cfg, opt_cfg = plain["model"], plain["optimizer"]
+                build_model(model_cfg, opt_cfg, data.n_features, data.n_classes).set_state(
+                    resume.model_state
+                )
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                raise CheckpointError(
+                    f"checkpoint {ckpt.path} does not fit this config's model ({exc}); delete "
+                    "that file to start this trial afresh, or run with "
+                    "trainer.checkpoint.resume=false"
+                ) from None
         uri = exp_id = None
         if plain["tracking"]["backend"] == "mlflow":  # fail fast on an unusable store
             uri = ctx.uri if ctx else resolve_uri(plain["tracking"]["uri"], base)

@@ -39,6 +39,23 @@ def corrupt_checkpoint(d: Path) -> None:
     path.write_bytes(b"PK\x03\x04 this is not a checkpoint")
 
 
+def foreign_checkpoint(d: Path) -> None:
+    """A valid checkpoint, but of another network, where this config's checkpoint lives."""
+    from nnlab.checkpoint import Checkpointer, checkpoint_path
+    from nnlab.config import validate
+    from nnlab.tracking import config_hash
+    from nnlab.train import train
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        plain = validate(compose("config", overrides=["epochs=3"]))
+        other = compose("config", overrides=["epochs=1", "model.hidden=[4]", "trainer.verbose=0"])
+    digest = config_hash(plain)
+    states = []
+    train(other, on_checkpoint=states.append)
+    ckpt = Checkpointer(checkpoint_path(d, ".nnlab/checkpoints", "nnlab", digest))
+    ckpt.save(states[0], {"config_hash": digest})
+
+
 THREE = "a,b,label\n" + "".join(f"{i},{i % 5},{i % 3}\n" for i in range(30))
 CSV = ["data=csv", "data.target=label"]
 
@@ -107,6 +124,11 @@ CASES: dict[str, tuple[list[str], object, str]] = {
         ["epochs=2"],
         corrupt_checkpoint,
         "is unreadable",
+    ),
+    "checkpoint of another model": (
+        ["epochs=3", "tracking=none"],
+        foreign_checkpoint,
+        "does not fit this config's model",
     ),
     "_target_ injection": (
         ["+model._target_=os.system"],
@@ -197,6 +219,20 @@ def test_full_error_shows_the_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "Could not find 'optimizer/nope'" in proc.stderr
+
+
+def test_a_failing_run_is_one_line_too(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnlab.run", "epochs=3", "trainer.fail_at_epoch=2",
+         "tracking=none", "hydra.run.dir=job", "data.n_samples=200"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_env(),
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "nnlab: run failed: FailAtEpoch: trainer.fail_at_epoch=2: raising on purpose (the "
+        "traceback is in the job's artifacts/traceback.txt; HYDRA_FULL_ERROR=1 prints it)"
+    ]
+    assert "Traceback" in (tmp_path / "job/artifacts/traceback.txt").read_text()
 
 
 # --- security basics --------------------------------------------------------------------------
