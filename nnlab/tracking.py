@@ -1055,7 +1055,7 @@ class SweepCallback(Callback):
             sweep_hash=sweep_signature(base_cfg["experiment_name"], jobs, config),
             sweep_dir=str(sweep_dir),
         )
-        header = f"nnlab sweep {sweep_id}: {len(jobs) or '?'} trials"
+        header = f"{len(jobs) or '?'} trials"
         if tracking["backend"] == "mlflow":
             ctx.uri = resolve_uri(tracking["uri"], base)
             ctx.git = git_info()
@@ -1080,7 +1080,8 @@ class SweepCallback(Callback):
         _SWEEP.update(ctx=ctx, config=base_cfg, started=time.perf_counter())
 
         print(
-            f"{header}\n  outputs: {sweep_dir}  (set-up {time.perf_counter() - t0:.1f}s)",
+            f"nnlab sweep {ctx.sweep_id}: {header}\n  outputs: {sweep_dir}  "
+            f"(set-up {time.perf_counter() - t0:.1f}s)",
             flush=True,
         )
         if ctx.skip:
