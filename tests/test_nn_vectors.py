@@ -301,3 +301,23 @@ def test_metric_batch_totals_equal_sums_of_per_sample_values():
         )
         out = rng.random((20, units))
         assert metrics.batch_total(fn, y, out) == pytest.approx(float(fn(y, out).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cce_softmax_fast_path_is_bit_identical_to_batch_mean_and_fused_delta(dtype):
+    # value_and_delta shares row sums between the loss and its gradient: it must give exactly
+    # what batch_mean and fused_delta give separately, clipped probabilities included
+    rng = np.random.default_rng(6)
+    z = (rng.normal(size=(50, 4)) * 8).astype(dtype)
+    z[0] = [40.0, -40.0, 0.0, 0.0]  # softmax saturates: probabilities outside the clip range
+    out = activations.softmax(z.copy())
+    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 50)]
+    y[0] = [0.0, 1.0, 0.0, 0.0]
+    loss = nn.CategoricalCrossentropy()
+    delta, tmp = np.empty_like(out), np.full_like(out, np.nan)
+    value = loss.value_and_delta(y, out, "softmax", delta, tmp)
+    expected_delta = np.empty_like(out)
+    assert loss.fused_delta(y, out, "softmax", expected_delta)
+    assert value == loss.batch_mean(y, out)
+    np.testing.assert_array_equal(delta, expected_delta)
+    assert delta.dtype == dtype and delta[0, 1] == 0.0  # clipped: no gradient, as Keras
