@@ -69,6 +69,61 @@ def run_worker(spec: dict, core: int = 0, timeout: float = 900.0) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+class WorkerServer:
+    """A ``benchmarks.worker`` in serve mode, pinned to ``core``: built and warmed up once,
+    then one timed repeat per :meth:`request`. Its stderr goes to a temp file (read on failure)."""
+
+    def __init__(self, spec: dict, core: int = 0) -> None:
+        import tempfile
+
+        self.name = f"{spec.get('kind')}/{spec.get('system', '')}"
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.worker", json.dumps({**spec, "kind": "serve"})],
+            cwd=REPO,
+            env=worker_env(),
+            preexec_fn=(lambda: os.sched_setaffinity(0, {core}))
+            if hasattr(os, "sched_setaffinity")
+            else None,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:  # frameworks may print non-JSON lines first
+            if line.startswith("{"):
+                return json.loads(line)
+        self.proc.wait()
+        self.stderr.seek(0)
+        tail = "\n".join(self.stderr.read().strip().splitlines()[-15:])
+        raise WorkerError(f"worker {self.name} exited ({self.proc.returncode}):\n{tail}")
+
+    def ready(self) -> dict:
+        return self._read()
+
+    def request(self, obj: dict) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(obj) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: _read reports its stderr
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
 def summarize(values: Sequence[float]) -> dict:
     """Median, min, max and all values (a rate per repeat)."""
     return {

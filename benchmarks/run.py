@@ -48,57 +48,83 @@ def stamp() -> dict:
 
 
 def run_trainer_section(name: str, args: argparse.Namespace) -> dict:
-    """Every system on one workload, each in its own pinned process. With ``rounds`` > 1 the
-    systems take turns (A B C D, A B C D) so that load from other processes on the machine hits
-    them alike; a system's rate is the median over all its repeats."""
-    from benchmarks.common import summarize
+    """Every system on one workload, each in its own process pinned to the same core, built and
+    warmed up once; then the systems take turns, one timed repeat each per round (the order
+    rotates every round), so bursts of load from other processes hit all of them alike. A
+    system's rate is the median of its repeats; ``paired_ratio`` is the median over rounds of
+    nnlab's rate / the peer's rate in the same round."""
+    import statistics
+
+    from benchmarks.common import WorkerServer, summarize
     from benchmarks.workloads import trainer_workloads
 
     w = trainer_workloads()[name]
+    k = w.epochs_per_repeat or args.epochs
     out: dict = {"workload": w.to_dict(), "systems": {}, **stamp()}
     skip_nnlab = nnlab_nn_ready()
-    runs: dict[str, list[dict]] = {s: [] for s in args.systems}
-    for _ in range(args.rounds):
+    servers: dict[str, WorkerServer] = {}
+    infos: dict[str, dict] = {}
+    spec = {"workload": w.to_dict(), "gemm_share": name == "W2"}
+    try:
         for system in args.systems:
-            if system in out["systems"]:  # skipped or failed already
-                continue
             if system == "nnlab" and skip_nnlab:
                 out["systems"][system] = {"skipped": skip_nnlab}
                 print(f"  {name} {system:<10} skipped: {skip_nnlab}", flush=True)
                 continue
-            spec = {
-                "kind": "train",
-                "system": system,
-                "workload": w.to_dict(),
-                "epochs": w.epochs_per_repeat or args.epochs,
-                "repeats": args.repeats,
-                "gemm_share": name == "W2",
-            }
+            servers[system] = WorkerServer({**spec, "system": system}, core=args.core)
+        for system in list(servers):
             try:
-                r = run_worker(spec, core=args.core)
+                infos[system] = servers[system].ready()
             except WorkerError as exc:
                 out["systems"][system] = {"error": str(exc)}
                 print(f"  {name} {system:<10} ERROR: {exc}", flush=True)
-                continue
-            runs[system].append(r)
-            print(
-                f"  {name} {system:<10} {r['samples_per_s']['median']:>10,.0f} samples/s  "
-                f"(first-epoch loss {r['first_epoch_loss']:.4f})",
-                flush=True,
-            )
-    for system, rs in runs.items():
-        if not rs:
+                servers.pop(system).close()
+        reps: dict[str, list[dict]] = {s: [] for s in servers}
+        for r in range(args.repeats):
+            order = list(servers)
+            order = order[r % len(order) :] + order[: r % len(order)] if order else order
+            for system in order:
+                if system not in servers:
+                    continue
+                try:
+                    reps[system].append(servers[system].request({"epochs": k}))
+                except WorkerError as exc:
+                    out["systems"][system] = {"error": str(exc)}
+                    print(f"  {name} {system:<10} ERROR: {exc}", flush=True)
+                    servers.pop(system).close()
+    finally:
+        for srv in servers.values():
+            srv.close()
+    for system, rs in reps.items():
+        if system in out["systems"] or not rs:
             continue
-        r = dict(rs[-1])
-        r["samples_per_s"] = summarize([v for x in rs for v in x["samples_per_s"]["values"]])
-        r["round_medians"] = [x["samples_per_s"]["median"] for x in rs]
-        if "outside_gemm_share" in r:
-            r["outside_gemm_share"] = summarize(
-                [v for x in rs for v in x["outside_gemm_share"]["values"]]
-            )
-        r["epoch_s"] = r["n_samples"] / r["samples_per_s"]["median"]
-        r.update(stamp())
+        info = infos[system]
+        rate = summarize([x["rate"] for x in rs])
+        r = {
+            "samples_per_s": rate,
+            "epoch_s": info["n_samples"] / rate["median"],
+            **info,
+            "last_epoch_loss": rs[-1]["loss"],
+            "epochs_per_repeat": k,
+            **stamp(),
+        }
+        if "outside_gemm_share" in rs[0]:
+            r["outside_gemm_share"] = summarize([x["outside_gemm_share"] for x in rs])
         out["systems"][system] = r
+        print(
+            f"  {name} {system:<10} {rate['median']:>10,.0f} samples/s  "
+            f"(first-epoch loss {info['first_epoch_loss']:.4f})",
+            flush=True,
+        )
+    ours = out["systems"].get("nnlab", {}).get("samples_per_s", {}).get("values")
+    if ours:
+        out["paired_ratio"] = {
+            peer: statistics.median(
+                a / b for a, b in zip(ours, v["samples_per_s"]["values"], strict=False)
+            )
+            for peer, v in out["systems"].items()
+            if peer != "nnlab" and "samples_per_s" in v
+        }
     return out
 
 
@@ -296,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.show:
         print(format_table(json.loads(Path(args.out).read_text())))
         return 0
-    args.epochs, args.repeats, args.rounds = (1, 3, 1) if args.quick else (2, 3, 2)
+    args.epochs, args.repeats = (1, 5) if args.quick else (2, 10)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     bad = [s for s in only if s not in ALL_SECTIONS] + [s for s in args.systems if s not in SYSTEMS]
@@ -313,7 +339,6 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "epochs_per_repeat": args.epochs,
         "repeats": args.repeats,
-        "rounds": args.rounds,
         "core": args.core,
     }
     t_all = time.perf_counter()

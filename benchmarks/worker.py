@@ -8,6 +8,8 @@ so each system is measured alone under the same conditions. Kinds of spec:
   ``fit(epochs)`` calls; samples/s per repeat. With ``"gemm_share": true`` each repeat is
   followed by the same epochs' GEMMs alone (paired under the same machine load), giving the
   share of the training time spent outside the matrix multiplies.
+- ``{"kind": "serve", "system": ..., "workload": {...}, "gemm_share": ...}``: the same, but
+  the parent asks for one repeat at a time over stdin (interleaving the systems).
 - ``{"kind": "matmul", "workload": {...}, "repeats": 7}``: the same GEMMs as one training
   epoch (forward, weight gradients and hidden-layer input gradients), alone in NumPy.
 """
@@ -30,48 +32,82 @@ def blas_info() -> list[dict]:
     return [{k: d.get(k) for k in keep} for d in threadpool_info()]
 
 
-def train(spec: dict) -> dict:
-    from benchmarks.common import summarize
-    from benchmarks.trainers import TRAINERS
-    from benchmarks.workloads import Workload, initial_weights, make_data
+class Session:
+    """One system on one workload, built and warmed up, ready for timed repeats."""
 
-    w = Workload.from_dict(spec["workload"])
-    x, y = make_data(w)
-    ws = initial_weights(w)
-    gemms = gemm_epoch(w) if spec.get("gemm_share") else None
-    t0 = time.perf_counter()
-    fit = TRAINERS[spec["system"]](w, x, y, ws)
-    build_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    first_loss = fit(1)  # warm-up epoch: compile / allocate, excluded from the rates
-    warmup_s = time.perf_counter() - t0
-    k, n = int(spec["epochs"]), len(x)
-    rates, shares, loss = [], [], first_loss
-    for _ in range(int(spec["repeats"])):
+    def __init__(self, spec: dict) -> None:
+        from benchmarks.trainers import TRAINERS
+        from benchmarks.workloads import Workload, initial_weights, make_data
+
+        w = Workload.from_dict(spec["workload"])
+        x, y = make_data(w)
+        ws = initial_weights(w)
+        self.gemms = gemm_epoch(w) if spec.get("gemm_share") else None
+        self.n = len(x)
         t0 = time.perf_counter()
-        loss = fit(k)
+        self.fit = TRAINERS[spec["system"]](w, x, y, ws)
+        self.build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.first_loss = self.fit(1)  # warm-up epoch: compile / allocate, not timed
+        self.warmup_s = time.perf_counter() - t0
+
+    def info(self) -> dict:
+        return {
+            "build_s": self.build_s,
+            "warmup_epoch_s": self.warmup_s,
+            "first_epoch_loss": self.first_loss,
+            "n_samples": self.n,
+            "blas": blas_info(),
+        }
+
+    def repeat(self, epochs: int) -> dict:
+        """One timed ``fit(epochs)``; then, paired under the same load, the same GEMMs alone."""
+        t0 = time.perf_counter()
+        loss = self.fit(epochs)
         t_fit = time.perf_counter() - t0
-        rates.append(k * n / t_fit)
-        if gemms is not None:  # paired: the same GEMMs right after, under the same load
+        out = {"rate": epochs * self.n / t_fit, "loss": loss}
+        if self.gemms is not None:
             t0 = time.perf_counter()
-            for _ in range(k):
-                gemms()
-            shares.append(1.0 - (time.perf_counter() - t0) / t_fit)
-    s = summarize(rates)
+            for _ in range(epochs):
+                self.gemms()
+            out["outside_gemm_share"] = 1.0 - (time.perf_counter() - t0) / t_fit
+        return out
+
+
+def train(spec: dict) -> dict:
+    """Build, warm up, then ``repeats`` timed repeats in this one process."""
+    from benchmarks.common import summarize
+
+    session = Session(spec)
+    k = int(spec["epochs"])
+    reps = [session.repeat(k) for _ in range(int(spec["repeats"]))]
+    s = summarize([r["rate"] for r in reps])
     out = {
         "samples_per_s": s,
-        "epoch_s": n / s["median"],
-        "build_s": build_s,
-        "warmup_epoch_s": warmup_s,
-        "first_epoch_loss": first_loss,
-        "last_epoch_loss": loss,
-        "n_samples": n,
+        "epoch_s": session.n / s["median"],
+        **session.info(),
+        "last_epoch_loss": reps[-1]["loss"],
         "epochs_per_repeat": k,
-        "blas": blas_info(),
     }
-    if shares:
-        out["outside_gemm_share"] = summarize(shares)
+    if session.gemms is not None:
+        out["outside_gemm_share"] = summarize([r["outside_gemm_share"] for r in reps])
     return out
+
+
+def serve(spec: dict) -> None:
+    """Build and warm up, print ``{"ready": ...}``, then answer one JSON line per request
+    (``{"epochs": k}`` -> one timed repeat) until stdin closes. The parent interleaves the
+    systems' repeats this way, so bursts of load from other processes hit all of them alike."""
+    session = Session(spec)
+    _reply({"ready": True, **session.info()})
+    for line in sys.stdin:
+        if line.strip():
+            _reply(session.repeat(int(json.loads(line)["epochs"])))
+
+
+def _reply(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
 
 
 def gemm_epoch(w) -> Callable[[], None]:
@@ -147,6 +183,9 @@ KINDS = {
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    if spec["kind"] == "serve":
+        serve(spec)
+        return
     result = KINDS[spec["kind"]](spec)
     sys.stdout.write("\n" + json.dumps(result) + "\n")
 
