@@ -13,8 +13,9 @@ was unreachable or broke mid-run, this command puts those runs into MLflow:
 - Metrics are the history's columns with ``step`` = epoch (``batch_loss`` with its global step),
   artifacts are the job's ``artifacts/`` files, the status follows the saved outcome (a run that
   never ended is KILLED) and the run is tagged ``nnlab.recovered=true``.
-- Running it twice adds nothing: steps already in the run are skipped; ``run.json`` is updated
-  with the run id it went to.
+- Running it twice adds nothing: steps already in the run are skipped, a complete run is left
+  alone; ``run.json`` is updated with the run id it went to. A sweep's parent run left RUNNING is
+  ended. Run it once the sweep has stopped, not while its trials still train.
 """
 
 from __future__ import annotations
@@ -107,25 +108,27 @@ def recover_one(run_file: Path, uri: str | None) -> str:
             tags.pop("mlflow.parentRunId")
             tags["nnlab.original_parent"] = parent
     tags["nnlab.recovered"] = "true"
+    now = int(time.time() * 1000)
+    series = read_history(job_dir / "artifacts")
+    metrics = []
+    for key, points in series.items():  # only the steps the run does not hold yet
+        logged = c.get_metric_history(run_id, key) if existing is not None else []
+        last = max((m.step for m in logged), default=0)
+        metrics += [Metric(key, v, now, s) for s, v in points if s > last]
+    n_epochs = max((len(p) for k, p in series.items() if k != "batch_loss"), default=0)
+    if existing is not None and not metrics and existing.info.status != "RUNNING":
+        return f"{job_dir}: already complete: run {run_id} ({n_epochs} epochs)"
+
     if existing is None:
         run = c.create_run(exp_id, run_name=meta.get("run_name"), tags=tags)
         run_id = run.info.run_id
         params = [Param(k, v) for k, v in (meta.get("params") or {}).items()]
         for i in range(0, len(params), 100):
             c.log_batch(run_id, params=params[i : i + 100])
-        created = True
     else:
-        created = False
         if existing.info.status != "RUNNING":
             c.update_run(run_id, "RUNNING")
         c.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-    now = int(time.time() * 1000)
-    metrics = []
-    for key, points in read_history(job_dir / "artifacts").items():
-        logged = [] if created else c.get_metric_history(run_id, key)
-        last = max((m.step for m in logged), default=0)
-        metrics += [Metric(key, v, now, s) for s, v in points if s > last]
     for i in range(0, len(metrics), 1000):
         c.log_batch(run_id, metrics=metrics[i : i + 1000])
 
@@ -140,10 +143,7 @@ def recover_one(run_file: Path, uri: str | None) -> str:
 
     meta.update(run_id=run_id, tracking_uri=uri, tracked=True, error=None, outcome=outcome)
     atomic_write_text(run_file, json.dumps(meta, indent=1, default=str))
-    n_epochs = max(
-        (len(p) for k, p in read_history(artifacts).items() if k != "batch_loss"), default=0
-    )
-    verb = "created run" if created else "updated run" if metrics else "already complete: run"
+    verb = "updated run" if existing is not None else "created run"
     return (
         f"{job_dir}: {verb} {run_id} in experiment {meta['experiment_name']!r} "
         f"({len(metrics)} metric values added, {n_epochs} epochs, outcome {outcome})"
