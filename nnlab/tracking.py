@@ -15,7 +15,14 @@ The measured facts (DESIGN.md) shape this module:
   are reused between trials).
 
 A trial never raises into Hydra (a failed trial is recorded as FAILED with its traceback, and the
-sweep goes on); the callback prints a summary at the end and exits 1 only if a trial failed.
+sweep goes on); the callback prints a summary at the end and exits 1 only if a trial failed or
+MLflow missed part of a run.
+
+Nothing is lost (README, Reliability): every trial checkpoints each epoch (``nnlab.checkpoint``)
+and a re-run resumes it into its own run (``MlflowSink(resume_run_id=...)`` + ``backfill``); an
+interrupted sweep reopens its parent (:func:`_reopen_parent`); the job dir keeps ``history.csv``
+and ``run.json`` (:class:`LocalHistory`) whatever the store does, for ``python -m nnlab.recover``;
+the store is probed before anything starts (:func:`prepare_store`), so a bad one fails in seconds.
 """
 
 from __future__ import annotations

@@ -150,3 +150,83 @@ def test_deleted_experiment_is_a_config_error(launch_dir: Path, store) -> None:
     tracking.client(uri).delete_experiment(exp_id)
     with pytest.raises(ConfigError, match="experiment_name='doomed'.*deleted"):
         tracking.open_experiment(uri, "doomed", "mlruns", launch_dir)
+
+
+# --- reliability: probes, reopening a run, the job dir's own copy --------------------------------
+
+
+def test_probe_server_fails_fast_on_a_closed_port_and_passes_an_open_one() -> None:
+    import socket
+    import time
+
+    with socket.socket() as listener:  # an open port
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        tracking.probe_server(f"http://127.0.0.1:{port}")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"no MLflow server answers at 127.0.0.1:{port}"):
+        tracking.probe_server(f"http://127.0.0.1:{port}")  # closed now
+    assert time.perf_counter() - t0 < tracking.PROBE_TIMEOUT + 1
+    tracking.probe_server("sqlite:///x.db")  # not a server: nothing to probe
+
+
+def test_reopened_run_gets_only_the_missing_steps(store) -> None:
+    uri, exp_id = store
+    first = tracking.MlflowSink(uri, exp_id, "cut", {"nnlab.role": "trial"}, {"lr": 0.1}, 0)
+    for epoch, logs in enumerate(_epochs(2), start=1):
+        first.log_epoch(epoch, logs)  # flushed (interval 0); then the process "dies"
+    c = tracking.client(uri)
+    assert c.get_run(first.run_id).info.status == "RUNNING"
+
+    history = {k: [e[k] for e in _epochs(4)] for k in _epochs(1)[0]}
+    again = tracking.MlflowSink(uri, exp_id, "cut", {"nnlab.resumed_from_epoch": "3"}, {}, 3600,
+                                resume_run_id=first.run_id)  # fmt: skip
+    assert again.run_id == first.run_id
+    assert again.backfill({k: v[:3] for k, v in history.items()}, [(5, 0.5)]) == 4 + 1  # epoch 3
+    again.log_epoch(4, {k: v[3] for k, v in history.items()})
+    again.finish("completed", {"nnlab.outcome": "completed"}, None)
+    run = c.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["nnlab.resumed_from_epoch"] == "3"
+    assert run.data.params == {"lr": "0.1"}  # logged once, at creation
+    for key, values in history.items():
+        logged = c.get_metric_history(first.run_id, key)
+        assert [m.step for m in logged] == [1, 2, 3, 4]
+        assert [m.value for m in logged] == pytest.approx(values)
+
+
+def test_local_history_is_on_disk_after_every_epoch(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    local = tracking.LocalHistory(None, tmp_path / "artifacts", tmp_path / "run.json", {"a": 1})
+    assert json.loads((tmp_path / "run.json").read_text()) == {"a": 1}
+    for epoch, logs in enumerate(_epochs(3), start=1):
+        local.log_batch_loss(epoch * 10, 0.5)
+        local.log_epoch(epoch, logs)
+        rows = list(csv.DictReader((tmp_path / "artifacts" / "history.csv").open()))
+        assert [int(r["epoch"]) for r in rows] == list(range(1, epoch + 1))
+        assert float(rows[-1]["loss"]) == logs["loss"]  # full precision
+    batch = (tmp_path / "artifacts" / "batch_loss.csv").read_text().splitlines()
+    assert batch == ["step,batch_loss", "10,0.5", "20,0.5", "30,0.5"]
+    local.write_meta(outcome="completed")
+    assert json.loads((tmp_path / "run.json").read_text()) == {"a": 1, "outcome": "completed"}
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "artifacts", "batch_loss.csv", "history.csv", "run.json",
+    ]  # fmt: skip
+
+
+def test_same_sweep_same_signature_and_dead_launchers() -> None:
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(hydra=SimpleNamespace(overrides=SimpleNamespace(task=["lr=0.1"])))
+    jobs = [["lr=0.1"], ["lr=0.01"]]
+    assert tracking.sweep_signature("e", jobs, cfg) == tracking.sweep_signature("e", jobs, cfg)
+    assert tracking.sweep_signature("e", jobs, cfg) != tracking.sweep_signature("f", jobs, cfg)
+    assert tracking.sweep_signature("e", jobs, cfg) != tracking.sweep_signature("e", jobs[:1], cfg)
+    me = tracking._launcher_tag()
+    assert not tracking._launcher_gone(me)  # this process is alive
+    host = me.rpartition(":")[0]
+    assert tracking._launcher_gone(f"{host}:{2**22 + 12345}")  # above Linux's pid_max: no process
+    assert not tracking._launcher_gone("another-host:1")  # cannot tell: assume alive
+    assert not tracking._launcher_gone(None)

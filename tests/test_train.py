@@ -135,3 +135,24 @@ def test_bad_config_fails_before_training() -> None:
     with pytest.raises(ConfigError, match="data: dataset 'moons'"):
         train(config("data.val_fraction=2"), sink)
     assert sink.epochs == [] and sink.info == {}
+
+
+def test_model_loss_can_force_softmax_or_refuse_many_classes(tmp_path: Path) -> None:
+    result = train(config("epochs=2", "model.loss=sparse_categorical_crossentropy"))
+    assert result.model.get_weights()[-1].shape == (2,)  # 2 softmax units for a binary task
+    path = tmp_path / "three.csv"
+    path.write_text("a,label\n" + "".join(f"{i},{i % 3}\n" for i in range(30)))
+    csv_cfg = ["data=csv", f"data.path={path}", "data.target=label", "epochs=1"]
+    auto = train(config(*csv_cfg, tiny=TINY[1:]))
+    assert auto.model.get_weights()[-1].shape == (3,)
+    with pytest.raises(ConfigError, match=r"has 3 classes .* but the loss needs binary 0/1 labels"):
+        train(config(*csv_cfg, "model.loss=binary_crossentropy", tiny=TINY[1:]))
+
+
+def test_epoch_delay_sleeps_outside_the_epoch_time() -> None:
+    import time
+
+    t0 = time.perf_counter()
+    result = train(config("epochs=3", "trainer.epoch_delay=0.1"))
+    assert time.perf_counter() - t0 >= 0.3
+    assert all(t < 0.1 for t in result.history["epoch_time"])
