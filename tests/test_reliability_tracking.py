@@ -241,3 +241,78 @@ def test_parallel_writers_file_every_trial_completely(tmp_path: Path, n_jobs: in
         assert n == distinct and lo == 5  # every 5th optimizer step, each once
     records = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/**/.nnlab/*/job*.json")]
     assert len(records) == 24 and all(r["blas_threads"] == 1 for r in records)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(cwd: Path, port: int) -> subprocess.Popen:
+    """A real `mlflow server` (one worker) on ``port``; waits until it answers /health."""
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", "sqlite:///srv.db",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+        start_new_session=True,  # its own process group: stopped with its workers below
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise AssertionError("mlflow server did not start")
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: Path) -> None:
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _start_server(tmp_path, port)
+    try:
+        args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "trainer.epoch_delay=0.3",
+                "tracking.flush_interval=0", "hydra.run.dir=job", "experiment_name=srv", *TINY]  # fmt: skip
+        proc = cli(tmp_path, "nnlab.run", *args, popen=True)
+        deadline = time.monotonic() + 180
+        while checkpoint_epoch(tmp_path, "srv") < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        _stop_server(server)
+        t_dead = time.monotonic()
+        _, err = proc.communicate(timeout=300)
+        assert time.monotonic() - t_dead < 60  # a dead server costs seconds, not MLflow's minutes
+        assert proc.returncode == 1, err
+        assert "training goes on" in err and "nothing is lost" in err
+        assert [int(r["epoch"]) for r in local_history(tmp_path / "job")] == list(range(1, 7))
+        run_id = json.loads((tmp_path / "job" / "run.json").read_text())["run_id"]
+
+        server = _start_server(tmp_path, port)  # back, with what it had before
+        rec = cli(tmp_path, "nnlab.recover", "job")
+        assert rec.returncode == 0, rec.stderr
+        assert f"updated run {run_id}" in rec.stdout
+        from mlflow.tracking import MlflowClient
+
+        c = MlflowClient(uri)
+        run = c.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["nnlab.outcome"] == "completed"
+        for metric in ("loss", "val_loss"):
+            assert sorted(m.step for m in c.get_metric_history(run_id, metric)) == list(range(1, 7))
+    finally:
+        _stop_server(server)
