@@ -610,3 +610,15 @@ def test_unbuilt_model_cannot_be_saved(tmp_path):
     model = nn.Sequential([nn.Dense(3)])
     with pytest.raises(ValueError, match="unbuilt model"):
         model.save(tmp_path / "m.npz")
+
+
+def test_finite_inputs_whose_sum_overflows_are_accepted_and_non_finite_ones_named():
+    # the finiteness check sums first: an overflowing sum must fall back to element-wise
+    big = np.full((6, 2), 3e38, dtype=np.float32)
+    model = compiled()
+    model.fit(big, Y, epochs=1, verbose=0)  # finite, although big.sum() is inf
+    for bad in (np.inf, -np.inf, np.nan):
+        x = big.copy()
+        x[4, 0] = bad
+        with pytest.raises(ValueError, match=r"x contains NaN or inf.*\(4, 0\)"):
+            model.fit(x, Y, epochs=1, verbose=0)
