@@ -68,7 +68,7 @@ def test_resume_from_any_epoch_is_bit_identical(tmp_path: Path, extra: list[str]
     assert len(states) == full.epochs_run and states[-1].finished
     assert not any(s.finished for s in states[:-1])
     ckpt = Checkpointer(tmp_path / "c.npz")
-    for k in sorted({1, len(states) // 2, len(states) - 1} - {0}):
+    for k in sorted({1, len(states) // 2, len(states) - 1, len(states)} - {0}):  # last: finished
         ckpt.save(states[k - 1], {"config_hash": "h"})
         saved, meta = ckpt.load()
         assert meta["config_hash"] == "h" and saved.epoch == k
