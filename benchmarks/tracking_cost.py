@@ -40,12 +40,17 @@ def _check() -> None:
 
 
 def run_sweep(
-    overrides: list[str], workdir: Path, timeout: float = 1800, experiment: str | None = EXPERIMENT
+    overrides: list[str],
+    workdir: Path,
+    timeout: float = 1800,
+    experiment: str | None = EXPERIMENT,
+    env_extra: dict[str, str] | None = None,
 ) -> dict:
     """One ``python -m nnlab.run -m`` in ``workdir``: wall time and the trials' own records."""
     env = worker_env()
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS"):
         env.pop(k, None)  # a sweep as the user runs it: nnlab sets one BLAS thread per trial
+    env.update(env_extra or {})
     exp = [f"+experiment={experiment}"] if experiment else []
     cmd = [sys.executable, "-m", "nnlab.run", "-m", *exp, *overrides]
     t0 = time.perf_counter()
