@@ -4,14 +4,25 @@ subprocess, writes its JSON and table, and reads W3 from the Hydra config. No pe
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from benchmarks import run as bench_run
-from benchmarks.common import REPO, run_worker
-from benchmarks.workloads import Workload, initial_weights, make_data, targets, w3_from_config
+# benchmarks/ sits at the repo root and is not an installed package: make plain `pytest` find it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import run as bench_run  # noqa: E402
+from benchmarks.common import REPO, run_worker  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    Workload,
+    initial_weights,
+    make_data,
+    targets,
+    w3_from_config,
+)
 
 TINY = Workload("T", (3, 8, 4), batch_size=16, n_samples=200)
 
