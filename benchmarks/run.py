@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 if prev.get("workload") == sec["workload"]:  # keep systems not re-run this time
                     sec["systems"] = {**prev.get("systems", {}), **sec["systems"]}
                 results["workloads"][section] = sec
+                sec["ratios"] = ratios(results, section)  # nnlab / peer, ratio of medians
             else:
                 sec = SECTION_RUNNERS[section](args)
                 results[{"matmul": "matmul"}.get(section, section)] = sec
