@@ -222,6 +222,16 @@ def build_model(model_cfg: dict, optimizer_cfg: dict, n_features: int, n_classes
     return model
 
 
+def initial_loss(model: Any, x: Any, y: Any) -> float | None:
+    """Training loss of the untrained ``model`` on (x, y) (N, d), (N,); None if not usable.
+
+    Clipped cross-entropy tops out at ~8-16, so a run wrecked within its first epoch looks calm
+    against that epoch; against the untrained loss (~0.7 for two balanced classes) it does not.
+    """
+    value = float(model.evaluate(x, y, batch_size=max(len(x), 1))["loss"])
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def load_data(data_cfg: dict, loss: str = "auto"):
     """``nnlab.data.load_dataset`` with the ``data`` group's keys; a bad one is a ConfigError.
 
@@ -283,6 +293,11 @@ def train(
     loss = plain["model"].get("loss", "auto")
     data = data if data is not None else load_data(plain["data"], loss)
     model = build_model(plain["model"], plain["optimizer"], data.n_features, data.n_classes)
+    # the untrained model's training loss: the divergence guard's yardstick. Taken before
+    # set_state, so a resumed run measures the same seeded initial weights as the first attempt.
+    reference = None
+    if tr["divergence_factor"] is not None:
+        reference = initial_loss(model, data.x_train, data.y_train)
     initial_epoch, epochs = 0, tr["epochs"]
     history: dict[str, list[float]] = {}
     batches: list[tuple[int, float]] = []
@@ -305,7 +320,9 @@ def train(
     cb = _callbacks_module()
     guard = early = None
     if tr["divergence_factor"] is not None:
-        guard = cb.DivergenceGuard(monitor="loss", factor=float(tr["divergence_factor"]))
+        guard = cb.DivergenceGuard(
+            monitor="loss", factor=float(tr["divergence_factor"]), reference=reference
+        )
     es = tr["early_stopping"]
     if es["enabled"]:
         early = cb.EarlyStopping(

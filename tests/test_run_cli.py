@@ -223,6 +223,20 @@ def test_single_run_is_a_trial_without_parent(launch_dir: Path) -> None:
     assert f"MLflow run {run.info.run_id}" in proc.stdout
 
 
+def test_flagship_lr_1_is_tagged_diverged_at_epoch_1(launch_dir: Path) -> None:
+    # clipped BCE: lr=1 Adam sits at ~8 from epoch 1 on (10x the untrained loss), never non-finite
+    proc = nnlab_run(
+        launch_dir, "+experiment=lr_vs_epochs", "lr=1", "batch_size=16", "epochs=5", "seed=0",
+        "trainer.verbose=0",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("diverged: loss=7.") and "after 1 epochs" in proc.stdout
+    (run,) = runs(launch_dir, "lr_vs_epochs")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["nnlab.outcome"] == "diverged"
+    assert run.data.tags["nnlab.stopped_epoch"] == "1"
+
+
 def test_tracking_none_trains_without_mlflow(tmp_path: Path) -> None:
     code = (
         "import sys\n"

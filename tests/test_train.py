@@ -77,6 +77,41 @@ def test_absurd_learning_rate_diverges_and_stops() -> None:
     assert not math.isfinite(result.history["loss"][-1])
 
 
+FLAGSHIP = ("+experiment=lr_vs_epochs", "trainer.verbose=0", "tracking=none")
+
+
+def test_a_run_wrecked_in_its_first_epoch_is_diverged_a_noisy_one_completes() -> None:
+    # clipped BCE tops out near 8: lr=1 Adam reaches it in epoch 1 and stays there, which a
+    # guard comparing with epoch 1 never sees; against the untrained loss (~0.8) it is 10x
+    wrecked = train(config("lr=1.0", "batch_size=16", "epochs=15", "seed=0", tiny=FLAGSHIP))
+    assert wrecked.outcome == "diverged" and wrecked.stopped_epoch == wrecked.epochs_run == 1
+    assert math.isfinite(wrecked.history["loss"][0]) and wrecked.history["loss"][0] > 5
+    # lr=0.3 bounces (its loss rises above the first epoch's, up to ~1.4x the untrained one)
+    noisy = train(config("lr=0.3", "batch_size=16", "epochs=15", "seed=2", tiny=FLAGSHIP))
+    assert noisy.outcome == "completed" and noisy.epochs_run == 15
+    assert max(noisy.history["loss"]) > noisy.history["loss"][0]
+
+
+def test_divergence_reference_is_the_same_on_resume() -> None:
+    from nnlab.train import TrainState
+
+    # a tight factor makes this noisy run "diverge" some epochs in (past 1.2x its untrained loss)
+    cfg = config(
+        "lr=0.3", "batch_size=16", "epochs=15", "seed=2", "trainer.divergence_factor=1.2",
+        tiny=FLAGSHIP,
+    )  # fmt: skip
+    states: list[TrainState] = []
+    whole = train(cfg, on_checkpoint=states.append)
+    assert whole.outcome == "diverged" and 1 < whole.stopped_epoch < 15
+    # resumed after epoch 1, the guard measures the same seeded untrained model (not the
+    # restored weights) and stops at the same epoch
+    first = states[0]
+    state = TrainState(1, first.model_state, {k: v[:1] for k, v in first.history.items()})
+    again = train(cfg, resume=state)
+    assert (again.outcome, again.stopped_epoch) == (whole.outcome, whole.stopped_epoch)
+    assert again.history["loss"] == whole.history["loss"]
+
+
 def test_divergence_guard_can_be_turned_off() -> None:
     result = train(config("epochs=3", "lr=1e30", "optimizer=sgd", "trainer.divergence_factor=null"))
     assert result.outcome == "completed" and result.epochs_run == 3
