@@ -120,6 +120,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.checkpoint.keep": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.checkpoint.resume": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.checkpoint.sync": (lambda v: isinstance(v, bool), "must be true or false"),
+    "trainer.checkpoint.interval": (
+        lambda v: _is_num(v) and v >= 0,
+        "must be a number of seconds >= 0 (0 = every epoch)",
+    ),
     "trainer.early_stopping.enabled": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.early_stopping.monitor": (lambda v: v in MONITORS, f"must be one of {list(MONITORS)}"),
     "trainer.early_stopping.patience": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),

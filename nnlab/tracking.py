@@ -201,9 +201,32 @@ def _quiet_mlflow() -> None:
 
 
 @functools.cache
+def _sqlite_synchronous_normal() -> None:
+    """Every sqlite connection this process opens runs ``PRAGMA synchronous=NORMAL``.
+
+    In WAL mode (``_use_wal``) NORMAL skips the fsync of each commit and syncs at checkpoints
+    instead; a commit still survives the *process* dying (kill -9): only an OS crash or power
+    loss can roll back the last commits, never corrupt the file (sqlite.org/pragma.html).
+    An SQLAlchemy ``connect`` listener on all engines, filtered to sqlite connections.
+    """
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    event.listen(Engine, "connect", on_connect)
+
+
+@functools.cache
 def client(uri: str):
     """A cached ``MlflowClient`` for ``uri`` (the store opens once per process)."""
     _quiet_mlflow()
+    if uri.startswith("sqlite:"):
+        _sqlite_synchronous_normal()
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -215,6 +238,7 @@ def open_experiment(uri: str, name: str, artifacts: str | None, base: Path) -> s
     if uri.startswith("sqlite:"):
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+        _sqlite_synchronous_normal()
         root = (base / (artifacts or "mlruns")).resolve()
         store = SqlAlchemyStore(uri, root.as_uri())
         _use_wal(uri)
@@ -388,15 +412,17 @@ class MlflowSink(Sink):
         t0 = time.perf_counter()
         self.client = client(uri)
         self.flush_interval = flush_interval
+        self.auto_flush = True  # False: the owner calls ``maybe_flush`` (after each checkpoint)
         self.buffer: list = []
         self.error: str | None = None
         if resume_run_id is not None:
             self.run_id = resume_run_id
             self.client.update_run(resume_run_id, "RUNNING")
             self.client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.artifact_uri = None  # looked up by ``log_artifacts`` when needed
         else:
             run = self.client.create_run(experiment_id, run_name=name, tags=tags)
-            self.run_id = run.info.run_id
+            self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
             items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
             for i in range(0, len(items), 100):  # MLflow caps params per log_batch at 100
                 self.client.log_batch(self.run_id, params=items[i : i + 100])
@@ -431,21 +457,42 @@ class MlflowSink(Sink):
         t0 = time.perf_counter()
         for key, value in logs.items():
             self._add(key, value, epoch)
-        if t0 - self.last_flush >= self.flush_interval and self.error is None:
-            try:
-                self.flush()
-            except Exception as exc:  # keep training; the buffer and the job dir keep the metrics
-                self.error = _one_line(exc)
-                print(
-                    f"nnlab: MLflow error at epoch {epoch} of run {self.run_id}: {self.error}; "
-                    "training goes on, metrics are kept (job dir history.csv) and retried at the end",
-                    file=sys.stderr,
-                    flush=True,
-                )
         self.overhead += time.perf_counter() - t0
+        if self.auto_flush:
+            self.maybe_flush(epoch)
+
+    def maybe_flush(self, epoch: int | None = None) -> None:
+        """``flush`` if ``flush_interval`` seconds have passed; a store error is kept, not raised.
+
+        After an error no further call is made until ``finish`` (which tries once more).
+        """
+        if self.error is not None or not self.buffer:
+            return
+        if time.perf_counter() - self.last_flush < self.flush_interval:
+            return
+        try:
+            self.flush()
+        except Exception as exc:  # keep training; the buffer and the job dir keep the metrics
+            self.error = _one_line(exc)
+            print(
+                f"nnlab: MLflow error at epoch {epoch} of run {self.run_id}: {self.error}; "
+                "training goes on, metrics are kept (job dir history.csv) and retried at the end",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def log_batch_loss(self, step: int, loss: float) -> None:
         self._add("batch_loss", loss, step)
+
+    def discard_after(self, epoch: int, step: int) -> None:
+        """Drop buffered values past a checkpoint (epoch ``epoch``, optimizer step ``step``).
+
+        After an interruption the checkpoint is where the trial resumes: values beyond it will
+        be logged again by the resumed run, so they must not reach the store now.
+        """
+        self.buffer = [
+            m for m in self.buffer if m.step <= (step if m.key == "batch_loss" else epoch)
+        ]
 
     def flush(self) -> None:
         """Write buffered metrics with ``log_batch`` (chunks of 1000, MLflow's limit)."""
@@ -457,16 +504,36 @@ class MlflowSink(Sink):
         self.overhead += self.last_flush - t0
 
     def finish(self, outcome: str, tags: dict[str, str], artifact_dir: Path | None) -> None:
-        """Flush, tag the outcome, upload ``artifact_dir`` and set the status from ``outcome``."""
+        """The last metrics and the outcome tags in one ``log_batch``, ``artifact_dir`` in one
+        upload, then the status from ``outcome``: three store calls for a short run."""
         from mlflow.entities import RunTag
 
-        self.flush()
         t0 = time.perf_counter()
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        while len(self.buffer) + len(items) > 1000:  # MLflow: <= 1000 entities per log_batch
+            self.client.log_batch(self.run_id, metrics=self.buffer[:1000])
+            del self.buffer[:1000]
+        self.client.log_batch(self.run_id, metrics=self.buffer, tags=items)
+        self.buffer.clear()
+        self.last_flush = time.perf_counter()
         if artifact_dir is not None and artifact_dir.is_dir() and any(artifact_dir.iterdir()):
-            self.client.log_artifacts(self.run_id, str(artifact_dir))
+            self.log_artifacts(artifact_dir)
         self.client.set_terminated(self.run_id, STATUS[outcome])
         self.overhead += time.perf_counter() - t0
+
+    def log_artifacts(self, directory: Path) -> None:
+        """Upload ``directory``'s files to the run's artifact root in one call.
+
+        With the run's artifact URI known (from ``create_run``) the repository is built from it
+        directly: ``MlflowClient.log_artifacts`` would first fetch the whole run to find it.
+        """
+        if self.artifact_uri is None:
+            self.client.log_artifacts(self.run_id, str(directory))
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
+        repo.log_artifacts(str(directory))
 
 
 # --- one trial (the body of a Hydra job) ---------------------------------------------------------
@@ -496,7 +563,14 @@ class SweepContext:
 
     @classmethod
     def load(cls, path: Path) -> SweepContext:
-        return cls(**json.loads(path.read_text()))
+        """Read once per process and file version (loky workers run many trials of a sweep)."""
+        stat = path.stat()
+        return _load_context(cls, str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_context(cls: type, path: str, _mtime_ns: int, _size: int) -> SweepContext:
+    return cls(**json.loads(Path(path).read_text()))
 
 
 def _hydra():
@@ -547,10 +621,11 @@ def write_artifacts(
 class LocalHistory(Sink):
     """The job directory's own copy of a trial, so no metric depends on the tracking store.
 
-    After every epoch ``history.csv`` (and ``batch_loss.csv`` when batch losses are logged) is
-    rewritten atomically in ``artifact_dir``; ``run.json`` next to it holds what
-    ``python -m nnlab.recover`` needs to upload the run later (experiment, params, tags, run id,
-    outcome). Everything is forwarded to ``inner`` (the MLflow sink, or None).
+    ``history.csv`` (and ``batch_loss.csv`` when batch losses are logged) is rewritten atomically
+    in ``artifact_dir`` after an epoch when ``interval`` seconds have passed since the last write
+    (0: after every epoch), and in full when the run ends (``write_artifacts``); ``run.json`` next
+    to it holds what ``python -m nnlab.recover`` needs to upload the run later (experiment,
+    params, tags, run id, outcome). Everything is forwarded to ``inner`` (the MLflow sink, or None).
     """
 
     def __init__(
@@ -560,6 +635,7 @@ class LocalHistory(Sink):
         run_file: Path,
         meta: dict[str, Any],
         resume: TrainState | None = None,
+        interval: float = 0.0,
     ):
         self.inner, self.artifact_dir, self.run_file, self.meta = (
             inner,
@@ -567,6 +643,8 @@ class LocalHistory(Sink):
             run_file,
             meta,
         )
+        self.interval = interval
+        self.last_write = time.perf_counter()
         self.rows: list[dict] = []
         self.batches: list[tuple[int, float]] = []
         if resume is not None:  # the epochs before the interruption, from the checkpoint
@@ -586,18 +664,77 @@ class LocalHistory(Sink):
 
     def log_epoch(self, epoch, logs):
         self.rows.append({"epoch": epoch, **logs})
-        # atomic, not fsynced per epoch (~0.3 ms saved): the checkpoint holds the same history
+        if time.perf_counter() - self.last_write >= self.interval:
+            self.write()
+        if self.inner:
+            self.inner.log_epoch(epoch, logs)
+
+    def write(self) -> None:
+        """Rewrite ``history.csv`` (and ``batch_loss.csv``) with every epoch so far."""
+        # atomic, not fsynced: the checkpoint holds the same history
         atomic_write_text(self.artifact_dir / "history.csv", history_csv(self.rows), sync=False)
         if self.batches:
             text = batch_csv(self.batches)
             atomic_write_text(self.artifact_dir / "batch_loss.csv", text, sync=False)
-        if self.inner:
-            self.inner.log_epoch(epoch, logs)
+        self.last_write = time.perf_counter()
 
     def log_batch_loss(self, step, loss):
         self.batches.append((step, loss))
         if self.inner:
             self.inner.log_batch_loss(step, loss)
+
+
+class Checkpoints:
+    """Time-bounded checkpoints: at most one save every ``interval`` seconds, plus the end.
+
+    ``on_state`` is ``train``'s ``on_checkpoint``: it sees every epoch's end, keeps that state
+    (cheap: the model state is a copy of a few small arrays) and saves it when ``interval``
+    seconds have passed since the last save, when training has ended, or when ``save_latest``
+    is called (Ctrl-C, SIGTERM, an exception). A resume starts from whichever epoch the file
+    holds, so it stays bit-identical; at most ``interval`` seconds of epochs are trained again
+    after ``kill -9``.
+
+    The MLflow sink flushes only right after a save (``sink.auto_flush = False``), so the store
+    never holds an epoch the checkpoint lacks (a resume backfills the steps it misses).
+    """
+
+    def __init__(
+        self, save: Any, sink: MlflowSink | None, interval: float, meta: dict[str, Any]
+    ) -> None:
+        self.save, self.sink, self.interval, self.meta = save, sink, interval, meta
+        self.latest: tuple[TrainState, int] | None = None
+        self.saved_epoch: int | None = None
+        self.last_save = time.perf_counter()
+        if sink is not None:
+            sink.auto_flush = False
+
+    def on_state(self, state: TrainState) -> None:
+        # the batch-loss list keeps growing: remember how much of it belongs to this epoch end
+        self.latest = (state, len(state.batch_losses))
+        if state.finished or time.perf_counter() - self.last_save >= self.interval:
+            self.save_latest()
+
+    def save_latest(self) -> None:
+        """Save the latest epoch end (if not saved yet), then let the sink flush."""
+        if self.latest is None or self.latest[0].epoch == self.saved_epoch:
+            return
+        state, n_batches = self.latest
+        if len(state.batch_losses) != n_batches or any(
+            len(v) != state.epoch for v in state.history.values()
+        ):  # later epochs (or a part of one) were appended since: cut them off
+            state = TrainState(
+                state.epoch,
+                state.model_state,
+                {k: v[: state.epoch] for k, v in state.history.items()},
+                state.batch_losses[:n_batches],
+                state.finished,
+                state.best_weights,
+            )
+        self.save(state, self.meta)
+        self.saved_epoch = state.epoch
+        self.last_save = time.perf_counter()
+        if self.sink is not None:
+            self.sink.maybe_flush(state.epoch)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -825,6 +962,7 @@ def _train_tracked(
             "error": tracking_error,
         },
         resume,
+        interval=tr["checkpoint"]["interval"],
     )
     ck_meta = {
         "config_hash": digest,
@@ -833,10 +971,12 @@ def _train_tracked(
         "experiment_name": plain["experiment_name"],
     }
 
-    def save_checkpoint(state: TrainState) -> None:
+    def save_checkpoint(state: TrainState, meta: dict) -> None:
         nonlocal ckpt
+        if ckpt is None:
+            return
         try:
-            ckpt.save(state, ck_meta)
+            ckpt.save(state, meta)
         except OSError as exc:  # e.g. disk full: keep training, without resume from here on
             print(
                 f"nnlab: {name}: could not write checkpoint {ckpt.path} ({exc}); "
@@ -846,16 +986,18 @@ def _train_tracked(
             )
             ckpt = None
 
-    def on_checkpoint(state: TrainState) -> None:
-        if ckpt is not None:
-            save_checkpoint(state)
+    points = (
+        Checkpoints(save_checkpoint, sink, tr["checkpoint"]["interval"], ck_meta)
+        if ckpt is not None
+        else None
+    )
 
     result, tb, outcome = None, None, "failed"
     kwargs = dict(
         verbose=verbose,
         data=data,
         resume=resume,
-        on_checkpoint=on_checkpoint if ckpt is not None else None,
+        on_checkpoint=points.on_state if points is not None else None,
     )
     try:
         if ctx is not None and ctx.parallel:  # one BLAS thread per trial when trials share cores
@@ -870,6 +1012,7 @@ def _train_tracked(
         outcome = result.outcome
     except KeyboardInterrupt:
         outcome = "killed"
+        _save_latest(points)
         _finish(sink, outcome, None, plain, overrides, local, None, artifact_dir, tracking_error)
         where = f"MLflow run {sink.run_id} marked KILLED" if sink else "stopped"
         kept = (
@@ -886,6 +1029,7 @@ def _train_tracked(
     except Exception as exc:
         tb = traceback.format_exc()
         record["error"] = f"{type(exc).__name__}: {exc}"
+        _save_latest(points)
         _finish(sink, outcome, None, plain, overrides, local, tb, artifact_dir, tracking_error)
         if ctx is None:
             raise
@@ -932,6 +1076,21 @@ def _train_tracked(
             )
             raise SystemExit(1)
     return _report(record, ctx)
+
+
+def _save_latest(points: Checkpoints | None) -> None:
+    """Save the last finished epoch after an interruption or error (never raises)."""
+    if points is None:
+        return
+    try:
+        points.save_latest()
+    except BaseException as exc:  # a second Ctrl-C mid-save: the previous file stays intact
+        print(f"nnlab: could not save the last checkpoint: {_one_line(exc)}", file=sys.stderr)
+        return
+    if points.sink is not None and points.latest is not None:
+        state, n_batches = points.latest
+        last_step = state.batch_losses[n_batches - 1][0] if n_batches else 0
+        points.sink.discard_after(state.epoch, last_step)
 
 
 def _finish(

@@ -301,6 +301,8 @@ def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(tmp_path: Path, emp
     assert not list(cwd.rglob("*.tmp"))  # no half-written file anywhere
     local = history_rows(cwd / "out/artifacts/history.csv")
     assert len(local) == len(logged)
+    with np.load(ckpt, allow_pickle=False) as data:  # the store never runs ahead of it
+        assert json.loads(str(data["meta"]))["epoch"] >= len(logged)
 
     again = run(cwd, *args)
     assert again.returncode == 0, again.stderr
@@ -318,6 +320,7 @@ def test_killed_sweep_resumes_under_the_same_parent(tmp_path: Path, empty_store)
         "epochs=5",
         "experiment_name=sw",
         "trainer.epoch_delay=0.2",
+        "trainer.checkpoint.interval=0",  # a checkpoint every epoch: the kill lands mid-trial
         *TINY[:2],
     ]
     proc = start(cwd, *args)

@@ -83,7 +83,8 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(tmp_path: Path, empty
     db = tmp_path / "mlflow.db"
     args = [
         "-m", "lr=0.1,0.01", "epochs=5", "experiment_name=lost", "trainer.epoch_delay=0.2",
-        "tracking.flush_interval=0", "hydra.sweep.dir=multirun/lost", *TINY,
+        "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.sweep.dir=multirun/lost",
+        *TINY,
     ]  # fmt: skip
     proc = cli(tmp_path, "nnlab.run", *args, popen=True)
     try:
@@ -157,6 +158,7 @@ def test_store_gone_for_good_recovers_into_another(tmp_path: Path, empty_store) 
         "epochs=4",
         "experiment_name=gone",
         "trainer.epoch_delay=0.2",
+        "trainer.checkpoint.interval=0",
         "hydra.run.dir=job",
         *TINY,
     ]
@@ -288,7 +290,8 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
     server = _start_server(tmp_path, port)
     try:
         args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "trainer.epoch_delay=0.3",
-                "tracking.flush_interval=0", "hydra.run.dir=job", "experiment_name=srv", *TINY]  # fmt: skip
+                "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.run.dir=job",
+                "experiment_name=srv", *TINY]  # fmt: skip
         proc = cli(tmp_path, "nnlab.run", *args, popen=True)
         deadline = time.monotonic() + 180
         while checkpoint_epoch(tmp_path, "srv") < 2:

@@ -230,3 +230,114 @@ def test_same_sweep_same_signature_and_dead_launchers() -> None:
     assert tracking._launcher_gone(f"{host}:{2**22 + 12345}")  # above Linux's pid_max: no process
     assert not tracking._launcher_gone("another-host:1")  # cannot tell: assume alive
     assert not tracking._launcher_gone(None)
+
+
+def test_store_calls_per_run_are_few_and_sqlite_commits_are_not_synced(store) -> None:
+    uri, exp_id = store
+    c = tracking.client(uri)
+    calls: list[str] = []
+    originals = {n: getattr(c, n) for n in ("create_run", "log_batch", "set_terminated")}
+
+    def counting(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return originals[name](*args, **kwargs)
+
+        return call
+
+    try:
+        for name in originals:
+            setattr(c, name, counting(name))
+        sink = tracking.MlflowSink(uri, exp_id, "few", {"a": "b"}, {"lr": 0.1}, 3600)
+        for epoch, logs in enumerate(_epochs(100), start=1):
+            sink.log_epoch(epoch, logs)
+        sink.finish("completed", {"nnlab.outcome": "completed"}, None)
+    finally:
+        for name, fn in originals.items():
+            setattr(c, name, fn)
+    # create, params, metrics + outcome tags together, status
+    assert calls == ["create_run", "log_batch", "log_batch", "set_terminated"]
+    run = c.get_run(sink.run_id)
+    assert run.data.tags["nnlab.outcome"] == "completed" and run.data.metrics["loss"] == 0.01
+    assert len(c.get_metric_history(sink.run_id, "val_loss")) == 100
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engine = SqlAlchemyStore(uri, "mlruns").engine  # connections nnlab's process opens
+    with engine.connect() as con:
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL (FULL is 2)
+        assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+class _Saver:
+    def __init__(self) -> None:
+        self.saved: list = []
+
+    def __call__(self, state, meta) -> None:
+        self.saved.append((state.epoch, {k: list(v) for k, v in state.history.items()}, meta))
+
+
+def _state(epoch: int, history: dict, batches: list, finished: bool = False):
+    from nnlab.train import TrainState
+
+    return TrainState(epoch, {}, history, batches, finished)
+
+
+def test_checkpoints_are_time_bounded_and_the_store_never_runs_ahead(store) -> None:
+    uri, exp_id = store
+    sink = tracking.MlflowSink(uri, exp_id, "bounded", {}, {}, flush_interval=0.0)
+    saver = _Saver()
+    points = tracking.Checkpoints(saver, sink, interval=3600, meta={"m": 1})
+    assert sink.auto_flush is False  # the sink flushes only right after a save
+    history: dict[str, list[float]] = {}
+    for epoch, logs in enumerate(_epochs(4), start=1):
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        points.on_state(_state(epoch, history, [], finished=epoch == 4))
+        sink.log_epoch(epoch, logs)
+        stored = tracking.client(uri).get_metric_history(sink.run_id, "loss")
+        # flush_interval=0, yet nothing reaches the store before a checkpoint holds it
+        assert (len(stored), len(saver.saved)) == ((3, 1) if epoch == 4 else (0, 0))
+    assert [s[0] for s in saver.saved] == [4]  # not every epoch: only the end (interval 1 h)
+    assert saver.saved[0][2] == {"m": 1}
+
+    every = _Saver()
+    points = tracking.Checkpoints(every, None, interval=0.0, meta={})
+    for epoch in range(1, 4):
+        points.on_state(_state(epoch, {"loss": [0.5] * epoch}, []))
+    assert [s[0] for s in every.saved] == [1, 2, 3]  # interval 0: every epoch
+    sink.finish("completed", {}, None)
+
+
+def test_an_interruption_saves_the_last_epoch_end_cut_to_it(store) -> None:
+    uri, exp_id = store
+    sink = tracking.MlflowSink(uri, exp_id, "cut", {}, {}, flush_interval=3600)
+    saver = _Saver()
+    points = tracking.Checkpoints(saver, sink, interval=3600, meta={})
+    history = {"loss": [0.9, 0.8]}
+    batches = [(1, 0.9), (2, 0.8)]
+    points.on_state(_state(2, history, batches))
+    sink.log_epoch(1, {"loss": 0.9})
+    sink.log_epoch(2, {"loss": 0.8})
+    for step, value in batches:
+        sink.log_batch_loss(step, value)
+    assert saver.saved == []
+    # epoch 3 is under way when Ctrl-C lands: a batch loss and a part of its logs exist
+    batches.append((3, 0.7))
+    sink.log_batch_loss(3, 0.7)
+    history["loss"].append(0.7)
+    tracking._save_latest(points)
+    assert [(s[0], s[1]) for s in saver.saved] == [(2, {"loss": [0.9, 0.8]})]
+    sink.finish("killed", {"nnlab.outcome": "killed"}, None)
+    c = tracking.client(uri)
+    assert [m.step for m in c.get_metric_history(sink.run_id, "batch_loss")] == [1, 2]
+    assert [m.step for m in c.get_metric_history(sink.run_id, "loss")] == [1, 2]
+
+
+def test_local_history_waits_for_its_interval(tmp_path: Path) -> None:
+    local = tracking.LocalHistory(None, tmp_path / "a", tmp_path / "run.json", {}, interval=3600)
+    for epoch, logs in enumerate(_epochs(3), start=1):
+        local.log_epoch(epoch, logs)
+    assert not (tmp_path / "a" / "history.csv").exists()
+    local.write()
+    assert (tmp_path / "a" / "history.csv").read_text().count("\n") == 4
