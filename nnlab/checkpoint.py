@@ -10,7 +10,8 @@ batch losses, whether training has ended, EarlyStopping's best weights) and a sm
 (config hash, MLflow run and experiment ids). Everything is a plain array: loading uses
 ``allow_pickle=False``, so a checkpoint can never run code.
 
-Writes are atomic: a temp file in the same directory, ``fsync``, then ``os.replace``. A reader
+Writes are atomic: a temp file in the same directory, then ``os.replace`` (``fsync`` first when
+``sync``; without it a write still survives ``kill -9``, not an OS crash). A reader
 (or a re-run after ``kill -9``) sees the previous complete file or the new one, never half of one.
 A ``<hash>.lock`` file held with ``flock`` keeps two processes from training the same trial
 into one checkpoint (the lock dies with its process, also on ``kill -9``).
