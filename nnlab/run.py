@@ -74,13 +74,17 @@ def one_line(exc: BaseException) -> str:
 
 
 def cli() -> None:
-    """Entry point: SIGTERM behaves like Ctrl-C, so runs end as KILLED, not left RUNNING.
+    """Entry point: SIGTERM behaves like Ctrl-C, so runs end as KILLED, not left RUNNING
+    (``nnlab.train.request_interrupt``: also re-raised at the next epoch if Python swallowed it).
 
     Hydra prints its own errors over several lines; with ``HYDRA_FULL_ERROR=1`` set here it
     raises them instead and this prints one line (the user's own ``HYDRA_FULL_ERROR=1`` is kept
     in ``NNLAB_FULL_ERROR`` and still gets the traceback).
     """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    from nnlab.train import request_interrupt
+
+    signal.signal(signal.SIGINT, request_interrupt)
+    signal.signal(signal.SIGTERM, request_interrupt)
     os.environ.setdefault("NNLAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:

@@ -114,6 +114,22 @@ class TrainState:
     best_weights: list[Any] | None = None
 
 
+_INTERRUPT = {"requested": False}
+
+
+def request_interrupt(signum: int | None = None, frame: Any = None) -> None:
+    """Signal handler for SIGINT / SIGTERM: raise ``KeyboardInterrupt``, now and at every epoch
+    boundary from here on.
+
+    Python raises a signal handler's exception wherever the main thread is; if that is inside a
+    weakref callback or ``__del__`` (garbage collection runs those at arbitrary points), the
+    exception is only printed ("Exception ignored in ...") and training would go on. Measured:
+    SIGTERM lost that way in SQLAlchemy's class registry under load. The flag catches it.
+    """
+    _INTERRUPT["requested"] = True
+    raise KeyboardInterrupt
+
+
 class FailAtEpoch(RuntimeError):
     """Raised on purpose by ``trainer.fail_at_epoch`` (a debugging knob for the failure path)."""
 
@@ -142,6 +158,8 @@ def _forwarder(
 
     class EpochForwarder(cb.Callback):
         def on_epoch_begin(self, epoch, logs=None):
+            if _INTERRUPT["requested"]:  # a signal whose KeyboardInterrupt got swallowed
+                raise KeyboardInterrupt
             if delay:
                 time.sleep(delay)
             self._t0 = time.perf_counter()

@@ -191,3 +191,17 @@ def test_epoch_delay_sleeps_outside_the_epoch_time() -> None:
     result = train(config("epochs=3", "trainer.epoch_delay=0.1"))
     assert time.perf_counter() - t0 >= 0.3
     assert all(t < 0.1 for t in result.history["epoch_time"])
+
+
+def test_a_swallowed_interrupt_still_stops_training_at_the_next_epoch() -> None:
+    from nnlab import train as train_module
+
+    sink = Recorder()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_module.request_interrupt()  # as if SIGTERM arrived; imagine it was swallowed
+        with pytest.raises(KeyboardInterrupt):
+            train(config("epochs=5"), sink)
+    finally:
+        train_module._INTERRUPT["requested"] = False
+    assert sink.epochs == []  # stopped at the first epoch boundary
