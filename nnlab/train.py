@@ -246,7 +246,7 @@ def initial_loss(model: Any, x: Any, y: Any) -> float | None:
     Clipped cross-entropy tops out at ~8-16, so a run wrecked within its first epoch looks calm
     against that epoch; against the untrained loss (~0.7 for two balanced classes) it does not.
     """
-    value = float(model.evaluate(x, y, batch_size=max(len(x), 1))["loss"])
+    value = float(model.evaluate(x, y, batch_size=min(max(len(x), 1), 1024))["loss"])
     return value if math.isfinite(value) and value > 0 else None
 
 
