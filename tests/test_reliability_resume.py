@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from mlflow_helpers import client, runs
 
 from nnlab.checkpoint import Checkpointer, CheckpointError, atomic_write, checkpoint_path
 from nnlab.train import TrainState, train
@@ -197,19 +198,6 @@ def wait_for_epoch(cwd: Path, experiment: str, epoch: int, proc: subprocess.Pope
                 return done
         time.sleep(0.05)
     raise AssertionError("no checkpoint appeared")
-
-
-def client(cwd: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
-
-
-def runs(cwd: Path, experiment: str, role: str | None = None) -> list:
-    c = client(cwd)
-    exp = c.get_experiment_by_name(experiment)
-    query = f"tags.`nnlab.role` = '{role}'" if role else ""
-    return list(c.search_runs([exp.experiment_id], query, max_results=1000))
 
 
 def steps(cwd: Path, run_id: str, metric: str) -> list[int]:

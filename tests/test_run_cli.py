@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow_helpers import client, runs
 
 pytest.importorskip("mlflow")
 
@@ -33,19 +34,6 @@ def nnlab_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
         timeout=600,
         env=env,
     )
-
-
-def client(cwd: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
-
-
-def runs(cwd: Path, experiment: str, role: str | None = None) -> list:
-    c = client(cwd)
-    exp = c.get_experiment_by_name(experiment)
-    query = f"tags.`nnlab.role` = '{role}'" if role else ""
-    return list(c.search_runs([exp.experiment_id], query, max_results=1000))
 
 
 def download(cwd: Path, run_id: str, path: str, dst: Path) -> Path:
