@@ -284,11 +284,11 @@ def test_sigterm_marks_the_running_trial_killed(launch_dir: Path) -> None:
                 break
             time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130
+    assert proc.returncode == 130, f"stdout:\n{out[-2000:]}\nstderr:\n{err[-4000:]}"
     (trial,) = runs(launch_dir, "long", "trial")  # the second trial never started
     assert trial.info.status == "KILLED" and trial.data.tags["nnlab.outcome"] == "killed"
     (parent,) = runs(launch_dir, "long", "sweep")
