@@ -17,6 +17,16 @@ from benchmarks.workloads import Workload, targets
 Fit = Callable[[int], float]
 
 
+def keras_style_fit(model, w: Workload, x: np.ndarray, t: np.ndarray) -> Fit:
+    """``fit(epochs) -> last epoch loss`` for a model with Keras's ``fit`` (nnlab and Keras)."""
+
+    def fit(epochs: int) -> float:
+        h = model.fit(x, t, batch_size=w.batch_size, epochs=epochs, shuffle=True, verbose=0)
+        return float(h.history["loss"][-1])
+
+    return fit
+
+
 def nnlab_trainer(w: Workload, x: np.ndarray, y: np.ndarray, ws: list[np.ndarray]) -> Fit:
     from nnlab import nn
 
@@ -26,13 +36,7 @@ def nnlab_trainer(w: Workload, x: np.ndarray, y: np.ndarray, ws: list[np.ndarray
     model = nn.Sequential(layers, seed=0, dtype="float32")
     model.compile(optimizer=nn.Adam(learning_rate=w.learning_rate), loss=w.loss)
     model.set_weights(ws)
-    t = targets(w, y)
-
-    def fit(epochs: int) -> float:
-        h = model.fit(x, t, batch_size=w.batch_size, epochs=epochs, shuffle=True, verbose=0)
-        return float(h.history["loss"][-1])
-
-    return fit
+    return keras_style_fit(model, w, x, targets(w, y))
 
 
 def keras_trainer(w: Workload, x: np.ndarray, y: np.ndarray, ws: list[np.ndarray]) -> Fit:
@@ -49,13 +53,7 @@ def keras_trainer(w: Workload, x: np.ndarray, y: np.ndarray, ws: list[np.ndarray
         jit_compile=True,
     )
     model.set_weights(ws)
-    t = targets(w, y)
-
-    def fit(epochs: int) -> float:
-        h = model.fit(x, t, batch_size=w.batch_size, epochs=epochs, shuffle=True, verbose=0)
-        return float(h.history["loss"][-1])
-
-    return fit
+    return keras_style_fit(model, w, x, targets(w, y))
 
 
 def torch_trainer(w: Workload, x: np.ndarray, y: np.ndarray, ws: list[np.ndarray]) -> Fit:
