@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import REPO, Skipped, module_available
+from benchmarks.common import Skipped, module_available
 from benchmarks.tracking_cost import run_sweep
 
 HEAVY = ["data.n_samples=20000", "model.hidden=[256,256]", "batch_size=32", "lr=0.01"]
@@ -59,8 +59,6 @@ def run(quick: bool = False, core: int = 0) -> dict:
     for mod in ("nnlab.tracking", "nnlab.run", "nnlab.nn"):
         if not module_available(mod):
             raise Skipped(f"{mod} not available yet")
-    if not (REPO / "conf" / "hydra" / "launcher" / "joblib.yaml").exists():
-        raise Skipped("conf/hydra/launcher/joblib.yaml not available yet")
     n_trials, epochs = (4, 8) if quick else (8, 15)
     seeds = ",".join(str(s) for s in range(n_trials))
     out: dict = {"trials": n_trials, "epochs": epochs, "overrides": HEAVY, "runs": {}}

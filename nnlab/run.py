@@ -12,19 +12,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from nnlab.config import ConfigError, full_error
-
-# conf/hydra/launcher/joblib.yaml sets our defaults (n_jobs=2) on top of the plugin's schema of the
-# same name: intended, so Hydra's deprecation notice about it is noise (nnlab.tracking does the
-# same for loky workers).
-warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema")
-
 
 # conf/ sits at the repo root (works from a checkout and after `pip install -e .`); absolute, so
 # it does not depend on how this module was started (`-m nnlab.run` or imported)
