@@ -12,13 +12,16 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
-DTYPES = ("float32", "float64")
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nnlab.data import DATASETS, is_int
+from nnlab.nn import DTYPES, OPTIMIZERS
+from nnlab.nn.activations import ACTIVATIONS
+
 MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
 VERBOSITY = ("auto", 0, 1, 2)
 BACKENDS = ("mlflow", "none")
 LOSSES = ("auto", "binary_crossentropy", "sparse_categorical_crossentropy")
-FALLBACK_ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh", "softmax")
 
 
 class ConfigError(ValueError):
@@ -35,29 +38,16 @@ def full_error() -> bool:
 
 
 def activations() -> tuple[str, ...]:
-    """Activation names that ``nnlab.nn`` knows (its registry when it exposes one)."""
-    try:
-        from nnlab.nn import activations as acts
-    except ImportError:
-        return FALLBACK_ACTIVATIONS
-    table = getattr(acts, "ACTIVATIONS", None)
-    return tuple(sorted(table)) if isinstance(table, Mapping) else FALLBACK_ACTIVATIONS
+    """Activation names that ``nnlab.nn`` knows, sorted."""
+    return tuple(sorted(ACTIVATIONS))
 
 
 def datasets() -> tuple[str, ...]:
-    """Dataset names that ``nnlab.data`` registers (empty if the module is missing)."""
-    try:
-        from nnlab.data import DATASETS
-    except ImportError:
-        return ()
+    """Dataset names that ``nnlab.data`` registers, sorted."""
     return tuple(sorted(DATASETS))
 
 
 # --- small predicates: each returns True when the value is acceptable ------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_num(v: Any) -> bool:
@@ -81,16 +71,16 @@ def _get(cfg: Mapping, dotted: str) -> Any:
 # key -> (predicate, what is allowed); applied in this order so the first error is the most basic.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr": (lambda v: _is_num(v) and v > 0, "must be a number > 0 (e.g. lr=0.01)"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1 (e.g. batch_size=32)"),
-    "epochs": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1 (e.g. epochs=20)"),
-    "seed": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
+    "batch_size": (lambda v: is_int(v) and v >= 1, "must be an integer >= 1 (e.g. batch_size=32)"),
+    "epochs": (lambda v: is_int(v) and v >= 1, "must be an integer >= 1 (e.g. epochs=20)"),
+    "seed": (lambda v: is_int(v) and v >= 0, "must be an integer >= 0"),
     "experiment_name": (
         lambda v: isinstance(v, str) and v.strip() != "",
         "must be a non-empty string (the MLflow experiment)",
     ),
     "optimizer.learning_rate": (lambda v: _is_num(v) and v > 0, "must be a number > 0"),
-    "trainer.batch_size": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1"),
-    "trainer.epochs": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1"),
+    "trainer.batch_size": (lambda v: is_int(v) and v >= 1, "must be an integer >= 1"),
+    "trainer.epochs": (lambda v: is_int(v) and v >= 1, "must be an integer >= 1"),
     "trainer.shuffle": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.verbose": (
         lambda v: v in VERBOSITY and not isinstance(v, bool),
@@ -101,11 +91,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "must be a number > 1, or null to turn the divergence guard off",
     ),
     "trainer.batch_log_every": (
-        lambda v: _is_int(v) and v >= 0,
+        lambda v: is_int(v) and v >= 0,
         "must be an integer >= 0 (0 = no per-batch loss)",
     ),
     "trainer.fail_at_epoch": (
-        lambda v: v is None or (_is_int(v) and v >= 1),
+        lambda v: v is None or (is_int(v) and v >= 1),
         "must be null or a 1-based epoch number",
     ),
     "trainer.epoch_delay": (
@@ -126,18 +116,21 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "trainer.early_stopping.enabled": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.early_stopping.monitor": (lambda v: v in MONITORS, f"must be one of {list(MONITORS)}"),
-    "trainer.early_stopping.patience": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
+    "trainer.early_stopping.patience": (lambda v: is_int(v) and v >= 0, "must be an integer >= 0"),
     "trainer.early_stopping.min_delta": (lambda v: _is_num(v) and v >= 0, "must be a number >= 0"),
     "model.hidden": (
         lambda v: (
-            isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(h) and h > 0 for h in v)
+            isinstance(v, (list, tuple)) and len(v) > 0 and all(is_int(h) and h > 0 for h in v)
         ),
         "must be a non-empty list of positive integers (e.g. model.hidden=[16,16])",
     ),
     "model.dtype": (lambda v: v in DTYPES, f"must be one of {list(DTYPES)}"),
     "model.loss": (lambda v: v in LOSSES, f"must be one of {list(LOSSES)}"),
-    "model.seed": (lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
-    "optimizer.name": (lambda v: v in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
+    "model.seed": (lambda v: is_int(v) and v >= 0, "must be an integer >= 0"),
+    "optimizer.name": (
+        lambda v: isinstance(v, str) and v in OPTIMIZERS,  # a dict: unhashable v would raise
+        f"must be one of {list(OPTIMIZERS)}",
+    ),
     "tracking.backend": (lambda v: v in BACKENDS, f"must be one of {list(BACKENDS)}"),
     "tracking.rerun": (lambda v: isinstance(v, bool), "must be true or false"),
     "tracking.flush_interval": (
@@ -160,10 +153,6 @@ OPTIONAL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def to_plain(cfg: Any) -> Any:
     """A resolved plain-Python copy of a DictConfig (dicts and lists), or ``cfg`` unchanged."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - hydra-core is a dependency
-        return cfg
     if isinstance(cfg, (DictConfig, ListConfig)):
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     return cfg
@@ -223,13 +212,9 @@ def validate(cfg: Any) -> dict:
     )
     data = _get(plain, "data")
     names = datasets()
-    if names:
-        _check(
-            data.get("name") in names,
-            "data.name",
-            data.get("name"),
-            f"must be one of {list(names)}",
-        )
+    _check(
+        data.get("name") in names, "data.name", data.get("name"), f"must be one of {list(names)}"
+    )
     if plain["tracking"]["backend"] == "mlflow":
         uri = plain["tracking"].get("uri")
         _check(

@@ -444,18 +444,19 @@ def load_dataset(name: str, *, require_binary: bool = False, **params: object) -
 # Parameter checks (CSV-specific ones live with the CSV reader)
 
 
-def _is_int(v: object) -> bool:
+def is_int(v: object) -> bool:
+    """True for a Python or NumPy integer that is not a bool (config and data checks share it)."""
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
 def _is_real(v: object) -> bool:
-    return (_is_int(v) or isinstance(v, float | np.floating)) and math.isfinite(float(v))
+    return (is_int(v) or isinstance(v, float | np.floating)) and math.isfinite(float(v))
 
 
 _RULES: dict[str, tuple[Callable[[object], bool], str, type]] = {
-    "n_samples": (lambda v: _is_int(v) and v >= 4, "an integer >= 4", int),
+    "n_samples": (lambda v: is_int(v) and v >= 4, "an integer >= 4", int),
     "noise": (lambda v: _is_real(v) and v >= 0, "a number >= 0", float),
-    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0", int),
+    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0", int),
     "val_fraction": (
         lambda v: _is_real(v) and 0 < v < 1,
         "a number strictly between 0 and 1",
@@ -465,7 +466,7 @@ _RULES: dict[str, tuple[Callable[[object], bool], str, type]] = {
     "factor": (lambda v: _is_real(v) and 0 < v < 1, "a number strictly between 0 and 1", float),
     "turns": (lambda v: _is_real(v) and v > 0, "a number > 0", float),
     "separation": (lambda v: _is_real(v) and v >= 0, "a number >= 0", float),
-    "n_features": (lambda v: _is_int(v) and v >= 1, "an integer >= 1", int),
+    "n_features": (lambda v: is_int(v) and v >= 1, "an integer >= 1", int),
 }
 
 
@@ -576,7 +577,7 @@ class _Table:
 
     def column(self, key: object) -> int:
         """Index of a column given by header name or integer index (negative counts from the end)."""
-        if _is_int(key):
+        if is_int(key):
             if not -self.width <= key < self.width:
                 raise DataError(
                     f"{self.source}: column index {key} is out of range; the file has "
@@ -636,7 +637,7 @@ class _Table:
         if features is None:
             cols = [j for j in range(self.width) if j != t]
         else:
-            if isinstance(features, str) or _is_int(features):
+            if isinstance(features, str) or is_int(features):
                 features = [features]  # a single column is a one-item list
             if not hasattr(features, "__iter__"):  # OmegaConf ListConfig is iterable: fine
                 raise DataError(

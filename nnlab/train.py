@@ -232,10 +232,9 @@ def build_model(model_cfg: dict, optimizer_cfg: dict, n_features: int, n_classes
         layers.append(nn.Dense(n_classes, activation="softmax"))
         loss = "sparse_categorical_crossentropy"
     model = nn.Sequential(layers, seed=model_cfg["seed"], dtype=model_cfg["dtype"])
-    optimizers = {"sgd": nn.SGD, "adam": nn.Adam, "rmsprop": nn.RMSprop}
     kwargs = {k: v for k, v in optimizer_cfg.items() if k != "name"}
     model.compile(
-        optimizer=optimizers[optimizer_cfg["name"]](**kwargs), loss=loss, metrics=["accuracy"]
+        optimizer=nn.OPTIMIZERS[optimizer_cfg["name"]](**kwargs), loss=loss, metrics=["accuracy"]
     )
     return model
 

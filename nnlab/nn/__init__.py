@@ -22,10 +22,12 @@ from .losses import (
     MeanSquaredError,
     SparseCategoricalCrossentropy,
 )
-from .model import Sequential
-from .optimizers import SGD, Adam, Optimizer, RMSprop
+from .model import DTYPES, Sequential
+from .optimizers import OPTIMIZERS, SGD, Adam, Optimizer, RMSprop
 
 __all__ = [
+    "DTYPES",
+    "OPTIMIZERS",
     "SGD",
     "Adam",
     "BinaryCrossentropy",

@@ -1,6 +1,6 @@
 """Sequential: a stack of Dense layers with Keras's compile / fit / evaluate / predict.
 
-How a training step stays cheap (see DESIGN.md, "Speed"):
+How a training step stays cheap:
 
 - every weight lives in one flat vector ``_params`` (per-layer kernels and biases are views),
   gradients in a matching flat ``_grads``: the optimizer makes one in-place pass per step;
@@ -27,6 +27,7 @@ from . import callbacks as callbacks_module
 from . import metrics as metrics_module
 from .layers import Dense
 
+# the float types a model computes in (also the values ``model.dtype`` accepts in nnlab configs)
 DTYPES = ("float32", "float64")
 
 
