@@ -94,14 +94,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: is_int(v) and v >= 0,
         "must be an integer >= 0 (0 = no per-batch loss)",
     ),
-    "trainer.fail_at_epoch": (
-        lambda v: v is None or (is_int(v) and v >= 1),
-        "must be null or a 1-based epoch number",
-    ),
-    "trainer.epoch_delay": (
-        lambda v: _is_num(v) and v >= 0,
-        "must be a number of seconds >= 0 (0 = off; a testing knob)",
-    ),
     "trainer.checkpoint.enabled": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.checkpoint.dir": (
         lambda v: isinstance(v, str) and v.strip() != "",
@@ -130,6 +122,14 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer.name": (
         lambda v: isinstance(v, str) and v in OPTIMIZERS,  # a dict: unhashable v would raise
         f"must be one of {list(OPTIMIZERS)}",
+    ),
+    "debug.fail_at_epoch": (
+        lambda v: v is None or (is_int(v) and v >= 1),
+        "must be null or a 1-based epoch number",
+    ),
+    "debug.epoch_delay": (
+        lambda v: _is_num(v) and v >= 0,
+        "must be a number of seconds >= 0 (0 = off; a testing knob)",
     ),
     "tracking.backend": (lambda v: v in BACKENDS, f"must be one of {list(BACKENDS)}"),
     "tracking.rerun": (lambda v: isinstance(v, bool), "must be true or false"),

@@ -131,7 +131,7 @@ def request_interrupt(signum: int | None = None, frame: Any = None) -> None:
 
 
 class FailAtEpoch(RuntimeError):
-    """Raised on purpose by ``trainer.fail_at_epoch`` (a debugging knob for the failure path)."""
+    """Raised on purpose by ``debug.fail_at_epoch`` (a testing knob for the failure path)."""
 
 
 def _callbacks_module():
@@ -145,6 +145,7 @@ def _forwarder(
     history: dict[str, list[float]],
     batches: list[tuple[int, float]],
     tr: dict,
+    debug: dict,
     on_checkpoint: Callable[[TrainState], None] | None,
     early: Any,
 ):
@@ -154,7 +155,8 @@ def _forwarder(
     whether this epoch is the last. Built lazily on ``nnlab.nn``.
     """
     cb = _callbacks_module()
-    batch_every, fail_at, delay = tr["batch_log_every"], tr["fail_at_epoch"], tr["epoch_delay"]
+    batch_every = tr["batch_log_every"]
+    fail_at, delay = debug["fail_at_epoch"], debug["epoch_delay"]
 
     class EpochForwarder(cb.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -177,7 +179,7 @@ def _forwarder(
                 )
             sink.log_epoch(epoch + 1, logs)
             if fail_at is not None and epoch + 1 >= fail_at:
-                raise FailAtEpoch(f"trainer.fail_at_epoch={fail_at}: raising on purpose")
+                raise FailAtEpoch(f"debug.fail_at_epoch={fail_at}: raising on purpose")
 
     class BatchForwarder(EpochForwarder):
         # a separate class because nn only calls on_train_batch_end when it is overridden
@@ -350,7 +352,10 @@ def train(
         )
     stoppers = [c for c in (early, guard) if c is not None]
     # order matters: stoppers decide, then the forwarder checkpoints and reports the epoch
-    callbacks = [*stoppers, _forwarder(sink, history, batches, tr, on_checkpoint, early)]
+    callbacks = [
+        *stoppers,
+        _forwarder(sink, history, batches, tr, plain["debug"], on_checkpoint, early),
+    ]
     if resume is not None:
         best = resume.best_weights
         callbacks.append(_replayer(history, stoppers, best))  # runs after their resets

@@ -223,13 +223,13 @@ def test_full_error_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_a_failing_run_is_one_line_too(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "nnlab.run", "epochs=3", "trainer.fail_at_epoch=2",
+        [sys.executable, "-m", "nnlab.run", "epochs=3", "debug.fail_at_epoch=2",
          "tracking=none", "hydra.run.dir=job", "data.n_samples=200"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_env(),
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "nnlab: run failed: FailAtEpoch: trainer.fail_at_epoch=2: raising on purpose (the "
+        "nnlab: run failed: FailAtEpoch: debug.fail_at_epoch=2: raising on purpose (the "
         "traceback is in the job's artifacts/traceback.txt; HYDRA_FULL_ERROR=1 prints it)"
     ]
     assert "Traceback" in (tmp_path / "job/artifacts/traceback.txt").read_text()

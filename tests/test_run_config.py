@@ -31,6 +31,9 @@ def test_defaults_compose_and_interpolate_the_axes() -> None:
     assert plain["data"]["name"] == "moons" and plain["data"]["seed"] == 0  # data stays fixed
     assert plain["tracking"]["uri"] == "sqlite:///mlflow.db"
     assert plain["report"] == {"enabled": False, "out": "reports/nnlab", "metric": "val_loss"}
+    # the testing knobs live in their own group, off, and nowhere else
+    assert plain["debug"] == {"fail_at_epoch": None, "epoch_delay": 0.0}
+    assert not {"fail_at_epoch", "epoch_delay"} & set(plain["trainer"])
 
 
 @pytest.mark.parametrize(
@@ -74,6 +77,8 @@ def test_server_tracking_reads_the_environment(monkeypatch) -> None:
             "trainer.early_stopping.monitor='acc': must be one of",
         ),
         ("data=csv", "data.path is required"),
+        ("debug.fail_at_epoch=0", "debug.fail_at_epoch=0: must be null or a 1-based epoch number"),
+        ("debug.epoch_delay=-1", "debug.epoch_delay=-1: must be a number of seconds >= 0"),
     ],
 )
 def test_bad_values_give_one_line_naming_key_and_allowed(override: str, message: str) -> None:

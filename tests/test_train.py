@@ -133,8 +133,8 @@ def test_early_stopping_stops_and_says_where() -> None:
 
 def test_fail_at_epoch_raises_after_reporting_that_epoch() -> None:
     sink = Recorder()
-    with pytest.raises(FailAtEpoch, match="trainer.fail_at_epoch=2"):
-        train(config("epochs=5", "trainer.fail_at_epoch=2"), sink)
+    with pytest.raises(FailAtEpoch, match="debug.fail_at_epoch=2"):
+        train(config("epochs=5", "debug.fail_at_epoch=2"), sink)
     assert [e for e, _ in sink.epochs] == [1, 2]
 
 
@@ -188,7 +188,7 @@ def test_epoch_delay_sleeps_outside_the_epoch_time() -> None:
     import time
 
     t0 = time.perf_counter()
-    result = train(config("epochs=3", "trainer.epoch_delay=0.1"))
+    result = train(config("epochs=3", "debug.epoch_delay=0.1"))
     assert time.perf_counter() - t0 >= 0.3
     assert all(t < 0.1 for t in result.history["epoch_time"])
 
