@@ -1,11 +1,12 @@
-"""``train(cfg, sink)``: a composed config -> data + model -> ``fit`` -> :class:`TrainResult`.
+"""``train(cfg, sinks)``: a composed config -> data + model -> ``fit`` -> :class:`TrainResult`.
 
-Training knows configs, never MLflow: everything it reports goes through a :class:`Sink`, a
-handful of no-op hooks that ``nnlab.tracking`` implements. ``train`` validates the config first,
+Training knows configs, never MLflow: everything it reports goes through :class:`Sink` s, a
+handful of no-op hooks that ``nnlab.tracking`` implements; every hook is called on each sink of
+the list, in order (e.g. the job-dir history first, then MLflow). ``train`` validates the config first,
 so a bad value fails before any data or model is built.
 
 Exact resume (Keras's BackupAndRestore): ``train(..., on_checkpoint=f)`` calls ``f`` with a
-:class:`TrainState` at the end of every epoch, *before* the sink hears of that epoch (so a tracker
+:class:`TrainState` at the end of every epoch, *before* the sinks hear of that epoch (so a tracker
 never holds an epoch the checkpoint lacks); ``train(..., resume=state)`` restores it and fits epochs
 ``state.epoch + 1 ..`` with ``initial_epoch``. The weights, optimizer slots, shuffling RNG and
 history then continue bit-identically; EarlyStopping and the divergence guard are brought back to
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,25 @@ class Sink:
 
     def log_batch_loss(self, step: int, loss: float) -> None:
         """Loss of optimizer step ``step`` (global, 1-based), every ``trainer.batch_log_every``."""
+
+
+class _Fanout(Sink):
+    """Calls every hook on each of ``sinks``, in order."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.on_train_begin(info)
+
+    def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        for sink in self.sinks:
+            sink.log_epoch(epoch, logs)
+
+    def log_batch_loss(self, step: int, loss: float) -> None:
+        for sink in self.sinks:
+            sink.log_batch_loss(step, loss)
 
 
 @dataclass
@@ -268,7 +288,8 @@ def load_data(data_cfg: dict, loss: str = "auto"):
 
 def train(
     cfg: Any,
-    sink: Sink | None = None,
+    sinks: Sequence[Sink] = (),
+    *,
     verbose: int | None = None,
     data: Any = None,
     resume: TrainState | None = None,
@@ -280,16 +301,17 @@ def train(
     ----------
     cfg : DictConfig or dict
         A composed nnlab config (see ``conf/config.yaml``).
-    sink : Sink, optional
-        Receives ``on_train_begin``, one ``log_epoch`` per epoch, optional ``log_batch_loss``.
+    sinks : sequence of Sink, optional
+        Each receives ``on_train_begin``, one ``log_epoch`` per epoch, optional
+        ``log_batch_loss``; every hook is called on each sink in list order.
     verbose : int, optional
         Overrides ``trainer.verbose`` (``auto`` means 1 here).
     data : nnlab.data.Dataset, optional
         Already loaded from ``cfg.data`` (``load_data``); loaded here when omitted.
     resume : TrainState, optional
-        Continue from this saved state (its epochs are not reported to ``sink`` again).
+        Continue from this saved state (its epochs are not reported to the sinks again).
     on_checkpoint : callable, optional
-        Called with a :class:`TrainState` at the end of every epoch, before ``sink.log_epoch``.
+        Called with a :class:`TrainState` at the end of every epoch, before the sinks' ``log_epoch``.
 
     Returns
     -------
@@ -302,9 +324,16 @@ def train(
         Before a model is built, when a config value (or the data config) is invalid.
     ValueError
         When ``resume`` does not fit the model the config builds.
+    TypeError
+        When ``sinks`` is not a sequence of :class:`Sink` (a lone sink must be wrapped in a list).
     """
+    if isinstance(sinks, Sink):
+        raise TypeError("train(cfg, sinks): pass a list of sinks, e.g. train(cfg, [sink])")
+    sinks = tuple(sinks)
+    if not all(isinstance(s, Sink) for s in sinks):
+        raise TypeError(f"train(cfg, sinks): every sink must be an nnlab.train.Sink; got {sinks!r}")
     plain = validate(cfg)
-    sink = sink or Sink()
+    sink = _Fanout(sinks)
     tr = plain["trainer"]
     if verbose is None:
         verbose = 1 if tr["verbose"] == "auto" else int(tr["verbose"])

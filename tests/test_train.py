@@ -1,4 +1,4 @@
-"""train(cfg, sink): real configs from conf/, real data and network, a recording sink."""
+"""train(cfg, sinks): real configs from conf/, real data and network, recording sinks."""
 
 from __future__ import annotations
 
@@ -22,24 +22,28 @@ def config(*overrides: str, tiny: tuple[str, ...] = TINY):
 
 
 class Recorder(Sink):
-    def __init__(self) -> None:
+    def __init__(self, calls: list | None = None) -> None:
         self.info: dict = {}
         self.epochs: list[tuple[int, dict]] = []
         self.batches: list[tuple[int, float]] = []
+        self.calls = calls if calls is not None else []  # (hook, self) in call order
 
     def on_train_begin(self, info):
         self.info = info
+        self.calls.append(("begin", self))
 
     def log_epoch(self, epoch, logs):
         self.epochs.append((epoch, logs))
+        self.calls.append(("epoch", self))
 
     def log_batch_loss(self, step, loss):
         self.batches.append((step, loss))
+        self.calls.append(("batch", self))
 
 
 def test_completed_run_reports_every_epoch_to_the_sink() -> None:
     sink = Recorder()
-    result = train(config("epochs=4", "lr=0.05"), sink)
+    result = train(config("epochs=4", "lr=0.05"), [sink])
     assert result.outcome == "completed" and result.stopped_epoch is None
     assert result.epochs_run == 4
     assert [e for e, _ in sink.epochs] == [1, 2, 3, 4]  # 1-based, as MLflow steps
@@ -60,6 +64,20 @@ def test_completed_run_reports_every_epoch_to_the_sink() -> None:
     assert rows[-1]["val_loss"] == result.final("val_loss")
     # binary task: one sigmoid unit
     assert result.model.get_weights()[-1].shape == (1,)
+
+
+def test_every_hook_reaches_each_sink_in_list_order() -> None:
+    calls: list = []
+    first, second = Recorder(calls), Recorder(calls)
+    # 160 training samples at batch 80: 2 steps per epoch, one batch loss each
+    train(config("epochs=2", "batch_size=80", "trainer.batch_log_every=2"), [first, second])
+    hooks = ["begin", "batch", "epoch", "batch", "epoch"]
+    assert calls == [(hook, sink) for hook in hooks for sink in (first, second)]
+    assert first.epochs == second.epochs and first.batches == second.batches
+    assert first.info == second.info != {}
+    train(config("epochs=1"))  # no sinks at all is fine
+    with pytest.raises(TypeError, match=r"pass a list of sinks, e.g. train\(cfg, \[sink\]\)"):
+        train(config("epochs=1"), first)  # type: ignore[arg-type]
 
 
 def test_same_seed_same_history_other_seed_differs() -> None:
@@ -134,14 +152,14 @@ def test_early_stopping_stops_and_says_where() -> None:
 def test_fail_at_epoch_raises_after_reporting_that_epoch() -> None:
     sink = Recorder()
     with pytest.raises(FailAtEpoch, match="debug.fail_at_epoch=2"):
-        train(config("epochs=5", "debug.fail_at_epoch=2"), sink)
+        train(config("epochs=5", "debug.fail_at_epoch=2"), [sink])
     assert [e for e, _ in sink.epochs] == [1, 2]
 
 
 def test_batch_losses_every_n_steps() -> None:
     sink = Recorder()
     # 160 training samples at batch 16: 10 steps per epoch, 20 in all
-    train(config("epochs=2", "batch_size=16", "trainer.batch_log_every=5"), sink)
+    train(config("epochs=2", "batch_size=16", "trainer.batch_log_every=5"), [sink])
     assert [s for s, _ in sink.batches] == [5, 10, 15, 20]
     assert all(math.isfinite(v) for _, v in sink.batches)
 
@@ -166,9 +184,9 @@ def test_multiclass_csv_gets_a_softmax_output(tmp_path: Path) -> None:
 def test_bad_config_fails_before_training() -> None:
     sink = Recorder()
     with pytest.raises(ConfigError, match=r"^lr=-1\.0: must be a number > 0"):
-        train(config("lr=-1.0"), sink)
+        train(config("lr=-1.0"), [sink])
     with pytest.raises(ConfigError, match="data: dataset 'moons'"):
-        train(config("data.val_fraction=2"), sink)
+        train(config("data.val_fraction=2"), [sink])
     assert sink.epochs == [] and sink.info == {}
 
 
@@ -201,7 +219,7 @@ def test_a_swallowed_interrupt_still_stops_training_at_the_next_epoch() -> None:
         with pytest.raises(KeyboardInterrupt):
             train_module.request_interrupt()  # as if SIGTERM arrived; imagine it was swallowed
         with pytest.raises(KeyboardInterrupt):
-            train(config("epochs=5"), sink)
+            train(config("epochs=5"), [sink])
     finally:
         train_module._INTERRUPT["requested"] = False
     assert sink.epochs == []  # stopped at the first epoch boundary
