@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from nnlab.config import ConfigError, validate
 
 # history.csv columns, in this order (docs/architecture.md)
@@ -44,7 +46,11 @@ class _Fanout(Sink):
     """Calls every hook on each of ``sinks``, in order."""
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
+        if isinstance(sinks, Sink):
+            raise TypeError("train(cfg, sinks): pass a list of sinks, e.g. train(cfg, [sink])")
         self.sinks = tuple(sinks)
+        if not all(isinstance(s, Sink) for s in self.sinks):
+            raise TypeError(f"train(cfg, sinks): each sink must be an nnlab.train.Sink: {sinks!r}")
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         for sink in self.sinks:
@@ -236,18 +242,115 @@ def _replayer(history: dict[str, list[float]], targets: list, best_weights: list
     return Replay()
 
 
+def _binary_output(model_cfg: dict, n_classes: int) -> bool:
+    """True when the MLP ends in 1 sigmoid unit (+ BCE), False for K softmax units."""
+    return n_classes == 2 and model_cfg.get("loss", "auto") != "sparse_categorical_crossentropy"
+
+
+def count_params(model_cfg: dict, n_features: int, n_classes: int) -> int:
+    """Weights + biases of the MLP ``build_model`` builds for ``n_features`` -> ``n_classes``."""
+    units = [
+        n_features,
+        *model_cfg["hidden"],
+        1 if _binary_output(model_cfg, n_classes) else n_classes,
+    ]
+    # Python ints: exact at any size (a numpy product would overflow silently)
+    return sum(int(a) * int(b) + int(b) for a, b in zip(units[:-1], units[1:], strict=True))
+
+
+# when /proc/meminfo is missing (not Linux): assume a modest machine
+FALLBACK_MEMORY = 8 * 2**30
+
+
+def available_memory() -> tuple[int, str]:
+    """Bytes of memory a new allocation can get, and where the number comes from."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available"  # the value is in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return FALLBACK_MEMORY, "assumed (no /proc/meminfo)"
+
+
+def fit_memory(
+    model_cfg: dict, n_features: int, n_classes: int, optimizer_cfg: dict | None = None
+) -> tuple[int, int, int]:
+    """Parameter count, bytes a fit needs at least, and optimizer slot count (nothing allocated).
+
+    A fit holds the weights, their gradients and the optimizer's slots, each a flat vector of
+    ``model.dtype`` (Adam: m and v, so 4 copies; SGD without momentum: 2). That is a lower bound:
+    activations, the data and checkpoint copies come on top. Arguments as :func:`check_model_fits`.
+    """
+    from nnlab import nn
+
+    n_params = count_params(model_cfg, n_features, n_classes)
+    optimizer_cfg = optimizer_cfg or {"name": "adam"}
+    kwargs = {k: v for k, v in optimizer_cfg.items() if k != "name"}
+    # an optimizer instance allocates nothing until its first update
+    slots = len(nn.OPTIMIZERS[optimizer_cfg["name"]](**kwargs).slot_names)
+    return n_params, n_params * np.dtype(model_cfg["dtype"]).itemsize * (2 + slots), slots
+
+
+def check_model_fits(
+    model_cfg: dict, n_features: int, n_classes: int, optimizer_cfg: dict | None = None
+) -> int:
+    """Refuse a model whose fit cannot fit in memory, before anything is allocated.
+
+    The need is :func:`fit_memory`'s lower bound (weights + gradients + optimizer slots), so a
+    model refused here cannot train; the supply is ``MemAvailable`` (:func:`available_memory`).
+
+    Parameters
+    ----------
+    model_cfg : dict
+        The validated ``model`` config (``hidden``, ``dtype``, ``loss``).
+    n_features, n_classes : int
+        Input width and number of classes of the data.
+    optimizer_cfg : dict, optional
+        The validated ``optimizer`` config, for its slot count; Adam's 2 slots when omitted.
+
+    Returns
+    -------
+    int
+        The parameter count.
+
+    Raises
+    ------
+    nnlab.config.ConfigError
+        One line: parameter count, memory needed vs available, and the fix.
+    """
+    n_params, needed, slots = fit_memory(model_cfg, n_features, n_classes, optimizer_cfg)
+    name = (optimizer_cfg or {"name": "adam"})["name"]
+    have, source = available_memory()
+    if needed > have:
+        raise ConfigError(
+            f"model.hidden={list(model_cfg['hidden'])}: {n_params:,} parameters need at least "
+            f"{_gib(needed)} to train ({model_cfg['dtype']} weights + gradients + {slots} {name} "
+            f"slots) but only {_gib(have)} of memory is {source}; use a smaller model.hidden "
+            "(e.g. model.hidden=[64,64])"
+        )
+    return n_params
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
 def build_model(model_cfg: dict, optimizer_cfg: dict, n_features: int, n_classes: int):
     """An MLP compiled for the task: binary -> 1 sigmoid + BCE, K classes -> K softmax + sparse CCE.
 
     ``model.loss`` may force sparse categorical cross-entropy (K >= 2 softmax units); names map
-    to the fixed tables of ``nnlab.nn`` (never to Python objects named in the config).
+    to the fixed tables of ``nnlab.nn`` (never to Python objects named in the config). A model
+    too big for memory is refused first (:func:`check_model_fits`).
     """
     from nnlab import nn
 
+    check_model_fits(model_cfg, n_features, n_classes, optimizer_cfg)
     hidden = list(model_cfg["hidden"])
     layers = [nn.Dense(hidden[0], activation=model_cfg["activation"], input_dim=n_features)]
     layers += [nn.Dense(units, activation=model_cfg["activation"]) for units in hidden[1:]]
-    if n_classes == 2 and model_cfg.get("loss", "auto") != "sparse_categorical_crossentropy":
+    if _binary_output(model_cfg, n_classes):
         layers.append(nn.Dense(1, activation="sigmoid"))
         loss = "binary_crossentropy"
     else:
@@ -327,13 +430,8 @@ def train(
     TypeError
         When ``sinks`` is not a sequence of :class:`Sink` (a lone sink must be wrapped in a list).
     """
-    if isinstance(sinks, Sink):
-        raise TypeError("train(cfg, sinks): pass a list of sinks, e.g. train(cfg, [sink])")
-    sinks = tuple(sinks)
-    if not all(isinstance(s, Sink) for s in sinks):
-        raise TypeError(f"train(cfg, sinks): every sink must be an nnlab.train.Sink; got {sinks!r}")
-    plain = validate(cfg)
     sink = _Fanout(sinks)
+    plain = validate(cfg)
     tr = plain["trainer"]
     if verbose is None:
         verbose = 1 if tr["verbose"] == "auto" else int(tr["verbose"])
@@ -356,29 +454,10 @@ def train(
         initial_epoch = resume.epoch
         if resume.finished:  # only the end of training is left (e.g. restoring best weights)
             epochs = resume.epoch
-    info = {
-        "dataset": data.name,
-        "n_train": int(len(data.x_train)),
-        "n_val": int(len(data.x_val)),
-        "n_features": int(data.n_features),
-        "n_classes": int(data.n_classes),
-    }
+    info = _data_info(data)
     sink.on_train_begin(info)
 
-    cb = _callbacks_module()
-    guard = early = None
-    if tr["divergence_factor"] is not None:
-        guard = cb.DivergenceGuard(
-            monitor="loss", factor=float(tr["divergence_factor"]), reference=reference
-        )
-    es = tr["early_stopping"]
-    if es["enabled"]:
-        early = cb.EarlyStopping(
-            monitor=es["monitor"],
-            patience=es["patience"],
-            min_delta=es["min_delta"],
-            restore_best_weights=es["restore_best_weights"],
-        )
+    early, guard = _stoppers(tr, reference)
     stoppers = [c for c in (early, guard) if c is not None]
     # order matters: stoppers decide, then the forwarder checkpoints and reports the epoch
     callbacks = [
@@ -405,10 +484,44 @@ def train(
     seconds = time.perf_counter() - t0
 
     epochs_run = len(history.get("loss", []))
-    if guard is not None and guard.diverged:
-        outcome, stopped = "diverged", int(guard.diverged_epoch) + 1
-    elif epochs_run < tr["epochs"]:
-        outcome, stopped = "early_stopped", epochs_run
-    else:
-        outcome, stopped = "completed", None
+    outcome, stopped = _outcome(guard, epochs_run, tr["epochs"])
     return TrainResult(outcome, history, epochs_run, stopped, model, seconds, info)
+
+
+def _data_info(data: Any) -> dict[str, Any]:
+    """What ``on_train_begin`` tells the sinks about the data."""
+    return {
+        "dataset": data.name,
+        "n_train": int(len(data.x_train)),
+        "n_val": int(len(data.x_val)),
+        "n_features": int(data.n_features),
+        "n_classes": int(data.n_classes),
+    }
+
+
+def _outcome(guard: Any, epochs_run: int, epochs: int) -> tuple[str, int | None]:
+    """(outcome, 1-based stopped epoch or None) once ``fit`` has returned."""
+    if guard is not None and guard.diverged:
+        return "diverged", int(guard.diverged_epoch) + 1
+    if epochs_run < epochs:
+        return "early_stopped", epochs_run
+    return "completed", None
+
+
+def _stoppers(tr: dict, reference: float | None) -> tuple[Any, Any]:
+    """EarlyStopping and DivergenceGuard as ``trainer`` says (None for one that is off)."""
+    cb = _callbacks_module()
+    guard = early = None
+    if tr["divergence_factor"] is not None:
+        guard = cb.DivergenceGuard(
+            monitor="loss", factor=float(tr["divergence_factor"]), reference=reference
+        )
+    es = tr["early_stopping"]
+    if es["enabled"]:
+        early = cb.EarlyStopping(
+            monitor=es["monitor"],
+            patience=es["patience"],
+            min_delta=es["min_delta"],
+            restore_best_weights=es["restore_best_weights"],
+        )
+    return early, guard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,56 @@ def test_model_loss_can_force_softmax_or_refuse_many_classes(tmp_path: Path) -> 
     assert auto.model.get_weights()[-1].shape == (3,)
     with pytest.raises(ConfigError, match=r"has 3 classes .* but the loss needs binary 0/1 labels"):
         train(config(*csv_cfg, "model.loss=binary_crossentropy", tiny=TINY[1:]))
+
+
+def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated() -> None:
+    import time
+    import tracemalloc
+
+    # 2 -> 200000 -> 200000 -> 1: 40,001,000,001 parameters, ~596 GiB with Adam (4 float32 copies)
+    sink = Recorder()
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError) as err:
+            train(config("model.hidden=[200000,200000]"), [sink])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(err.value)
+    assert time.perf_counter() - t0 < 5 and peak < 50 * 2**20  # numpy allocations are traced
+    assert message.startswith("model.hidden=[200000, 200000]: 40,001,000,001 parameters need")
+    assert re.search(r"at least 596\.1 GiB .* but only [\d,.]+ GiB of memory is", message)
+    assert "use a smaller model.hidden" in message and "\n" not in message
+    assert sink.info == {}  # refused before the sinks heard of a run
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("model.hidden=[8]",),  # adam: m, v
+        (
+            "model.hidden=[32,16]",
+            "model.loss=sparse_categorical_crossentropy",
+            "model.dtype=float64",
+        ),
+        ("model.hidden=[8]", "optimizer=sgd"),  # no slot
+        ("model.hidden=[8]", "optimizer=sgd", "optimizer.momentum=0.9"),
+        ("model.hidden=[8]", "optimizer=rmsprop", "optimizer.centered=true"),
+    ],
+)
+def test_memory_estimate_matches_the_arrays_a_fit_allocates(overrides) -> None:
+    from nnlab.config import validate
+    from nnlab.train import build_model, check_model_fits, fit_memory
+
+    plain = validate(config(*overrides, tiny=()))
+    n_params, needed, _ = fit_memory(plain["model"], 2, 2, plain["optimizer"])
+    assert check_model_fits(plain["model"], 2, 2, plain["optimizer"]) == n_params  # it fits
+    model = build_model(plain["model"], plain["optimizer"], 2, 2)
+    model.fit(np.zeros((4, 2), np.float32), np.zeros(4, np.int64), epochs=1, verbose=0)
+    assert n_params == model.count_params()
+    weights = sum(w.nbytes for w in model.get_weights())
+    assert needed == 2 * weights + sum(v.nbytes for v in model.optimizer.slots.values())
 
 
 def test_epoch_delay_sleeps_outside_the_epoch_time() -> None:
