@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nnlab.tracking.schema import RUN_OUTCOMES, STATUS_OUTCOME, Tag
+
 __all__ = [
     "SWEEP_PARAMS",
     "OUTCOMES",
@@ -35,12 +37,11 @@ __all__ = [
 ]
 
 SWEEP_PARAMS = ("lr", "batch_size", "epochs", "seed")
-OUTCOMES = ("completed", "early_stopped", "diverged", "failed", "killed")
+OUTCOMES = RUN_OUTCOMES
 
 # MLflow's sqlite store writes +-inf as +-max float64 (SQL has no infinities): map them back.
 _SQL_INF = 1.7976931348623157e308
 _INT_PARAMS = ("batch_size", "epochs", "seed")
-_STATUS_OUTCOME = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed"}
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -116,10 +117,10 @@ def _cast_params(frame: pd.DataFrame, param_cols: Iterable[str]) -> pd.DataFrame
 def _outcome(status: str, tags: dict[str, str]) -> str:
     """The run's outcome tag; a run that never wrote one (e.g. still RUNNING) falls back to its
     MLflow status, so no run is dropped for lack of a tag."""
-    tagged = tags.get("nnlab.outcome")
+    tagged = tags.get(Tag.OUTCOME)
     if tagged:
         return tagged
-    return _STATUS_OUTCOME.get(status, status.lower())
+    return STATUS_OUTCOME.get(status, status.lower())
 
 
 def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -157,16 +158,16 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
         page = client.search_runs([exp_id], max_results=5000, page_token=token)
         for run in page:
             tags = run.data.tags
-            if tags.get("nnlab.role") == "sweep":
+            if tags.get(Tag.ROLE) == "sweep":
                 continue
             row = {
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
                 "status": run.info.status,
                 "outcome": _outcome(run.info.status, tags),
-                "stopped_epoch": tags.get("nnlab.stopped_epoch"),
+                "stopped_epoch": tags.get(Tag.STOPPED_EPOCH),
                 "start_time": run.info.start_time,
-                "sweep_id": tags.get("nnlab.sweep_id", tags.get("mlflow.parentRunId")),
+                "sweep_id": tags.get(Tag.SWEEP_ID, tags.get(Tag.PARENT)),
             }
             row.update(run.data.params)
             param_keys.update(run.data.params)

@@ -15,6 +15,9 @@ Writes are atomic: a temp file in the same directory, then ``os.replace`` (``fsy
 (or a re-run after ``kill -9``) sees the previous complete file or the new one, never half of one.
 A ``<hash>.lock`` file held with ``flock`` keeps two processes from training the same trial
 into one checkpoint (the lock dies with its process, also on ``kill -9``).
+
+When to save is :class:`CheckpointSchedule`'s job: at most every ``trainer.checkpoint.interval``
+seconds, at the end, and on an interruption.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import io
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -86,7 +90,6 @@ class Checkpointer:
     def __init__(self, path: Path, sync: bool = True):
         self.path, self.sync = path, sync
         self._lock: IO[bytes] | None = None
-        self.saves = 0
         self.seconds = 0.0  # total time spent saving (the cost of checkpointing)
 
     def acquire(self) -> bool:
@@ -110,8 +113,6 @@ class Checkpointer:
 
     def save(self, state: TrainState, meta: dict[str, Any]) -> None:
         """Write ``state`` and ``meta`` (JSON-able) atomically."""
-        import time
-
         t0 = time.perf_counter()
         arrays: dict[str, np.ndarray] = {
             "meta": np.array(
@@ -135,7 +136,6 @@ class Checkpointer:
         for i, w in enumerate(state.best_weights or []):
             arrays[f"best_weights/{i}"] = w
         atomic_write(self.path, lambda fh: np.savez(fh, **arrays), self.sync)
-        self.saves += 1
         self.seconds += time.perf_counter() - t0
 
     def load(self) -> tuple[TrainState, dict[str, Any]] | None:
@@ -176,3 +176,64 @@ class Checkpointer:
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
         self.path.with_suffix(".lock").unlink(missing_ok=True)
+
+
+class CheckpointSchedule:
+    """Time-bounded checkpoints: at most one save every ``interval`` seconds, plus the end.
+
+    :meth:`on_state` is ``train``'s ``on_checkpoint``: it sees every epoch's end, keeps that
+    state (cheap: the model state is a copy of a few small arrays) and saves it when ``interval``
+    seconds have passed since the last save, when training has ended, or when
+    :meth:`save_latest` is called (Ctrl-C, SIGTERM, an exception). A resume starts from whichever
+    epoch the file holds, so it stays bit-identical; at most ``interval`` seconds of epochs are
+    trained again after ``kill -9``.
+
+    ``save(state)`` writes the file; ``after_save(epoch)`` runs right after each save (the MLflow
+    sink flushes there, so the store never holds an epoch the checkpoint lacks).
+    """
+
+    def __init__(
+        self,
+        save: Callable[[TrainState], None],
+        interval: float,
+        after_save: Callable[[int], None] | None = None,
+    ) -> None:
+        self.save, self.interval, self.after_save = save, interval, after_save
+        self.latest: tuple[TrainState, int] | None = None
+        self.saved_epoch: int | None = None
+        self.last_save = time.perf_counter()
+
+    def on_state(self, state: TrainState) -> None:
+        # the batch-loss list keeps growing: remember how much of it belongs to this epoch end
+        self.latest = (state, len(state.batch_losses))
+        if state.finished or time.perf_counter() - self.last_save >= self.interval:
+            self.save_latest()
+
+    def save_latest(self) -> None:
+        """Save the latest epoch end (if not saved yet), then call ``after_save``."""
+        if self.latest is None or self.latest[0].epoch == self.saved_epoch:
+            return
+        state, n_batches = self.latest
+        if len(state.batch_losses) != n_batches or any(
+            len(v) != state.epoch for v in state.history.values()
+        ):  # later epochs (or a part of one) were appended since: cut them off
+            state = TrainState(
+                state.epoch,
+                state.model_state,
+                {k: v[: state.epoch] for k, v in state.history.items()},
+                state.batch_losses[:n_batches],
+                state.finished,
+                state.best_weights,
+            )
+        self.save(state)
+        self.saved_epoch = state.epoch
+        self.last_save = time.perf_counter()
+        if self.after_save is not None:
+            self.after_save(state.epoch)
+
+    def last_saved_step(self) -> tuple[int, int] | None:
+        """(epoch, optimizer step of its last logged batch loss) of the latest state, or None."""
+        if self.latest is None:
+            return None
+        state, n_batches = self.latest
+        return state.epoch, (state.batch_losses[n_batches - 1][0] if n_batches else 0)

@@ -21,7 +21,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from nnlab.report_tables import OK_OUTCOMES, fmt_lr, longest_budget_runs  # noqa: E402
+from nnlab.report_tables import fmt_lr, longest_budget_runs  # noqa: E402
+from nnlab.tracking.schema import OK_OUTCOMES  # noqa: E402
 
 BAD_COLOR = "#d55e00"  # colorblind palette's vermilion: diverged / failed marks
 OUTCOME_COLORS = {

@@ -21,74 +21,40 @@ was unreachable or broke mid-run, this command puts those runs into MLflow:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from nnlab.checkpoint import atomic_write_text
-
-RUN_FILE = "run.json"
-SWEEP_FILE = ".nnlab/sweep.json"
-
-
-def find_runs(paths: list[Path]) -> list[Path]:
-    """The ``run.json`` files that ``paths`` name or hold (sorted, each once)."""
-    found: dict[Path, None] = {}
-    for path in paths:
-        if path.is_file() and path.name == RUN_FILE:
-            found[path.resolve()] = None
-        elif path.is_file() and path.parent.name == "artifacts":  # history.csv and friends
-            found[(path.parent.parent / RUN_FILE).resolve()] = None
-        elif path.is_dir():
-            for run_file in sorted(path.rglob(RUN_FILE)):  # job dirs (sweep.json is not one)
-                found[run_file.resolve()] = None
-        else:
-            raise SystemExit(f"nnlab.recover: {path}: no such file or directory")
-    return [p for p in found if p.is_file()]
-
-
-def read_history(artifacts: Path) -> dict[str, list[tuple[int, float]]]:
-    """metric -> [(step, value)] from history.csv (step = epoch) and batch_loss.csv."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    history = artifacts / "history.csv"
-    if history.is_file():
-        with history.open(newline="") as fh:
-            for row in csv.DictReader(fh):
-                epoch = int(row.pop("epoch"))
-                for key, value in row.items():
-                    if value not in ("", None):
-                        series.setdefault(key, []).append((epoch, float(value)))
-    batches = artifacts / "batch_loss.csv"
-    if batches.is_file():
-        with batches.open(newline="") as fh:
-            series["batch_loss"] = [
-                (int(r["step"]), float(r["batch_loss"])) for r in csv.DictReader(fh)
-            ]
-    return series
+from nnlab.jobdir import find_runs, read_history
+from nnlab.tracking.schema import (
+    MAX_ENTITIES_PER_BATCH,
+    RUN_OUTCOMES,
+    STATUS,
+    SWEEP_FILE,
+    Tag,
+    chunks,
+)
 
 
 def recover_one(run_file: Path, uri: str | None) -> str:
     """Upload one job's saved run; return a one-line account of what was done."""
-    import time
+    from mlflow.entities import RunTag
 
-    from mlflow.entities import Metric, Param, RunTag
-
-    from nnlab import tracking
+    from nnlab.tracking.sink import log_params, unlogged
+    from nnlab.tracking.store import client, prepare_store, resolve_uri, sqlite_path
 
     meta: dict[str, Any] = json.loads(run_file.read_text())
     job_dir = run_file.parent
     uri = uri or meta.get("tracking_uri")
     if not uri:
         return f"{job_dir}: skipped (trained with tracking=none; pass --tracking-uri to upload)"
-    if uri.startswith("sqlite:///"):
-        uri = tracking.resolve_uri(uri, Path.cwd())
-        base = Path(uri[len("sqlite:///") :]).parent  # artifacts next to the db, as `mlflow ui`
-    else:
-        base = Path.cwd()
-    exp_id = tracking.prepare_store(uri, meta["experiment_name"], "mlruns", base)
-    c = tracking.client(uri)
+    uri = resolve_uri(uri, Path.cwd())
+    db = sqlite_path(uri)
+    base = db.parent if db is not None else Path.cwd()  # artifacts next to the db, as `mlflow ui`
+    exp_id = prepare_store(uri, meta["experiment_name"], "mlruns", base)
+    c = client(uri)
 
     run_id = meta.get("run_id")
     existing = None
@@ -100,21 +66,17 @@ def recover_one(run_file: Path, uri: str | None) -> str:
         if existing is not None and existing.info.experiment_id != exp_id:
             existing = None
     tags = dict(meta.get("tags") or {})
-    parent = tags.get("mlflow.parentRunId")
+    parent = tags.get(Tag.PARENT)
     if parent:
         try:
             c.get_run(parent)
         except Exception:
-            tags.pop("mlflow.parentRunId")
-            tags["nnlab.original_parent"] = parent
-    tags["nnlab.recovered"] = "true"
-    now = int(time.time() * 1000)
+            tags.pop(Tag.PARENT)
+            tags[Tag.ORIGINAL_PARENT] = parent
+    tags[Tag.RECOVERED] = "true"
     series = read_history(job_dir / "artifacts")
-    metrics = []
-    for key, points in series.items():  # only the steps the run does not hold yet
-        logged = c.get_metric_history(run_id, key) if existing is not None else []
-        last = max((m.step for m in logged), default=0)
-        metrics += [Metric(key, v, now, s) for s, v in points if s > last]
+    # only the steps the run does not hold yet
+    metrics = unlogged(c, run_id if existing is not None else None, series)
     n_epochs = max((len(p) for k, p in series.items() if k != "batch_loss"), default=0)
     if existing is not None and not metrics and existing.info.status != "RUNNING":
         return f"{job_dir}: already complete: run {run_id} ({n_epochs} epochs)"
@@ -122,24 +84,22 @@ def recover_one(run_file: Path, uri: str | None) -> str:
     if existing is None:
         run = c.create_run(exp_id, run_name=meta.get("run_name"), tags=tags)
         run_id = run.info.run_id
-        params = [Param(k, v) for k, v in (meta.get("params") or {}).items()]
-        for i in range(0, len(params), 100):
-            c.log_batch(run_id, params=params[i : i + 100])
+        log_params(c, run_id, meta.get("params") or {})
     else:
         if existing.info.status != "RUNNING":
             c.update_run(run_id, "RUNNING")
         c.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-    for i in range(0, len(metrics), 1000):
-        c.log_batch(run_id, metrics=metrics[i : i + 1000])
+    for chunk in chunks(metrics, MAX_ENTITIES_PER_BATCH):
+        c.log_batch(run_id, metrics=list(chunk))
 
     outcome = meta.get("outcome") or "running"
-    if outcome not in tracking.STATUS:
+    if outcome not in RUN_OUTCOMES:
         outcome = "killed"  # the process died before the run ended
-    c.log_batch(run_id, tags=[RunTag("nnlab.outcome", outcome)])
+    c.log_batch(run_id, tags=[RunTag(Tag.OUTCOME, outcome)])
     artifacts = job_dir / "artifacts"
     if artifacts.is_dir() and not c.list_artifacts(run_id):
         c.log_artifacts(run_id, str(artifacts))
-    c.set_terminated(run_id, tracking.STATUS[outcome])
+    c.set_terminated(run_id, STATUS[outcome])
 
     meta.update(run_id=run_id, tracking_uri=uri, tracked=True, error=None, outcome=outcome)
     atomic_write_text(run_file, json.dumps(meta, indent=1, default=str))
@@ -203,20 +163,20 @@ def close_parent(sweep_file: Path, uri: str | None) -> str | None:
     """End a sweep's parent run left RUNNING (its launcher could not reach the store)."""
     from mlflow.entities import RunTag
 
-    from nnlab import tracking
+    from nnlab.tracking.store import client
 
     ctx = json.loads(sweep_file.read_text())
     uri = uri or ctx.get("uri")
     if not uri or not ctx.get("parent_run_id"):
         return None
-    c = tracking.client(uri)
+    c = client(uri)
     try:
         run = c.get_run(ctx["parent_run_id"])
     except Exception:  # another store: its trials were filed without the parent link
         return None
     if run.info.status != "RUNNING":
         return None
-    c.log_batch(run.info.run_id, tags=[RunTag("nnlab.recovered", "true")])
+    c.log_batch(run.info.run_id, tags=[RunTag(Tag.RECOVERED, "true")])
     c.set_terminated(run.info.run_id, "FINISHED")
     return f"{sweep_file.parent.parent}: closed parent run {run.info.run_id} (FINISHED)"
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from nnlab import report_tables as rt
 from nnlab.analysis import load_histories, load_runs, resolve_tracking_uri
+from nnlab.tracking.schema import Artifact
 
 __all__ = ["build_report", "main"]
 
@@ -137,7 +138,7 @@ def _boundary_panels(
                 data = load_dataset(name, **params)
                 if data.n_features != 2:
                     return [], f"dataset {name!r} has {data.n_features} features, not 2"
-                path = client.download_artifacts(run["run_id"], "model.npz", tmp)
+                path = client.download_artifacts(run["run_id"], Artifact.MODEL, tmp)
                 model = nn.load_model(path)
             except Exception as exc:  # one bad artifact must not sink the report
                 problems.append(f"{run['run_name']}: {type(exc).__name__}: {exc}")

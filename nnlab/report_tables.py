@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-OK_OUTCOMES = ("completed", "early_stopped")
+from nnlab.tracking.schema import NO_EFFECT, OK_OUTCOMES, excluded
+
 TARGET_FACTOR = 1.25  # default target: 25% above the best (median-over-seeds) result reached
 
 
@@ -221,9 +222,8 @@ def _where(runs: pd.DataFrame, mask: pd.Series) -> str:
     return "; ".join(parts)
 
 
-# Params that follow the sweep axes, or do not change the result.
+# Params that follow the sweep axes (the ones that do not change a result: schema.NO_EFFECT).
 _AXIS_COPIES = {"optimizer.learning_rate", "trainer.batch_size", "trainer.epochs", "model.seed"}
-_NO_EFFECT = ("tracking.", "report.", "trainer.verbose", "trainer.checkpoint.", "experiment_name")
 
 
 def varying_params(runs: pd.DataFrame) -> dict[str, list]:
@@ -231,7 +231,7 @@ def varying_params(runs: pd.DataFrame) -> dict[str, list]:
     data filed under one experiment): ``{param: sorted values}``."""
     out = {}
     for col in runs.columns:
-        if "." not in col or col in _AXIS_COPIES or col.startswith(_NO_EFFECT):
+        if "." not in col or col in _AXIS_COPIES or excluded(col, NO_EFFECT):
             continue
         values = runs[col].dropna().astype(str).unique()
         if len(values) > 1:

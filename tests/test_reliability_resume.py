@@ -1,6 +1,6 @@
 """Exact resume: checkpoints, ``kill -9`` and Ctrl-C through the real CLI, a real sqlite store.
 
-The end-to-end tests make training slow with ``trainer.epoch_delay`` (a sleep before each epoch,
+The end-to-end tests make training slow with ``debug.epoch_delay`` (a sleep before each epoch,
 not part of the config hash) and interrupt the process once its checkpoint file shows enough
 epochs, so the kill lands mid-run deterministically.
 """
@@ -222,7 +222,7 @@ def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_
     ref_dir = launch(tmp_path, "reference", empty_store)
     cwd = launch(tmp_path, "killed", empty_store)
     reference = start(ref_dir, *ARGS)  # uninterrupted, no delay, meanwhile
-    proc = start(cwd, *ARGS, "trainer.epoch_delay=0.25")
+    proc = start(cwd, *ARGS, "debug.epoch_delay=0.25")
     try:
         killed_at = wait_for_epoch(cwd, "resume", 3, proc)
         proc.send_signal(signal.SIGKILL)
@@ -234,7 +234,7 @@ def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_
     (run_before,) = runs(cwd, "resume")
     assert run_before.info.status == "RUNNING"  # kill -9 leaves it so
 
-    again = run(cwd, *ARGS, "trainer.epoch_delay=0.25")  # the same command
+    again = run(cwd, *ARGS, "debug.epoch_delay=0.25")  # the same command
     assert again.returncode == 0, again.stderr
     assert "resuming from" in again.stderr and run_before.info.run_id in again.stderr
     assert reference.wait(timeout=300) == 0, reference.communicate()
@@ -268,7 +268,7 @@ def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_
 @pytest.mark.slow
 def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(tmp_path: Path, empty_store) -> None:
     cwd = launch(tmp_path, "ctrlc", empty_store)
-    args = [*ARGS, "epochs=6", "trainer.epoch_delay=0.25", "tracking.flush_interval=60"]
+    args = [*ARGS, "epochs=6", "debug.epoch_delay=0.25", "tracking.flush_interval=60"]
     proc = start(cwd, *args)
     try:
         wait_for_epoch(cwd, "resume", 2, proc)
@@ -307,7 +307,7 @@ def test_killed_sweep_resumes_under_the_same_parent(tmp_path: Path, empty_store)
         "lr=0.1,0.01",
         "epochs=5",
         "experiment_name=sw",
-        "trainer.epoch_delay=0.2",
+        "debug.epoch_delay=0.2",
         "trainer.checkpoint.interval=0",  # a checkpoint every epoch: the kill lands mid-trial
         *TINY[:2],
     ]

@@ -82,7 +82,7 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(tmp_path: Path, empty
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     db = tmp_path / "mlflow.db"
     args = [
-        "-m", "lr=0.1,0.01", "epochs=5", "experiment_name=lost", "trainer.epoch_delay=0.2",
+        "-m", "lr=0.1,0.01", "epochs=5", "experiment_name=lost", "debug.epoch_delay=0.2",
         "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.sweep.dir=multirun/lost",
         *TINY,
     ]  # fmt: skip
@@ -157,7 +157,7 @@ def test_store_gone_for_good_recovers_into_another(tmp_path: Path, empty_store) 
     args = [
         "epochs=4",
         "experiment_name=gone",
-        "trainer.epoch_delay=0.2",
+        "debug.epoch_delay=0.2",
         "trainer.checkpoint.interval=0",
         "hydra.run.dir=job",
         *TINY,
@@ -289,7 +289,7 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
     uri = f"http://127.0.0.1:{port}"
     server = _start_server(tmp_path, port)
     try:
-        args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "trainer.epoch_delay=0.3",
+        args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "debug.epoch_delay=0.3",
                 "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.run.dir=job",
                 "experiment_name=srv", *TINY]  # fmt: skip
         proc = cli(tmp_path, "nnlab.run", *args, popen=True)

@@ -33,7 +33,7 @@ def test_sweep_writes_the_report_and_failed_trials_are_reported(tmp_path):
 
     # A second sweep into the same experiment with one trial that raises at epoch 2: the sweep
     # exits 1 (a trial failed) and still writes the report, now counting the failure.
-    bad = nnlab_run(tmp_path, "lr=0.05", "epochs=4", "seed=0", "trainer.fail_at_epoch=2", *common)
+    bad = nnlab_run(tmp_path, "lr=0.05", "epochs=4", "seed=0", "debug.fail_at_epoch=2", *common)
     assert bad.returncode == 1, bad.stderr[-3000:]
     out = index.parent
     findings = json.loads((out / "findings.json").read_text())
@@ -42,7 +42,7 @@ def test_sweep_writes_the_report_and_failed_trials_are_reported(tmp_path):
     assert counts.loc[counts["lr"] == 0.05, "failed"].sum() == 1
     html = index.read_text(encoding="utf-8")
     assert "Failed runs by lr: lr=0.05: 1/1" in html
-    assert re.search(r"Caution: .*trainer\.fail_at_epoch: 2, None", html)  # two set-ups pooled
+    assert re.search(r"Caution: .*debug\.fail_at_epoch: 2, None", html)  # two set-ups pooled
     runs = pd.read_csv(out / "runs.csv")
     failed = runs[runs["outcome"] == "failed"]
     assert len(failed) == 1 and failed["status"].eq("FAILED").all()

@@ -143,12 +143,12 @@ def test_rerun_skips_finished_trials_unless_asked(sweep) -> None:
 def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> None:
     tmp_path = launch_dir
     proc = nnlab_run(
-        tmp_path, "-m", "lr=0.01,1e30", "trainer.fail_at_epoch=null,2", "epochs=3",
+        tmp_path, "-m", "lr=0.01,1e30", "debug.fail_at_epoch=null,2", "epochs=3",
         "experiment_name=bad", *TINY,
     )  # fmt: skip
     assert proc.returncode == 1  # a trial failed
     by_key = {
-        (r.data.params["lr"], r.data.params["trainer.fail_at_epoch"]): r
+        (r.data.params["lr"], r.data.params["debug.fail_at_epoch"]): r
         for r in runs(tmp_path, "bad", "trial")
     }
     assert len(by_key) == 4
@@ -164,12 +164,12 @@ def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> 
     failed = by_key[("0.01", "2")]
     assert failed.data.tags["nnlab.outcome"] == "failed" and failed.info.status == "FAILED"
     tb = download(tmp_path, failed.info.run_id, "traceback.txt", tmp_path).read_text()
-    assert "FailAtEpoch: trainer.fail_at_epoch=2" in tb and "Traceback" in tb
+    assert "FailAtEpoch: debug.fail_at_epoch=2" in tb and "Traceback" in tb
     assert len(client(tmp_path).get_metric_history(failed.info.run_id, "loss")) == 2  # flushed
 
     assert by_key[("1e+30", "2")].data.tags["nnlab.outcome"] == "diverged"  # stopped at epoch 1
     assert "failed           1" in proc.stdout and "diverged         2" in proc.stdout
-    assert "best by val_loss: lr=0.01 trainer.fail_at_epoch=null" in proc.stdout
+    assert "best by val_loss: lr=0.01 debug.fail_at_epoch=null" in proc.stdout
     assert runs(tmp_path, "bad", "sweep")[0].data.tags["nnlab.n_failed"] == "1"
 
 

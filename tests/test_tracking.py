@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from nnlab import tracking
+from nnlab import checkpoint, jobdir
 from nnlab.config import ConfigError
+from nnlab.tracking import schema, sweep, trial
+from nnlab.tracking import store as mlstore
+from nnlab.tracking.sink import MlflowSink
 
 pytest.importorskip("mlflow")
 
@@ -22,8 +25,8 @@ def launch_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def store(launch_dir: Path) -> tuple[str, str]:
     """One sqlite store for the module (creating one costs ~1.5 s): (uri, experiment_id)."""
-    uri = tracking.resolve_uri("sqlite:///mlflow.db", launch_dir)
-    exp_id = tracking.open_experiment(uri, "unit", "mlruns", launch_dir)
+    uri = mlstore.resolve_uri("sqlite:///mlflow.db", launch_dir)
+    exp_id = mlstore.open_experiment(uri, "unit", "mlruns", launch_dir)
     return uri, exp_id
 
 
@@ -35,51 +38,49 @@ def _epochs(n: int) -> list[dict[str, float]]:
 
 
 def test_resolve_uri_makes_sqlite_paths_absolute(tmp_path: Path) -> None:
-    assert (
-        tracking.resolve_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
-    )
-    assert tracking.resolve_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
-    assert tracking.resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+    assert mlstore.resolve_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert mlstore.resolve_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert mlstore.resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
 
 
 def test_flatten_and_hash_ignore_tracking_keys() -> None:
     cfg = {"lr": 0.1, "model": {"hidden": [4, 4], "seed": 0}, "tracking": {"rerun": False}}
-    assert tracking.flatten(cfg) == {
+    assert schema.flatten(cfg) == {
         "lr": 0.1,
         "model.hidden": [4, 4],
         "model.seed": 0,
         "tracking.rerun": False,
     }
     same = {**cfg, "tracking": {"rerun": True}, "report": {"enabled": True}}
-    assert tracking.config_hash(cfg) == tracking.config_hash(same)
-    assert tracking.config_hash(cfg) != tracking.config_hash({**cfg, "lr": 0.01})
+    assert schema.config_hash(cfg) == schema.config_hash(same)
+    assert schema.config_hash(cfg) != schema.config_hash({**cfg, "lr": 0.01})
 
 
 def test_run_name_uses_the_overrides_that_vary() -> None:
     plain = {"lr": 0.01, "batch_size": 16, "epochs": 50}
     overrides = ["lr=0.01", "batch_size=16", "epochs=50", "data.n_samples=200"]
-    name = tracking.run_name(overrides, ["lr", "batch_size", "epochs"], plain)
+    name = trial.run_name(overrides, ["lr", "batch_size", "epochs"], plain)
     assert name == "lr=0.01 batch_size=16 epochs=50"
-    single = tracking.run_name(["optimizer=sgd", "tracking=none"], None, plain)
+    single = trial.run_name(["optimizer=sgd", "tracking=none"], None, plain)
     assert single == "lr=0.01 batch_size=16 epochs=50 optimizer=sgd"
 
 
 def test_store_is_created_once_with_artifacts_under_launch_dir(launch_dir: Path, store) -> None:
     uri, exp_id = store
     assert (launch_dir / "mlflow.db").is_file()
-    exp = tracking.client(uri).get_experiment(exp_id)
+    exp = mlstore.client(uri).get_experiment(exp_id)
     assert exp.name == "unit"
     assert exp.artifact_location == (launch_dir / "mlruns" / exp_id).as_uri()
     with sqlite3.connect(launch_dir / "mlflow.db") as con:  # write-ahead log: cheaper commits
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     # opening again finds the same experiment instead of creating a second one
-    assert tracking.open_experiment(uri, "unit", "mlruns", launch_dir) == exp_id
+    assert mlstore.open_experiment(uri, "unit", "mlruns", launch_dir) == exp_id
 
 
 def test_sink_buffers_metrics_until_flush(tmp_path: Path, store) -> None:
     uri, exp_id = store
-    sink = tracking.MlflowSink(uri, exp_id, "buffered", {"nnlab.role": "trial"}, {"lr": 0.1}, 3600)
-    c = tracking.client(uri)
+    sink = MlflowSink(uri, exp_id, "buffered", {"nnlab.role": "trial"}, {"lr": 0.1}, 3600)
+    c = mlstore.client(uri)
     for epoch, logs in enumerate(_epochs(3), start=1):
         sink.log_epoch(epoch, logs)
     assert c.get_metric_history(sink.run_id, "loss") == []  # nothing written yet: one flush later
@@ -100,26 +101,24 @@ def test_sink_buffers_metrics_until_flush(tmp_path: Path, store) -> None:
 
 def test_sink_flushes_when_the_interval_passed(store) -> None:
     uri, exp_id = store
-    sink = tracking.MlflowSink(uri, exp_id, "live", {}, {}, flush_interval=0.0)
+    sink = MlflowSink(uri, exp_id, "live", {}, {}, flush_interval=0.0)
     sink.log_epoch(1, _epochs(1)[0])
     sink.log_batch_loss(7, 0.25)  # batch losses wait for the next flush
-    assert len(tracking.client(uri).get_metric_history(sink.run_id, "loss")) == 1
-    assert tracking.client(uri).get_metric_history(sink.run_id, "batch_loss") == []
+    assert len(mlstore.client(uri).get_metric_history(sink.run_id, "loss")) == 1
+    assert mlstore.client(uri).get_metric_history(sink.run_id, "batch_loss") == []
     sink.finish("failed", {"nnlab.outcome": "failed"}, None)
-    run = tracking.client(uri).get_run(sink.run_id)
+    run = mlstore.client(uri).get_run(sink.run_id)
     assert run.info.status == "FAILED"
-    assert [m.step for m in tracking.client(uri).get_metric_history(sink.run_id, "batch_loss")] == [
-        7
-    ]
+    assert [m.step for m in mlstore.client(uri).get_metric_history(sink.run_id, "batch_loss")] == [7]
 
 
 def test_many_params_and_nan_metrics_are_stored(store) -> None:
     uri, exp_id = store
     params = {f"p{i}": i for i in range(250)}  # more than one log_batch allows
-    sink = tracking.MlflowSink(uri, exp_id, "many", {}, params, flush_interval=3600)
+    sink = MlflowSink(uri, exp_id, "many", {}, params, flush_interval=3600)
     sink.log_epoch(1, {"loss": math.nan})
     sink.finish("diverged", {"nnlab.outcome": "diverged", "nnlab.stopped_epoch": "1"}, None)
-    run = tracking.client(uri).get_run(sink.run_id)
+    run = mlstore.client(uri).get_run(sink.run_id)
     assert len(run.data.params) == 250
     assert math.isnan(run.data.metrics["loss"])
     assert run.info.status == "FINISHED"
@@ -128,17 +127,13 @@ def test_many_params_and_nan_metrics_are_stored(store) -> None:
 
 def test_finished_trials_maps_config_hash_to_run(launch_dir: Path, store) -> None:
     uri, _ = store
-    exp_id = tracking.open_experiment(uri, "skips", "mlruns", launch_dir)
-    done = tracking.MlflowSink(
-        uri, exp_id, "a", {"nnlab.role": "trial", "nnlab.config_hash": "h1"}, {}, 0
-    )
+    exp_id = mlstore.open_experiment(uri, "skips", "mlruns", launch_dir)
+    done = MlflowSink(uri, exp_id, "a", {"nnlab.role": "trial", "nnlab.config_hash": "h1"}, {}, 0)
     done.log_epoch(1, {"loss": 0.3, "val_loss": 0.4})
     done.finish("completed", {"nnlab.outcome": "completed"}, None)
-    failed = tracking.MlflowSink(
-        uri, exp_id, "b", {"nnlab.role": "trial", "nnlab.config_hash": "h2"}, {}, 0
-    )
+    failed = MlflowSink(uri, exp_id, "b", {"nnlab.role": "trial", "nnlab.config_hash": "h2"}, {}, 0)
     failed.finish("failed", {"nnlab.outcome": "failed"}, None)
-    found = tracking.finished_trials(uri, exp_id)
+    found = mlstore.finished_trials(uri, exp_id)
     assert set(found) == {"h1"}  # a FAILED run is not a reason to skip
     assert found["h1"]["run_id"] == done.run_id
     assert found["h1"]["val_loss"] == pytest.approx(0.4)
@@ -146,10 +141,10 @@ def test_finished_trials_maps_config_hash_to_run(launch_dir: Path, store) -> Non
 
 def test_deleted_experiment_is_a_config_error(launch_dir: Path, store) -> None:
     uri, _ = store
-    exp_id = tracking.open_experiment(uri, "doomed", "mlruns", launch_dir)
-    tracking.client(uri).delete_experiment(exp_id)
+    exp_id = mlstore.open_experiment(uri, "doomed", "mlruns", launch_dir)
+    mlstore.client(uri).delete_experiment(exp_id)
     with pytest.raises(ConfigError, match="experiment_name='doomed'.*deleted"):
-        tracking.open_experiment(uri, "doomed", "mlruns", launch_dir)
+        mlstore.open_experiment(uri, "doomed", "mlruns", launch_dir)
 
 
 # --- reliability: probes, reopening a run, the job dir's own copy --------------------------------
@@ -163,24 +158,24 @@ def test_probe_server_fails_fast_on_a_closed_port_and_passes_an_open_one() -> No
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        tracking.probe_server(f"http://127.0.0.1:{port}")
+        mlstore.probe_server(f"http://127.0.0.1:{port}")
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match=rf"no MLflow server answers at 127.0.0.1:{port}"):
-        tracking.probe_server(f"http://127.0.0.1:{port}")  # closed now
-    assert time.perf_counter() - t0 < tracking.PROBE_TIMEOUT + 1
-    tracking.probe_server("sqlite:///x.db")  # not a server: nothing to probe
+        mlstore.probe_server(f"http://127.0.0.1:{port}")  # closed now
+    assert time.perf_counter() - t0 < mlstore.PROBE_TIMEOUT + 1
+    mlstore.probe_server("sqlite:///x.db")  # not a server: nothing to probe
 
 
 def test_reopened_run_gets_only_the_missing_steps(store) -> None:
     uri, exp_id = store
-    first = tracking.MlflowSink(uri, exp_id, "cut", {"nnlab.role": "trial"}, {"lr": 0.1}, 0)
+    first = MlflowSink(uri, exp_id, "cut", {"nnlab.role": "trial"}, {"lr": 0.1}, 0)
     for epoch, logs in enumerate(_epochs(2), start=1):
         first.log_epoch(epoch, logs)  # flushed (interval 0); then the process "dies"
-    c = tracking.client(uri)
+    c = mlstore.client(uri)
     assert c.get_run(first.run_id).info.status == "RUNNING"
 
     history = {k: [e[k] for e in _epochs(4)] for k in _epochs(1)[0]}
-    again = tracking.MlflowSink(uri, exp_id, "cut", {"nnlab.resumed_from_epoch": "3"}, {}, 3600,
+    again = MlflowSink(uri, exp_id, "cut", {"nnlab.resumed_from_epoch": "3"}, {}, 3600,
                                 resume_run_id=first.run_id)  # fmt: skip
     assert again.run_id == first.run_id
     assert again.backfill({k: v[:3] for k, v in history.items()}, [(5, 0.5)]) == 4 + 1  # epoch 3
@@ -199,7 +194,7 @@ def test_local_history_is_on_disk_after_every_epoch(tmp_path: Path) -> None:
     import csv
     import json
 
-    local = tracking.LocalHistory(None, tmp_path / "artifacts", tmp_path / "run.json", {"a": 1})
+    local = jobdir.LocalHistory(tmp_path / "artifacts", tmp_path / "run.json", {"a": 1})
     assert json.loads((tmp_path / "run.json").read_text()) == {"a": 1}
     for epoch, logs in enumerate(_epochs(3), start=1):
         local.log_batch_loss(epoch * 10, 0.5)
@@ -221,20 +216,20 @@ def test_same_sweep_same_signature_and_dead_launchers() -> None:
 
     cfg = SimpleNamespace(hydra=SimpleNamespace(overrides=SimpleNamespace(task=["lr=0.1"])))
     jobs = [["lr=0.1"], ["lr=0.01"]]
-    assert tracking.sweep_signature("e", jobs, cfg) == tracking.sweep_signature("e", jobs, cfg)
-    assert tracking.sweep_signature("e", jobs, cfg) != tracking.sweep_signature("f", jobs, cfg)
-    assert tracking.sweep_signature("e", jobs, cfg) != tracking.sweep_signature("e", jobs[:1], cfg)
-    me = tracking._launcher_tag()
-    assert not tracking._launcher_gone(me)  # this process is alive
+    assert sweep.sweep_signature("e", jobs, cfg) == sweep.sweep_signature("e", jobs, cfg)
+    assert sweep.sweep_signature("e", jobs, cfg) != sweep.sweep_signature("f", jobs, cfg)
+    assert sweep.sweep_signature("e", jobs, cfg) != sweep.sweep_signature("e", jobs[:1], cfg)
+    me = sweep._launcher_tag()
+    assert not sweep._launcher_gone(me)  # this process is alive
     host = me.rpartition(":")[0]
-    assert tracking._launcher_gone(f"{host}:{2**22 + 12345}")  # above Linux's pid_max: no process
-    assert not tracking._launcher_gone("another-host:1")  # cannot tell: assume alive
-    assert not tracking._launcher_gone(None)
+    assert sweep._launcher_gone(f"{host}:{2**22 + 12345}")  # above Linux's pid_max: no process
+    assert not sweep._launcher_gone("another-host:1")  # cannot tell: assume alive
+    assert not sweep._launcher_gone(None)
 
 
 def test_store_calls_per_run_are_few_and_sqlite_commits_are_not_synced(store) -> None:
     uri, exp_id = store
-    c = tracking.client(uri)
+    c = mlstore.client(uri)
     calls: list[str] = []
     originals = {n: getattr(c, n) for n in ("create_run", "log_batch", "set_terminated")}
 
@@ -248,7 +243,7 @@ def test_store_calls_per_run_are_few_and_sqlite_commits_are_not_synced(store) ->
     try:
         for name in originals:
             setattr(c, name, counting(name))
-        sink = tracking.MlflowSink(uri, exp_id, "few", {"a": "b"}, {"lr": 0.1}, 3600)
+        sink = MlflowSink(uri, exp_id, "few", {"a": "b"}, {"lr": 0.1}, 3600)
         for epoch, logs in enumerate(_epochs(100), start=1):
             sink.log_epoch(epoch, logs)
         sink.finish("completed", {"nnlab.outcome": "completed"}, None)
@@ -273,8 +268,8 @@ class _Saver:
     def __init__(self) -> None:
         self.saved: list = []
 
-    def __call__(self, state, meta) -> None:
-        self.saved.append((state.epoch, {k: list(v) for k, v in state.history.items()}, meta))
+    def __call__(self, state) -> None:
+        self.saved.append((state.epoch, {k: list(v) for k, v in state.history.items()}))
 
 
 def _state(epoch: int, history: dict, batches: list, finished: bool = False):
@@ -285,24 +280,23 @@ def _state(epoch: int, history: dict, batches: list, finished: bool = False):
 
 def test_checkpoints_are_time_bounded_and_the_store_never_runs_ahead(store) -> None:
     uri, exp_id = store
-    sink = tracking.MlflowSink(uri, exp_id, "bounded", {}, {}, flush_interval=0.0)
+    sink = MlflowSink(uri, exp_id, "bounded", {}, {}, flush_interval=0.0)
     saver = _Saver()
-    points = tracking.Checkpoints(saver, sink, interval=3600, meta={"m": 1})
-    assert sink.auto_flush is False  # the sink flushes only right after a save
+    sink.auto_flush = False  # as a trial with checkpoints sets it: flush only right after a save
+    points = checkpoint.CheckpointSchedule(saver, interval=3600, after_save=sink.maybe_flush)
     history: dict[str, list[float]] = {}
     for epoch, logs in enumerate(_epochs(4), start=1):
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         points.on_state(_state(epoch, history, [], finished=epoch == 4))
         sink.log_epoch(epoch, logs)
-        stored = tracking.client(uri).get_metric_history(sink.run_id, "loss")
+        stored = mlstore.client(uri).get_metric_history(sink.run_id, "loss")
         # flush_interval=0, yet nothing reaches the store before a checkpoint holds it
         assert (len(stored), len(saver.saved)) == ((3, 1) if epoch == 4 else (0, 0))
     assert [s[0] for s in saver.saved] == [4]  # not every epoch: only the end (interval 1 h)
-    assert saver.saved[0][2] == {"m": 1}
 
     every = _Saver()
-    points = tracking.Checkpoints(every, None, interval=0.0, meta={})
+    points = checkpoint.CheckpointSchedule(every, interval=0.0)
     for epoch in range(1, 4):
         points.on_state(_state(epoch, {"loss": [0.5] * epoch}, []))
     assert [s[0] for s in every.saved] == [1, 2, 3]  # interval 0: every epoch
@@ -311,9 +305,10 @@ def test_checkpoints_are_time_bounded_and_the_store_never_runs_ahead(store) -> N
 
 def test_an_interruption_saves_the_last_epoch_end_cut_to_it(store) -> None:
     uri, exp_id = store
-    sink = tracking.MlflowSink(uri, exp_id, "cut", {}, {}, flush_interval=3600)
+    sink = MlflowSink(uri, exp_id, "cut", {}, {}, flush_interval=3600)
     saver = _Saver()
-    points = tracking.Checkpoints(saver, sink, interval=3600, meta={})
+    sink.auto_flush = False
+    points = checkpoint.CheckpointSchedule(saver, interval=3600, after_save=sink.maybe_flush)
     history = {"loss": [0.9, 0.8]}
     batches = [(1, 0.9), (2, 0.8)]
     points.on_state(_state(2, history, batches))
@@ -326,16 +321,16 @@ def test_an_interruption_saves_the_last_epoch_end_cut_to_it(store) -> None:
     batches.append((3, 0.7))
     sink.log_batch_loss(3, 0.7)
     history["loss"].append(0.7)
-    tracking._save_latest(points)
+    trial.save_on_interrupt(points, sink)
     assert [(s[0], s[1]) for s in saver.saved] == [(2, {"loss": [0.9, 0.8]})]
     sink.finish("killed", {"nnlab.outcome": "killed"}, None)
-    c = tracking.client(uri)
+    c = mlstore.client(uri)
     assert [m.step for m in c.get_metric_history(sink.run_id, "batch_loss")] == [1, 2]
     assert [m.step for m in c.get_metric_history(sink.run_id, "loss")] == [1, 2]
 
 
 def test_local_history_waits_for_its_interval(tmp_path: Path) -> None:
-    local = tracking.LocalHistory(None, tmp_path / "a", tmp_path / "run.json", {}, interval=3600)
+    local = jobdir.LocalHistory(tmp_path / "a", tmp_path / "run.json", {}, interval=3600)
     for epoch, logs in enumerate(_epochs(3), start=1):
         local.log_epoch(epoch, logs)
     assert not (tmp_path / "a" / "history.csv").exists()

@@ -1,0 +1,35 @@
+"""MLflow tracking for nnlab runs and sweeps.
+
+- :mod:`nnlab.tracking.schema` - outcomes, statuses, tag keys, artifact names, the config hash
+- :mod:`nnlab.tracking.store` - tracking URIs, fail-fast probes, opening the store
+- :mod:`nnlab.tracking.sink` - :class:`MlflowSink`: one trial streamed into one MLflow run
+- :mod:`nnlab.tracking.trial` - :func:`run_trial`: one tracked trial (a Hydra job)
+- :mod:`nnlab.tracking.sweep` - :class:`SweepCallback`: set-up, parent run and summary of a sweep
+
+Importing this package is cheap: the names below load their module on first use, and MLflow
+itself is imported only when a store is opened (``tracking=none`` never imports it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SweepCallback": "sweep",
+    "SweepContext": "sweep",
+    "abort_sweep": "sweep",
+    "run_trial": "trial",
+    "MlflowSink": "sink",
+    "client": "store",
+    "prepare_store": "store",
+    "resolve_uri": "store",
+    "config_hash": "schema",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nnlab.tracking' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nnlab.tracking.{_EXPORTS[name]}"), name)

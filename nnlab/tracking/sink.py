@@ -1,0 +1,194 @@
+"""``MlflowSink``: one trial streamed into one MLflow run, cheaply.
+
+Every logging call is one store commit (~9 ms on sqlite). The sink buffers epoch metrics and writes
+them with one ``log_batch`` at most every ``tracking.flush_interval`` seconds and at the end: live
+in the UI, cheap in total. A store error while training does not stop training (see
+:class:`MlflowSink`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nnlab.tracking.schema import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_PARAMS_PER_BATCH,
+    STATUS,
+    chunks,
+    param_value,
+)
+from nnlab.tracking.store import client, one_line
+from nnlab.train import Sink
+
+Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)]
+
+
+def unlogged(c: Any, run_id: str | None, series: Series) -> list:
+    """The points of ``series`` above the run's last logged step of each metric, as Metrics
+    (all of them for ``run_id=None``: a run created now).
+
+    A resumed or recovered run thus ends with each step exactly once, whatever was flushed
+    before the interruption.
+    """
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    missing = []
+    for key, points in series.items():
+        logged = c.get_metric_history(run_id, key) if run_id is not None else []
+        last = max((m.step for m in logged), default=0)
+        missing += [Metric(key, float(v), now, int(s)) for s, v in points if s > last]
+    return missing
+
+
+def log_params(c: Any, run_id: str, params: dict[str, Any]) -> None:
+    """``params`` in as few ``log_batch`` calls as MLflow allows (values truncated to its limit)."""
+    from mlflow.entities import Param
+
+    items = [Param(k, param_value(v)) for k, v in params.items()]
+    for chunk in chunks(items, MAX_PARAMS_PER_BATCH):
+        c.log_batch(run_id, params=list(chunk))
+
+
+class MlflowSink(Sink):
+    """One MLflow run: params once, epoch metrics batched, tags + artifacts + status at the end.
+
+    ``overhead`` accumulates the seconds spent in MLflow calls (the cost of tracking).
+
+    A store error while training does not stop training: the sink keeps every metric in its
+    buffer, records the error in ``error`` (the first one, one line), makes no further MLflow
+    calls until ``finish``, which tries once more (the store may be back) and raises if it fails.
+    The job directory keeps the history either way (``nnlab.jobdir.LocalHistory``).
+
+    ``resume_run_id`` reopens that run (status back to RUNNING) instead of creating one.
+    ``auto_flush=False`` leaves flushing to the owner (``maybe_flush`` after each checkpoint).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, str],
+        params: dict[str, Any],
+        flush_interval: float = 1.0,
+        resume_run_id: str | None = None,
+    ):
+        from mlflow.entities import RunTag
+
+        t0 = time.perf_counter()
+        self.client = client(uri)
+        self.flush_interval = flush_interval
+        self.auto_flush = True
+        self.buffer: list = []
+        self.error: str | None = None
+        if resume_run_id is not None:
+            self.run_id = resume_run_id
+            self.client.update_run(resume_run_id, "RUNNING")
+            self.client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.artifact_uri = None  # looked up by ``log_artifacts`` when needed
+        else:
+            run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+            self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
+            log_params(self.client, self.run_id, params)
+        self.last_flush = time.perf_counter()
+        self.overhead = self.last_flush - t0
+
+    def _add(self, key: str, value: float, step: int) -> None:
+        from mlflow.entities import Metric
+
+        self.buffer.append(Metric(key, float(value), int(time.time() * 1000), step))
+
+    def backfill(self, history: dict[str, list[float]], batches: list[tuple[int, float]]) -> int:
+        """Queue the saved epochs (and batch losses) the run does not hold yet; return how many."""
+        series: Series = {k: list(enumerate(v, start=1)) for k, v in history.items()}
+        if batches:
+            series["batch_loss"] = list(batches)
+        missing = unlogged(self.client, self.run_id, series)
+        self.buffer += missing
+        return len(missing)
+
+    def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        for key, value in logs.items():
+            self._add(key, value, epoch)
+        self.overhead += time.perf_counter() - t0
+        if self.auto_flush:
+            self.maybe_flush(epoch)
+
+    def maybe_flush(self, epoch: int | None = None) -> None:
+        """``flush`` if ``flush_interval`` seconds have passed; a store error is kept, not raised.
+
+        After an error no further call is made until ``finish`` (which tries once more).
+        """
+        if self.error is not None or not self.buffer:
+            return
+        if time.perf_counter() - self.last_flush < self.flush_interval:
+            return
+        try:
+            self.flush()
+        except Exception as exc:  # keep training; the buffer and the job dir keep the metrics
+            self.error = one_line(exc)
+            print(
+                f"nnlab: MLflow error at epoch {epoch} of run {self.run_id}: {self.error}; "
+                "training goes on, metrics are kept (job dir history.csv) and retried at the end",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def log_batch_loss(self, step: int, loss: float) -> None:
+        self._add("batch_loss", loss, step)
+
+    def discard_after(self, epoch: int, step: int) -> None:
+        """Drop buffered values past a checkpoint (epoch ``epoch``, optimizer step ``step``).
+
+        After an interruption the checkpoint is where the trial resumes: values beyond it will
+        be logged again by the resumed run, so they must not reach the store now.
+        """
+        self.buffer = [
+            m for m in self.buffer if m.step <= (step if m.key == "batch_loss" else epoch)
+        ]
+
+    def flush(self) -> None:
+        """Write buffered metrics with ``log_batch`` (in chunks of MLflow's limit)."""
+        t0 = time.perf_counter()
+        while self.buffer:  # drop a chunk only once written (Ctrl-C may land mid-call)
+            self.client.log_batch(self.run_id, metrics=self.buffer[:MAX_ENTITIES_PER_BATCH])
+            del self.buffer[:MAX_ENTITIES_PER_BATCH]
+        self.last_flush = time.perf_counter()
+        self.overhead += self.last_flush - t0
+
+    def finish(self, outcome: str, tags: dict[str, str], artifact_dir: Path | None) -> None:
+        """The last metrics and the outcome tags in one ``log_batch``, ``artifact_dir`` in one
+        upload, then the status from ``outcome``: three store calls for a short run."""
+        from mlflow.entities import RunTag
+
+        t0 = time.perf_counter()
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        while len(self.buffer) + len(items) > MAX_ENTITIES_PER_BATCH:
+            self.client.log_batch(self.run_id, metrics=self.buffer[:MAX_ENTITIES_PER_BATCH])
+            del self.buffer[:MAX_ENTITIES_PER_BATCH]
+        self.client.log_batch(self.run_id, metrics=self.buffer, tags=items)
+        self.buffer.clear()
+        self.last_flush = time.perf_counter()
+        if artifact_dir is not None and artifact_dir.is_dir() and any(artifact_dir.iterdir()):
+            self.log_artifacts(artifact_dir)
+        self.client.set_terminated(self.run_id, STATUS[outcome])
+        self.overhead += time.perf_counter() - t0
+
+    def log_artifacts(self, directory: Path) -> None:
+        """Upload ``directory``'s files to the run's artifact root in one call.
+
+        With the run's artifact URI known (from ``create_run``) the repository is built from it
+        directly: ``MlflowClient.log_artifacts`` would first fetch the whole run to find it.
+        """
+        if self.artifact_uri is None:
+            self.client.log_artifacts(self.run_id, str(directory))
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
+        repo.log_artifacts(str(directory))

@@ -1,0 +1,497 @@
+"""The sweep: set-up once in the launching process, one line per trial, a summary at the end.
+
+:class:`SweepCallback` (Hydra's callback API) runs in the launching process. Before any job
+starts it validates every value of every axis, opens the store, creates the experiment and the
+sweep's parent run once (processes opening a new sqlite store at once race on its tables, and
+racing ``set_experiment`` calls can file runs under "Default"), and writes a
+:class:`SweepContext` to ``<sweep dir>/.nnlab/sweep.json``: every trial reads it and starts its
+run with explicit experiment and parent ids. At the end it prints the summary, closes the parent
+run and exits 1 if a trial failed or MLflow missed part of a run.
+
+An interrupted sweep re-run with the same command reopens its parent (:func:`reopen_parent`),
+skips its FINISHED trials and resumes the interrupted ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+import nnlab
+from nnlab.checkpoint import atomic_write_text
+from nnlab.config import ConfigError, full_error, to_plain, validate
+from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Artifact, Tag
+from nnlab.tracking.sink import log_params
+from nnlab.tracking.store import (
+    client,
+    finished_trials,
+    one_line,
+    prepare_store,
+    resolve_uri,
+    ui_command,
+)
+from nnlab.train import load_data
+
+_SWEEP: dict[str, Any] = {}  # the launching process's sweep state (for the summary and abort)
+
+
+@dataclass
+class SweepContext:
+    """What the launching process tells every trial of a sweep (``<sweep dir>/.nnlab/sweep.json``)."""
+
+    sweep_id: str
+    backend: str
+    uri: str | None
+    experiment_id: str | None
+    parent_run_id: str | None
+    n_trials: int | None
+    varying: list[str]
+    parallel: bool
+    results_dir: str
+    skip: dict[str, dict] = field(default_factory=dict)
+    git: dict[str, str] = field(default_factory=dict)
+    sweep_hash: str = ""
+    sweep_dir: str = ""
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> SweepContext:
+        """Read once per process and file version (loky workers run many trials of a sweep)."""
+        stat = path.stat()
+        return _load_context(cls, str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_context(cls: type, path: str, _mtime_ns: int, _size: int) -> SweepContext:
+    return cls(**json.loads(Path(path).read_text()))
+
+
+@functools.lru_cache(maxsize=1)
+def git_info() -> dict[str, str]:
+    """Commit and dirty flag of the nnlab checkout ("unknown" outside a git work tree)."""
+    root = Path(nnlab.__file__).resolve().parent.parent
+    try:
+        commit, status = (
+            subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout
+            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {Tag.GIT_COMMIT: "unknown", Tag.GIT_DIRTY: "unknown"}
+    return {Tag.GIT_COMMIT: commit.strip(), Tag.GIT_DIRTY: str(bool(status.strip())).lower()}
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def record_trial(record: dict, ctx: SweepContext | None) -> dict:
+    """In a sweep: save a finished trial's record for the summary and print its line."""
+    if ctx is None:
+        return record
+    path = Path(ctx.results_dir) / f"job{record['job']:05d}.json"
+    atomic_write_text(path, json.dumps(record, default=float), sync=False)  # read by the summary
+    total = f"/{ctx.n_trials}" if ctx.n_trials else ""
+    detail = (
+        f"(FINISHED run {record['run_id'][:8]})"
+        if record["outcome"] == "skipped"
+        else f"loss={fmt(record['loss'])} val_loss={fmt(record['val_loss'])} "
+        f"{record['seconds']:.2f}s"
+    )
+    if record.get("error"):
+        detail += f"  {record['error']}"
+    if record.get("tracking_error"):
+        detail += f"  not in MLflow: {record['tracking_error']}"
+    print(
+        f"[{record['job'] + 1}{total}] {record['outcome']:<13} {record['name']}  {detail}",
+        flush=True,
+    )
+    return record
+
+
+# --- set-up: validate every axis value, then the store, experiment and parent run --------------
+
+
+def grid_jobs(config: Any) -> tuple[list[list[str]], list[str]] | None:
+    """The job overrides of an nnlab grid sweep, in job order, and the keys that vary.
+
+    None for other sweepers (their trials are not known in advance).
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hydra_plugins.nnlab_sweeper.grid import expand, is_grid_sweeper
+
+    if not is_grid_sweeper(config.hydra.sweeper):
+        return None
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    return expand(GlobalHydra.instance().config_loader(), arguments)
+
+
+def compose_trial(config: Any, overrides: list[str], checked_data: set[str]) -> dict:
+    """The resolved, validated job config of one trial (what its job will see).
+
+    Each distinct data config is loaded once, so a bad data value also fails before any run.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict, read_write
+
+    job = GlobalHydra.instance().config_loader().load_sweep_config(config, list(overrides))
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    plain = validate(job)
+    key = json.dumps(plain["data"], sort_keys=True, default=str)
+    if key not in checked_data:
+        load_data(plain["data"])
+        checked_data.add(key)
+    return plain
+
+
+def validate_values(config: Any, jobs: list[list[str]]) -> list[dict]:
+    """Validate every value of every sweep axis before anything is tracked; exit 2 on a bad one.
+
+    Validation rules are per key, so composing the first trial and, for each axis, the first
+    trial with that axis set to each of its other values covers the whole sweep with
+    1 + sum(values - 1) compositions instead of one per trial. Returns the composed probe
+    configs, the first trial's first.
+    """
+    if not jobs:
+        return []
+    first = jobs[0]
+    probes = [list(first)]
+    for i, setting in enumerate(first):
+        for other in dict.fromkeys(job[i] for job in jobs):
+            if other != setting:
+                probes.append([*first[:i], other, *first[i + 1 :]])
+    checked: set[str] = set()
+    plains = []
+    for overrides in probes:
+        try:
+            plains.append(compose_trial(config, overrides, checked))
+        except ConfigError as exc:
+            fail_config(f"trial `{' '.join(overrides)}`: {exc}")
+    fixed = {(p["experiment_name"], json.dumps(p["tracking"], sort_keys=True)) for p in plains}
+    if len(fixed) > 1:
+        fail_config(
+            "experiment_name and tracking.* must be the same for every trial of a sweep "
+            "(run one sweep per experiment)"
+        )
+    return plains
+
+
+def fail_config(message: str) -> None:
+    """Print one line and exit 2 (before any MLflow run exists)."""
+    if full_error():
+        raise ConfigError(message)
+    print(f"nnlab: invalid config: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _task_config(config: Any) -> Any:
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    job = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    return job
+
+
+def sweep_signature(experiment: str, jobs: list[list[str]], config: Any) -> str:
+    """Hash of what the sweep runs (its trials' overrides), to recognise the same sweep again."""
+    what = jobs or [list(config.hydra.overrides.task)]
+    blob = json.dumps({"experiment": experiment, "jobs": what}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _launcher_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _launcher_gone(tag: str | None) -> bool:
+    """True when ``host:pid`` names a process of this host that no longer exists."""
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def reopen_parent(ctx: SweepContext) -> str | None:
+    """Reuse the parent run of an interrupted run of the same sweep; return its id or None.
+
+    The latest parent with the same ``nnlab.sweep_hash`` is reused when it ended KILLED (Ctrl-C,
+    SIGTERM) or is still RUNNING although its launcher process is gone (``kill -9``). Its trials
+    that FINISHED are skipped, interrupted ones resume into their own runs, so the sweep ends
+    with one parent holding every trial.
+    """
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    query = f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.SWEEP_HASH}` = '{ctx.sweep_hash}'"
+    latest = c.search_runs(
+        [ctx.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
+    )
+    if not latest:
+        return None
+    run = latest[0]
+    status, tags = run.info.status, run.data.tags
+    if not (status == "KILLED" or (status == "RUNNING" and _launcher_gone(tags.get(Tag.LAUNCHER)))):
+        return None
+    ctx.parent_run_id = run.info.run_id
+    ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
+    c.update_run(ctx.parent_run_id, "RUNNING")
+    resumes = int(tags.get(Tag.RESUMES, "0")) + 1
+    c.log_batch(
+        ctx.parent_run_id,
+        tags=[RunTag(Tag.LAUNCHER, _launcher_tag()), RunTag(Tag.RESUMES, str(resumes))],
+    )
+    return ctx.parent_run_id
+
+
+def start_parent(ctx: SweepContext, config: Any, experiment_name: str) -> str:
+    """Create the sweep's parent run (tags + the sweep's own params)."""
+    c = client(ctx.uri)
+    task = " ".join(config.hydra.overrides.task)
+    tags = {
+        Tag.ROLE: "sweep",
+        Tag.SWEEP_ID: ctx.sweep_id,
+        Tag.SWEEP_HASH: ctx.sweep_hash,
+        Tag.LAUNCHER: _launcher_tag(),
+        Tag.VERSION: nnlab.__version__,
+        Tag.SOURCE_NAME: "nnlab.run",
+        Tag.SOURCE_TYPE: "LOCAL",
+        **ctx.git,
+    }
+    run = c.create_run(ctx.experiment_id, run_name=f"sweep {task}"[:250] or "sweep", tags=tags)
+    params = {
+        "sweep.overrides": task,
+        "sweep.n_trials": ctx.n_trials,
+        "sweep.parallel": ctx.parallel,
+        "experiment_name": experiment_name,
+    }
+    log_params(c, run.info.run_id, params)
+    return run.info.run_id
+
+
+def _is_parallel(launcher: Any) -> bool:
+    """Trials share this machine's cores (joblib with n_jobs != 1): one BLAS thread each."""
+    return "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs", 1) != 1
+
+
+def open_sweep(config: Any) -> SweepContext:
+    """Validate the sweep, open its store, experiment and parent run; write ``sweep.json``."""
+    base = Path(config.hydra.runtime.cwd)
+    sweep_dir = (base / str(config.hydra.sweep.dir)).resolve()
+    t0 = time.perf_counter()
+    jobs, varying = grid_jobs(config) or ([], [])
+    probes = validate_values(config, jobs)
+    base_cfg = probes[0] if probes else to_plain(_task_config(config))
+    tracking = base_cfg["tracking"]
+    name = base_cfg["experiment_name"]
+    sweep_id = uuid.uuid4().hex[:12]
+    ctx = SweepContext(
+        sweep_id=sweep_id,
+        backend=tracking["backend"],
+        uri=None,
+        experiment_id=None,
+        parent_run_id=None,
+        n_trials=len(jobs) or None,
+        varying=varying,
+        parallel=_is_parallel(config.hydra.launcher),
+        results_dir=str(sweep_dir / ".nnlab" / sweep_id),
+        sweep_hash=sweep_signature(name, jobs, config),
+        sweep_dir=str(sweep_dir),
+    )
+    header = f"{len(jobs) or '?'} trials"
+    if tracking["backend"] == "mlflow":
+        ctx.uri = resolve_uri(tracking["uri"], base)
+        ctx.git = git_info()
+        try:
+            ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
+        except ConfigError as exc:
+            fail_config(str(exc))
+        if not tracking["rerun"]:  # each trial looks its own config hash up in this map
+            ctx.skip = finished_trials(ctx.uri, ctx.experiment_id)
+        reused = reopen_parent(ctx)
+        if reused is None:
+            ctx.parent_run_id = start_parent(ctx, config, name)
+        header += (
+            f", experiment {name!r} (id {ctx.experiment_id}), parent run {ctx.parent_run_id}"
+            + (" (resumed: same sweep as an interrupted one)" if reused else "")
+        )
+    Path(ctx.results_dir).mkdir(parents=True, exist_ok=True)
+    ctx.save(sweep_dir / SWEEP_FILE)
+    _SWEEP.update(ctx=ctx, config=base_cfg, started=time.perf_counter())
+    print(
+        f"nnlab sweep {ctx.sweep_id}: {header}\n  outputs: {sweep_dir}  "
+        f"(set-up {time.perf_counter() - t0:.1f}s)",
+        flush=True,
+    )
+    if ctx.skip:
+        print(
+            f"  {len(ctx.skip)} configs already have a FINISHED run in this experiment: "
+            "trials with one of them are skipped (tracking.rerun=true runs them again)",
+            flush=True,
+        )
+    return ctx
+
+
+# --- the end: summary, parent run closed, optional report ---------------------------------------
+
+
+def best_record(records: list[dict]) -> dict | None:
+    """The trial with the lowest val_loss (else loss) among usable, non-diverged ones."""
+    good = [
+        r
+        for r in records
+        if r["outcome"] in ("completed", "early_stopped", "skipped")
+        and (r.get("prior_outcome") or "completed") != "diverged"
+    ]
+    for metric in ("val_loss", "loss"):
+        scored = [r for r in good if r.get(metric) is not None and math.isfinite(r[metric])]
+        if scored:
+            return min(scored, key=lambda r: r[metric])
+    return None
+
+
+def summary_lines(
+    ctx: SweepContext, records: list[dict], elapsed: float
+) -> tuple[list[str], dict, dict | None]:
+    """The summary's lines, the count per outcome and the best record."""
+    counts = {o: sum(r["outcome"] == o for r in records) for o in OUTCOMES}
+    missing = (ctx.n_trials or len(records)) - len(records)
+    best = best_record(records)
+    lines = [f"nnlab sweep {ctx.sweep_id}: {len(records)} trials in {elapsed:.1f}s"]
+    lines += [f"  {o:<14}{n:>4}" for o, n in counts.items() if n]
+    if counts["skipped"]:
+        lines[-1] += "  (a FINISHED run exists; tracking.rerun=true runs them again)"
+    if missing:
+        lines.append(f"  {'no result':<14}{missing:>4}  (a job died before reporting)")
+    untracked = sum(bool(r.get("tracking_error")) for r in records)
+    if untracked:
+        lines.append(
+            f"  {'not in MLflow':<14}{untracked:>4}  (nothing lost: re-import the job dirs' "
+            f"history with python -m nnlab.recover {ctx.sweep_dir})"
+        )
+    if best:
+        metric = "val_loss" if best.get("val_loss") is not None else "loss"
+        run = f"  run {best['run_id']}" if best.get("run_id") else ""
+        lines.append(f"  best by {metric}: {best['name']}  {metric}={fmt(best[metric])}{run}")
+    return lines, counts, best
+
+
+def close_sweep() -> None:
+    """Print the summary, close the parent run, build the report if asked; exit 1 on a loss."""
+    ctx: SweepContext = _SWEEP["ctx"]
+    records = [json.loads(p.read_text()) for p in sorted(Path(ctx.results_dir).glob("job*.json"))]
+    elapsed = time.perf_counter() - _SWEEP["started"]
+    lines, counts, best = summary_lines(ctx, records, elapsed)
+    missing = (ctx.n_trials or len(records)) - len(records)
+    untracked = sum(bool(r.get("tracking_error")) for r in records)
+    if ctx.parent_run_id:
+        lines.append(f"  parent run: {ctx.parent_run_id}")
+        lines.append(f"  browse: {ui_command(ctx.uri)}")
+        try:
+            _end_parent(ctx, counts, best, "\n".join(lines))
+        except Exception as exc:
+            lines.append(f"  could not close the parent run in MLflow: {one_line(exc)}")
+            untracked += 1
+    print("\n".join(lines), flush=True)
+    if not untracked:
+        _maybe_report(_SWEEP["config"], ctx)
+    if counts["failed"] or missing or untracked:
+        raise SystemExit(1)
+
+
+def _end_parent(ctx: SweepContext, counts: dict, best: dict | None, summary: str) -> None:
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    tags = [RunTag(Tag.count(o), str(n)) for o, n in counts.items()]
+    if best and best.get("run_id"):
+        tags.append(RunTag(Tag.BEST_RUN_ID, best["run_id"]))
+    c.log_batch(ctx.parent_run_id, tags=tags)
+    c.log_text(ctx.parent_run_id, summary + "\n", Artifact.SUMMARY)
+    c.set_terminated(ctx.parent_run_id, "FINISHED")
+
+
+def abort_sweep() -> None:
+    """After Ctrl-C / SIGTERM in the launching process: mark the parent and running trials KILLED."""
+    ctx: SweepContext | None = _SWEEP.get("ctx")
+    if ctx is None or not ctx.parent_run_id:
+        return
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    running = c.search_runs(
+        [ctx.experiment_id],
+        f"tags.`{Tag.PARENT}` = '{ctx.parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in running:
+        c.log_batch(run.info.run_id, tags=[RunTag(Tag.OUTCOME, "killed")])
+        c.set_terminated(run.info.run_id, "KILLED")
+    c.set_terminated(ctx.parent_run_id, "KILLED")
+    print(
+        f"nnlab: sweep {ctx.sweep_id} interrupted; parent run {ctx.parent_run_id} and "
+        f"{len(running)} running trials marked KILLED. Run the same command to resume.",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _maybe_report(plain: dict, ctx: SweepContext) -> None:
+    """``report.enabled``: build the experiment's report with ``nnlab.report``."""
+    rep = plain.get("report") or {}
+    if not rep.get("enabled"):
+        return
+    if ctx.backend != "mlflow":
+        print(
+            "nnlab: report.enabled needs MLflow tracking; skipped (tracking=none)", file=sys.stderr
+        )
+        return
+    from nnlab.report import build_report
+
+    path = build_report(
+        plain["experiment_name"],
+        rep["out"],
+        metric=rep.get("metric", "val_loss"),
+        tracking_uri=ctx.uri,
+    )
+    print(f"  report: {path}", flush=True)
+
+
+class SweepCallback(Callback):
+    """Hydra callback: tracking set-up once per sweep (:func:`open_sweep`), summary at its end
+    (:func:`close_sweep`)."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        open_sweep(config)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        close_sweep()
