@@ -7,12 +7,20 @@
 ...               metrics=["accuracy"])
 
 One concept per module: ``activations``, ``losses``, ``optimizers``, ``initializers``,
-``layers`` (Dense), ``model`` (Sequential), ``callbacks``, ``metrics``, ``io`` (save/load).
+``layers`` (Dense), ``model`` (Sequential), ``callbacks``, ``metrics``, ``io`` (save/load),
+``schedules`` (learning-rate schedules: any optimizer takes one as ``learning_rate``).
 Imports numpy only.
 """
 
-from . import activations, callbacks, initializers, losses, metrics, optimizers
-from .callbacks import Callback, DivergenceGuard, EarlyStopping, History
+from . import activations, callbacks, initializers, losses, metrics, optimizers, schedules
+from .callbacks import (
+    Callback,
+    DivergenceGuard,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ReduceLROnPlateau,
+)
 from .io import load_model, save_model
 from .layers import Dense
 from .losses import (
@@ -37,10 +45,12 @@ __all__ = [
     "DivergenceGuard",
     "EarlyStopping",
     "History",
+    "LearningRateScheduler",
     "Loss",
     "MeanSquaredError",
     "Optimizer",
     "RMSprop",
+    "ReduceLROnPlateau",
     "Sequential",
     "SparseCategoricalCrossentropy",
     "activations",
@@ -51,4 +61,5 @@ __all__ = [
     "metrics",
     "optimizers",
     "save_model",
+    "schedules",
 ]

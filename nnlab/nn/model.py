@@ -95,6 +95,10 @@ class Sequential:
         self.stop_training = False
         self.history: callbacks_module.History | None = None
         self._gathered: tuple[np.ndarray, np.ndarray] | None = None
+        # callbacks of the latest fit (their state joins get_state) and callback state from
+        # set_state, handed back at the next fit
+        self._fit_callbacks: list[callbacks_module.Callback] = []
+        self._pending_callback_state: dict[str, np.ndarray] = {}
         for layer in layers or []:
             self.add(layer)
 
@@ -200,8 +204,10 @@ class Sequential:
         """Everything an exact resume needs, as plain arrays (``np.savez``-able, no pickle).
 
         Keys: ``weights/<i>``, ``optimizer/name``, ``optimizer/iterations``,
-        ``optimizer/<slot>`` (flat, the parameter-vector layout) and ``rng`` (the shuffling
-        generator's state as a JSON string).
+        ``optimizer/learning_rate`` (the rate, or the schedule as JSON), ``optimizer/<slot>``
+        (flat, the parameter-vector layout), ``rng`` (the shuffling generator's state as a JSON
+        string) and ``callbacks/<Class>/<key>`` for the latest fit's stateful callbacks
+        (e.g. ReduceLROnPlateau's ``wait``; a second one of a class is ``<Class>_1``).
         """
         state = {f"weights/{i}": w for i, w in enumerate(self.get_weights())}
         if self.optimizer is not None and self.optimizer.built:
@@ -209,6 +215,7 @@ class Sequential:
             for key, value in self.optimizer.get_state().items():
                 state[f"optimizer/{key}"] = value
         state["rng"] = np.array(json.dumps(self._rng.bit_generator.state))
+        state.update(callbacks_module.callback_state(self._fit_callbacks))
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -233,6 +240,9 @@ class Sequential:
             )
         if "rng" in state:
             self._rng.bit_generator.state = json.loads(str(state["rng"]))
+        self._pending_callback_state = {
+            k: v for k, v in state.items() if k.startswith("callbacks/")
+        }
 
     # --- compile ------------------------------------------------------------------------
 
@@ -433,13 +443,18 @@ class Sequential:
         history = callbacks_module.History()
         history.history = {k: [] for k in keys}
         params = {"epochs": epochs, "steps": math.ceil(n / batch_size), "verbose": verbose}
-        cbs = callbacks_module.CallbackList([history, *(callbacks or [])], self, params)
+        user_callbacks = list(callbacks or [])
+        # History last, as Keras: it records what the others add to the logs (learning_rate)
+        cbs = callbacks_module.CallbackList([*user_callbacks, history], self, params)
         per_batch = bool(cbs.batch_callbacks)
         xs, ys = self._gather_buffers(x, y) if shuffle else (x, y)
         self.stop_training = False
         self.history = history
         logs: dict[str, float] = {}
+        self._fit_callbacks = user_callbacks
         cbs.on_train_begin()
+        pending, self._pending_callback_state = self._pending_callback_state, {}
+        callbacks_module.restore_callback_state(user_callbacks, pending)  # after their resets
         # a diverging run may overflow: its non-finite loss is reported (History,
         # DivergenceGuard), not raised as NumPy warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -5,6 +5,11 @@ The model keeps every weight in one contiguous vector (per-layer W and b are vie
 hyper-parameters are cast to the parameter dtype when the slots are built: with float32 weights
 nothing is computed in float64.
 
+``learning_rate`` is a number or a :mod:`nnlab.nn.schedules` schedule (Keras 3): a schedule is
+evaluated at ``iterations`` (0 for the first update) before every update, as Keras does.
+A number may be changed between steps (``opt.learning_rate = 0.01``, what ReduceLROnPlateau and
+LearningRateScheduler do); a schedule may not.
+
 Speed notes (235k float32 parameters, one core): the passes are bound by memory traffic, so
 the vector is updated in L2-sized blocks; the constants enter the element-wise passes as 0-d
 arrays (a NumPy *scalar* operand costs ~0.2 us more per ufunc call) and ``out`` is positional.
@@ -12,9 +17,12 @@ arrays (a NumPy *scalar* operand costs ~0.2 us more per ufunc call) and ``out`` 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+
+from . import schedules
 
 
 def _check_positive(name: str, value) -> float:
@@ -35,17 +43,39 @@ def _check_range(name: str, value, lo: float, hi: float, hi_open: bool = True) -
     return float(value)
 
 
-class Optimizer:
-    """Base class: holds the step count and per-parameter slot vectors.
+def _check_rate(value) -> float:
+    """A rate set after construction: a finite number >= 0 (schedules may reach 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"learning_rate must be a number; got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"learning_rate must be a finite number >= 0; got {value!r}")
+    return float(value)
 
-    Subclasses set ``name`` and ``slot_names`` and implement ``_apply(params, grads)``.
+
+class Optimizer:
+    """Base class: holds the step count, the learning rate and per-parameter slot vectors.
+
+    Subclasses set ``name`` and ``slot_names`` and implement ``_apply(params, grads)``; their
+    ``get_config`` reports the rate as ``self._rate_config()``.
+
+    Parameters
+    ----------
+    learning_rate : float, LearningRateSchedule or dict
+        A number > 0, a schedule, or a schedule's ``schedules.serialize`` dict.
     """
 
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float) -> None:
-        self.learning_rate = _check_positive("learning_rate", learning_rate)
+    def __init__(self, learning_rate) -> None:
+        self._schedule: schedules.LearningRateSchedule | None = None
+        self._rate: float | None = None
+        if isinstance(learning_rate, dict):
+            learning_rate = schedules.deserialize(learning_rate)
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            self._schedule = learning_rate
+        else:
+            self._rate = _check_positive("learning_rate", learning_rate)
         self.iterations = 0
         self.slots: dict[str, np.ndarray] = {}
         self._size: int | None = None
@@ -57,6 +87,47 @@ class Optimizer:
 
     def get_config(self) -> dict:
         raise NotImplementedError
+
+    def _rate_config(self):
+        """The ``learning_rate`` entry of ``get_config``: a float or a serialized schedule."""
+        if self._schedule is not None:
+            return schedules.serialize(self._schedule)
+        return self._rate
+
+    @property
+    def schedule(self) -> schedules.LearningRateSchedule | None:
+        """The learning-rate schedule, or None for a number."""
+        return self._schedule
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate the next update uses, as that update sees it (rounded to the parameter
+        dtype once built): the schedule at ``iterations``, or the number."""
+        value = self._current_rate()
+        return float(self.dtype.type(value)) if self.dtype is not None else float(value)
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._schedule, self._rate = value, None
+        elif self._schedule is not None:
+            raise TypeError(
+                f"this {type(self).__name__} was created with a LearningRateSchedule, so its "
+                "learning rate cannot be set; create it with a number as learning_rate instead"
+            )
+        else:
+            self._rate = _check_rate(value)
+        if self.built:
+            self._set_rate(self._current_rate())
+
+    def _current_rate(self) -> float:
+        return self._schedule(self.iterations) if self._schedule is not None else self._rate
+
+    def _set_rate(self, value: float) -> None:
+        """Put ``value`` (rounded to the dtype) where the update passes read the rate."""
+        rate = self.dtype.type(value)
+        self._c["learning_rate"] = rate
+        self._k["learning_rate"][...] = rate
 
     @property
     def built(self) -> bool:
@@ -85,15 +156,19 @@ class Optimizer:
             stop = min(start + chunk, size)
             views = {k: v[start:stop] for k, v in self.slots.items()}
             self._blocks.append((start, stop, views, t1[: stop - start], t2[: stop - start]))
-        self._c = {k: dtype.type(v) for k, v in self.get_config().items() if k != "name"
-                   and isinstance(v, float)}  # fmt: skip
+        self._c = {k: dtype.type(v) for k, v in self.get_config().items()
+                   if k not in ("name", "learning_rate") and isinstance(v, float)}  # fmt: skip
         # the same values as 0-d arrays, for the element-wise passes
         self._k = {k: np.array(v) for k, v in self._c.items()}
+        self._k["learning_rate"] = np.zeros((), dtype)
+        self._set_rate(self._current_rate())
 
     def update(self, params: np.ndarray, grads: np.ndarray) -> None:
         """One step, in place: ``params`` and ``grads`` are flat arrays of the built size."""
         if not self.built:
             self.build(params.size, params.dtype)
+        if self._schedule is not None:
+            self._set_rate(self._schedule(self.iterations))
         k = self._step_constants()
         if len(self._blocks) == 1:
             _, _, slots, t, u = self._blocks[0]
@@ -113,17 +188,39 @@ class Optimizer:
 
     # -- resume state ---------------------------------------------------------------------
 
+    def _rate_state(self) -> np.ndarray:
+        """The rate as state: a float64 number, or the schedule's config as a JSON string."""
+        if self._schedule is None:
+            return np.array(self._rate, dtype=np.float64)
+        return np.array(json.dumps(schedules.serialize(self._schedule), sort_keys=True))
+
     def get_state(self) -> dict[str, np.ndarray]:
-        """Step count and slot copies, as plain arrays."""
+        """Step count, learning rate (``_rate_state``) and slot copies, as plain arrays."""
         state = {"iterations": np.array(self.iterations, dtype=np.int64)}
+        state["learning_rate"] = self._rate_state()
         state.update({k: v.copy() for k, v in self.slots.items()})
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore ``get_state()`` output (the optimizer must be built)."""
+        """Restore ``get_state()`` output (the optimizer must be built).
+
+        A state without ``learning_rate`` (written before schedules existed) keeps the rate.
+        A schedule is configuration, not state: the saved one must equal this optimizer's.
+        """
         missing = [k for k in ("iterations", *self.slot_names) if k not in state]
         if missing:
             raise ValueError(f"optimizer state lacks {missing} for {type(self).__name__}")
+        saved = state.get("learning_rate")
+        if saved is not None:
+            saved = np.asarray(saved)
+            mine = self._rate_state()
+            if (saved.dtype.kind == "U") != (mine.dtype.kind == "U") or (
+                saved.dtype.kind == "U" and str(saved) != str(mine)
+            ):
+                raise ValueError(
+                    f"the optimizer state was saved with learning_rate {_describe(saved)} but this "
+                    f"{type(self).__name__} has {_describe(mine)}; compile with the same one"
+                )
         for k in self.slot_names:
             if np.shape(state[k]) != (self._size,):
                 raise ValueError(
@@ -131,6 +228,15 @@ class Optimizer:
                 )
             self.slots[k][...] = state[k]
         self.iterations = int(state["iterations"])
+        if saved is not None and saved.dtype.kind != "U":
+            self._rate = float(saved)
+        self._set_rate(self._current_rate())
+
+
+def _describe(rate_state: np.ndarray) -> str:
+    if rate_state.dtype.kind == "U":
+        return f"schedule {rate_state}"
+    return f"number {float(rate_state):g}"
 
 
 class SGD(Optimizer):
@@ -147,7 +253,7 @@ class SGD(Optimizer):
         self.slot_names = ("momentum",) if self.momentum > 0 else ()
 
     def get_config(self) -> dict:
-        return {"name": self.name, "learning_rate": self.learning_rate,
+        return {"name": self.name, "learning_rate": self._rate_config(),
                 "momentum": self.momentum, "nesterov": self.nesterov}  # fmt: skip
 
     def _apply(self, w, g, slots, t, u, k):
@@ -186,7 +292,7 @@ class Adam(Optimizer):
         self.epsilon = _check_range("epsilon", epsilon, 0.0, math.inf)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "learning_rate": self.learning_rate, "beta_1": self.beta_1,
+        return {"name": self.name, "learning_rate": self._rate_config(), "beta_1": self.beta_1,
                 "beta_2": self.beta_2, "epsilon": self.epsilon}  # fmt: skip
 
     def build(self, size, dtype):
@@ -246,7 +352,7 @@ class RMSprop(Optimizer):
         )
 
     def get_config(self) -> dict:
-        return {"name": self.name, "learning_rate": self.learning_rate, "rho": self.rho,
+        return {"name": self.name, "learning_rate": self._rate_config(), "rho": self.rho,
                 "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}  # fmt: skip
 
