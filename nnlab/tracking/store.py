@@ -27,6 +27,9 @@ PROBE_TIMEOUT = 3.0  # seconds to wait for a tracking server's TCP port
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# with a server, MLflow prints "View run ... at: URL" on stdout each time a run ends: the sweep's
+# own lines already name every run
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def one_line(exc: BaseException) -> str:

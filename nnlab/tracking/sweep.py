@@ -33,6 +33,7 @@ from hydra.experimental.callback import Callback
 import nnlab
 from nnlab.checkpoint import atomic_write_text
 from nnlab.config import ConfigError, full_error, to_plain, validate
+from nnlab.tracking import launchers
 from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Artifact, Tag
 from nnlab.tracking.sink import log_params
 from nnlab.tracking.store import (
@@ -41,6 +42,7 @@ from nnlab.tracking.store import (
     one_line,
     prepare_store,
     resolve_uri,
+    sqlite_path,
     ui_command,
 )
 from nnlab.train import load_data
@@ -65,6 +67,8 @@ class SweepContext:
     git: dict[str, str] = field(default_factory=dict)
     sweep_hash: str = ""
     sweep_dir: str = ""
+    launch_dir: str = ""  # relative paths of every trial (checkpoints) start here
+    remote: bool = False  # trials are submitit jobs (nnlab.tracking.launchers)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,11 +111,18 @@ def fmt(value: float | None) -> str:
 
 
 def record_trial(record: dict, ctx: SweepContext | None) -> dict:
-    """In a sweep: save a finished trial's record for the summary and print its line."""
+    """In a sweep: save a finished trial's record for the summary and print its line (submitit
+    jobs print it to their log; the launching process prints it too, ``launchers.TrialLines``)."""
     if ctx is None:
         return record
     path = Path(ctx.results_dir) / f"job{record['job']:05d}.json"
     atomic_write_text(path, json.dumps(record, default=float), sync=False)  # read by the summary
+    print(trial_line(record, ctx), flush=True)
+    return record
+
+
+def trial_line(record: dict, ctx: SweepContext) -> str:
+    """``[3/12] completed     lr=0.1 batch_size=16  loss=... val_loss=... 1.23s``."""
     total = f"/{ctx.n_trials}" if ctx.n_trials else ""
     detail = (
         f"(FINISHED run {record['run_id'][:8]})"
@@ -123,11 +134,7 @@ def record_trial(record: dict, ctx: SweepContext | None) -> dict:
         detail += f"  {record['error']}"
     if record.get("tracking_error"):
         detail += f"  not in MLflow: {record['tracking_error']}"
-    print(
-        f"[{record['job'] + 1}{total}] {record['outcome']:<13} {record['name']}  {detail}",
-        flush=True,
-    )
-    return record
+    return f"[{record['job'] + 1}{total}] {record['outcome']:<13} {record['name']}  {detail}"
 
 
 # --- set-up: validate every axis value, then the store, experiment and parent run --------------
@@ -299,11 +306,6 @@ def start_parent(ctx: SweepContext, config: Any, experiment_name: str) -> str:
     return run.info.run_id
 
 
-def _is_parallel(launcher: Any) -> bool:
-    """Trials share this machine's cores (joblib with n_jobs != 1): one BLAS thread each."""
-    return "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs", 1) != 1
-
-
 def open_sweep(config: Any) -> SweepContext:
     """Validate the sweep, open its store, experiment and parent run; write ``sweep.json``."""
     base = Path(config.hydra.runtime.cwd)
@@ -323,17 +325,22 @@ def open_sweep(config: Any) -> SweepContext:
         parent_run_id=None,
         n_trials=len(jobs) or None,
         varying=varying,
-        parallel=_is_parallel(config.hydra.launcher),
+        parallel=launchers.is_parallel(config.hydra.launcher),
         results_dir=str(sweep_dir / ".nnlab" / sweep_id),
         sweep_hash=sweep_signature(name, jobs, config),
         sweep_dir=str(sweep_dir),
+        launch_dir=str(base),
+        remote=launchers.is_remote(config.hydra.launcher),
     )
+    shared = remote_setup(config, ctx, base_cfg) if ctx.remote else []
     header = f"{len(jobs) or '?'} trials"
     if tracking["backend"] == "mlflow":
         ctx.uri = resolve_uri(tracking["uri"], base)
         ctx.git = git_info()
         try:
             ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
+            if launchers.is_slurm(config.hydra.launcher):
+                check_artifacts_shared(ctx.uri, ctx.experiment_id, name)
         except ConfigError as exc:
             fail_config(str(exc))
         if not tracking["rerun"]:  # each trial looks its own config hash up in this map
@@ -347,10 +354,12 @@ def open_sweep(config: Any) -> SweepContext:
         )
     Path(ctx.results_dir).mkdir(parents=True, exist_ok=True)
     ctx.save(sweep_dir / SWEEP_FILE)
-    _SWEEP.update(ctx=ctx, config=base_cfg, started=time.perf_counter())
+    _SWEEP.update(ctx=ctx, config=base_cfg, started=time.perf_counter(), shared=shared)
     print(
         f"nnlab sweep {ctx.sweep_id}: {header}\n  outputs: {sweep_dir}  "
         f"(set-up {time.perf_counter() - t0:.1f}s)",
+        *shared,
+        sep="\n",
         flush=True,
     )
     if ctx.skip:
@@ -359,7 +368,49 @@ def open_sweep(config: Any) -> SweepContext:
             "trials with one of them are skipped (tracking.rerun=true runs them again)",
             flush=True,
         )
+    if ctx.remote:  # the jobs print to their logs: their lines are printed here
+        _SWEEP["lines"] = launchers.TrialLines(ctx.results_dir, lambda r: trial_line(r, ctx))
+        _SWEEP["lines"].start()
     return ctx
+
+
+def remote_setup(config: Any, ctx: SweepContext, plain: dict) -> list[str]:
+    """Trials as submitit jobs: pin the sweep dir, quiet sacct; the lines naming what the
+    jobs' nodes must share (for the header and the summary)."""
+    sweep_dir = Path(ctx.sweep_dir)
+    launchers.pin_sweep_dir(config, sweep_dir)
+    if not launchers.is_slurm(config.hydra.launcher):
+        return []
+    launchers.quiet_submitit()
+    lines = [f"  shared with the nodes: sweep dir {sweep_dir}"]
+    ck = plain["trainer"]["checkpoint"]
+    if ck["enabled"]:
+        checkpoints = (Path(ctx.launch_dir) / ck["dir"]).resolve()
+        lines.append(f"  shared with the nodes: checkpoints {checkpoints}")
+    path = sqlite_path(resolve_uri(plain["tracking"]["uri"] or "", Path(ctx.launch_dir)))
+    if plain["tracking"]["backend"] == "mlflow" and path is not None:
+        print(
+            f"nnlab: tracking=sqlite on SLURM: every job writes {path}, which must be on storage "
+            "all nodes share (sqlite on a network file system can lose writes); "
+            "tracking=server is the way (docs/cluster.md)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return lines
+
+
+def check_artifacts_shared(uri: str, experiment_id: str, name: str) -> None:
+    """Refuse a tracking server whose experiment keeps artifacts at a plain path: each SLURM job
+    would write there on its own node. ConfigError naming the fix."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    location = client(uri).get_experiment(experiment_id).artifact_location
+    if location.startswith(("file:", "/")):
+        raise ConfigError(
+            f"experiment {name!r} on {uri} stores artifacts at {location}, a path each SLURM job "
+            "would write on its own node; run the server with --serve-artifacts and "
+            "--artifacts-destination (docs/cluster.md) and use a new experiment_name"
+        )
 
 
 # --- the end: summary, parent run closed, optional report ---------------------------------------
@@ -407,29 +458,41 @@ def summary_lines(
 
 
 def close_sweep() -> None:
-    """Print the summary, close the parent run, build the report if asked; exit 1 on a loss."""
+    """Print the summary, close the parent run, build the report if asked; exit 1 on a loss.
+
+    A sweep with killed trials (``scancel``) is not complete: its parent ends KILLED, so the
+    same command reopens it and resumes those trials from their checkpoints.
+    """
     ctx: SweepContext = _SWEEP["ctx"]
+    if _SWEEP.get("lines") is not None:
+        _SWEEP.pop("lines").stop()
     records = [json.loads(p.read_text()) for p in sorted(Path(ctx.results_dir).glob("job*.json"))]
     elapsed = time.perf_counter() - _SWEEP["started"]
     lines, counts, best = summary_lines(ctx, records, elapsed)
     missing = (ctx.n_trials or len(records)) - len(records)
     untracked = sum(bool(r.get("tracking_error")) for r in records)
+    lines += _SWEEP.get("shared", [])
+    if counts["killed"]:
+        lines.append("  killed trials resume from their checkpoints: run the same command")
     if ctx.parent_run_id:
         lines.append(f"  parent run: {ctx.parent_run_id}")
         lines.append(f"  browse: {ui_command(ctx.uri)}")
+        status = "KILLED" if counts["killed"] else "FINISHED"
         try:
-            _end_parent(ctx, counts, best, "\n".join(lines))
+            _end_parent(ctx, counts, best, "\n".join(lines), status)
         except Exception as exc:
             lines.append(f"  could not close the parent run in MLflow: {one_line(exc)}")
             untracked += 1
     print("\n".join(lines), flush=True)
     if not untracked:
         _maybe_report(_SWEEP["config"], ctx)
-    if counts["failed"] or missing or untracked:
+    if counts["failed"] or counts["killed"] or missing or untracked:
         raise SystemExit(1)
 
 
-def _end_parent(ctx: SweepContext, counts: dict, best: dict | None, summary: str) -> None:
+def _end_parent(
+    ctx: SweepContext, counts: dict, best: dict | None, summary: str, status: str
+) -> None:
     from mlflow.entities import RunTag
 
     c = client(ctx.uri)
@@ -438,17 +501,35 @@ def _end_parent(ctx: SweepContext, counts: dict, best: dict | None, summary: str
         tags.append(RunTag(Tag.BEST_RUN_ID, best["run_id"]))
     c.log_batch(ctx.parent_run_id, tags=tags)
     c.log_text(ctx.parent_run_id, summary + "\n", Artifact.SUMMARY)
-    c.set_terminated(ctx.parent_run_id, "FINISHED")
+    c.set_terminated(ctx.parent_run_id, status)
 
 
 def abort_sweep() -> None:
-    """After Ctrl-C / SIGTERM in the launching process: mark the parent and running trials KILLED."""
+    """After Ctrl-C / SIGTERM in the launching process: mark the parent and running trials KILLED.
+
+    Submitit jobs outlive their launcher: their trials go on and end their own runs, so only
+    the parent is marked (the same command, once they end, reopens it).
+    """
     ctx: SweepContext | None = _SWEEP.get("ctx")
+    if _SWEEP.get("lines") is not None:
+        _SWEEP.pop("lines").stop()
     if ctx is None or not ctx.parent_run_id:
         return
     from mlflow.entities import RunTag
 
     c = client(ctx.uri)
+    if ctx.remote:
+        c.set_terminated(ctx.parent_run_id, "KILLED")
+        ids = launchers.slurm_job_ids(Path(ctx.sweep_dir))
+        stop = f" (scancel {' '.join(ids)} stops them)" if ids else ""
+        print(
+            f"nnlab: sweep {ctx.sweep_id} interrupted; parent run {ctx.parent_run_id} marked "
+            f"KILLED. Its trials' jobs go on and end their own runs{stop}; once they have "
+            "ended, run the same command to finish the sweep under the same parent.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     running = c.search_runs(
         [ctx.experiment_id],
         f"tags.`{Tag.PARENT}` = '{ctx.parent_run_id}' and attributes.status = 'RUNNING'",

@@ -17,6 +17,7 @@ after recording. Ctrl-C / SIGTERM marks the run KILLED, keeps its checkpoint and
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import traceback
@@ -29,6 +30,7 @@ import nnlab
 from nnlab.checkpoint import Checkpointer, CheckpointError, CheckpointSchedule, checkpoint_path
 from nnlab.config import ConfigError, validate
 from nnlab.jobdir import LocalHistory, write_artifacts
+from nnlab.tracking.launchers import sigterm_interrupts
 from nnlab.tracking.schema import (
     RUN_FILE,
     RUN_FORMAT,
@@ -90,6 +92,8 @@ class JobPlace:
         if hc.mode != RunMode.MULTIRUN:
             return cls(base, Path(hc.runtime.output_dir), list(hc.overrides.task), 0, None)
         ctx = SweepContext.load(base / hc.sweep.dir / SWEEP_FILE)
+        if ctx.launch_dir:  # a cluster job may run elsewhere: paths start at the launch dir
+            base = Path(ctx.launch_dir)
         return cls(base, Path(hc.runtime.output_dir), list(hc.overrides.task), int(hc.job.num), ctx)
 
 
@@ -115,7 +119,8 @@ def run_trial(cfg: Any) -> dict:
     """Train one Hydra job with tracking as ``cfg.tracking`` says; return its record as a dict.
 
     ``ConfigError`` is raised before any run is created (in a sweep: a failed record without a
-    run).
+    run). In a submitit job (``ctx.remote``) SIGTERM (``scancel``, a time limit) ends the trial
+    KILLED and its record is returned, so the job still reports to the launching process.
     """
     t_start = time.perf_counter()
     plain = validate(cfg)
@@ -133,12 +138,18 @@ def run_trial(cfg: Any) -> dict:
         record.loss, record.val_loss = prior.get("loss"), prior.get("val_loss")
         record.prior_outcome = prior.get("outcome")
     else:
+        remote = ctx is not None and ctx.remote
         try:
-            Trial(plain, place, record, t_start).run()
+            with sigterm_interrupts() if remote else contextlib.nullcontext():
+                Trial(plain, place, record, t_start).run()
         except ConfigError as exc:
             if ctx is None:
                 raise
             record.outcome, record.error = "failed", f"invalid config: {exc}"
+        except KeyboardInterrupt:
+            if not remote:
+                raise
+            record.outcome = "killed"
     return record_trial(asdict(record), ctx)
 
 
@@ -431,6 +442,8 @@ class Trial:
                 f"nnlab: {self.record.name}: interrupted after {len(self.local.rows)} epochs; "
                 f"{where}{kept}"
             )
+            if self.place.ctx is not None:  # the record of a killed trial, for the summary
+                self.summarize("killed", None)
             raise
         except Exception as exc:
             tb = traceback.format_exc()
