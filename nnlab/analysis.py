@@ -70,7 +70,14 @@ def _client(uri: str):
         )
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    from nnlab.tracking.store import check_sqlite_file, schema_error
+
+    if path is not None:  # a damaged file: one line now, not MLflow's ~100 s of retries
+        check_sqlite_file(path, uri)
+    try:
+        return MlflowClient(tracking_uri=uri)  # a sqlite store is opened (and verified) here
+    except Exception as exc:
+        raise schema_error(exc, uri) or exc from None
 
 
 def _experiment_id(client, experiment: str, uri: str) -> str:

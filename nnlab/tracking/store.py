@@ -8,9 +8,11 @@ so the sweep's launching process opens it once (:func:`prepare_store`) before an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,21 +121,105 @@ def _use_wal(path: Path) -> None:
         log.warning("could not switch %s to WAL mode: %s", path, exc)
 
 
+def check_sqlite_file(db: Path, uri: str) -> None:
+    """Refuse, in milliseconds, a file that cannot be an MLflow sqlite store.
+
+    MLflow retries a store it cannot open for ~100 s, printing a warning per retry. A missing
+    or empty file is a new store; otherwise its header and table list must read, and its size
+    must hold every page it declares (a truncated copy does not).
+    """
+    import sqlite3
+
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    fix = f"move it aside (mv {db} {db}.damaged) to start a new store, or point tracking.uri elsewhere"
+    try:
+        with open(db, "rb") as fh:
+            header = fh.read(16)
+        if header != b"SQLite format 3\x00":
+            raise sqlite3.DatabaseError("file is not a database")
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            pages = con.execute("PRAGMA page_count").fetchone()[0]
+            page_size = con.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(
+            f"tracking.uri={uri!r}: {db} is not an SQLite database ({exc}); {fix}"
+        ) from None
+    wal = db.with_name(db.name + "-wal")
+    no_wal = not wal.exists() or wal.stat().st_size == 0  # pages may still sit in the WAL
+    if no_wal and db.stat().st_size < pages * page_size:
+        raise ConfigError(
+            f"tracking.uri={uri!r}: {db} is truncated ({db.stat().st_size} of "
+            f"{pages * page_size} bytes); {fix}"
+        )
+    if tables and not {"alembic_version", "experiments", "runs"} <= tables:
+        raise ConfigError(
+            f"tracking.uri={uri!r}: {db} is an SQLite file but not an MLflow store; {fix}"
+        )
+
+
+def schema_error(exc: Exception, uri: str) -> ConfigError | None:
+    """MLflow's "out-of-date database schema" as one line with the command to run, else None.
+
+    nnlab never migrates a store: the user decides (and backs it up) first.
+    """
+    import re
+
+    m = re.search(r"found version (\w+), but expected (\w+)", str(exc))
+    if m is None:
+        return None
+    import mlflow
+
+    return ConfigError(
+        f"tracking.uri={uri!r}: the store was written by another MLflow version (schema "
+        f"{m.group(1)}; MLflow {mlflow.__version__} expects {m.group(2)}); nnlab never migrates a "
+        f"store: back it up, then run `mlflow db upgrade {uri}` (or use the MLflow that wrote it)"
+    )
+
+
+@contextlib.contextmanager
+def store_lock(db: Path | None) -> Iterator[None]:
+    """Serialise store creation and migration across processes (a ``<file>.lock`` beside it).
+
+    Two launches on a fresh directory would otherwise race on MLflow's table creation ("table
+    ... already exists"); an flock also serialises processes that do not share a parent.
+    """
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def open_experiment(uri: str, name: str, artifacts: str | None, base: Path) -> str:
     """Create the store (sqlite: tables once, here) and the experiment if needed; return its id."""
     _quiet_mlflow()
     db = sqlite_path(uri)
-    if db is not None:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    with store_lock(db):
+        if db is not None:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        _sqlite_synchronous_normal()
-        root = (base / (artifacts or "mlruns")).resolve()
-        store = SqlAlchemyStore(uri, root.as_uri())
-        _use_wal(db)
-    else:
-        store = client(uri)
-    exp = store.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else store.create_experiment(name)
+            _sqlite_synchronous_normal()
+            root = (base / (artifacts or "mlruns")).resolve()
+            try:
+                store = SqlAlchemyStore(uri, root.as_uri())
+            except Exception as exc:
+                raise schema_error(exc, uri) or exc from None
+            _use_wal(db)
+        else:
+            store = client(uri)
+        exp = store.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp else store.create_experiment(name)
     if exp is not None and exp.lifecycle_stage == "deleted":
         raise ConfigError(
             f"experiment_name={name!r}: that MLflow experiment is deleted; restore it "
@@ -194,6 +280,7 @@ def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str
                 f"tracking.uri={uri!r}: {db} cannot be a sqlite file (its directory is missing "
                 "or it is a directory); point it at a file in an existing directory"
             )
+        check_sqlite_file(db, uri)
         probe_directory(
             (base / (artifacts or "mlruns")).resolve(), f"tracking.artifacts={artifacts!r}"
         )

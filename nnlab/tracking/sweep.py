@@ -45,7 +45,7 @@ from nnlab.tracking.store import (
     sqlite_path,
     ui_command,
 )
-from nnlab.train import load_data
+from nnlab.train import check_model_fits, load_data
 
 _SWEEP: dict[str, Any] = {}  # the launching process's sweep state (for the summary and abort)
 
@@ -156,10 +156,11 @@ def grid_jobs(config: Any) -> tuple[list[list[str]], list[str]] | None:
     return expand(GlobalHydra.instance().config_loader(), arguments)
 
 
-def compose_trial(config: Any, overrides: list[str], checked_data: set[str]) -> dict:
+def compose_trial(config: Any, overrides: list[str], shapes: dict[str, tuple[int, int]]) -> dict:
     """The resolved, validated job config of one trial (what its job will see).
 
-    Each distinct data config is loaded once, so a bad data value also fails before any run.
+    Each distinct data config is loaded once (``shapes`` caches its features and classes), so a
+    bad data value, or a model too big for memory, also fails before any run.
     """
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict, read_write
@@ -169,9 +170,10 @@ def compose_trial(config: Any, overrides: list[str], checked_data: set[str]) -> 
         del job["hydra"]
     plain = validate(job)
     key = json.dumps(plain["data"], sort_keys=True, default=str)
-    if key not in checked_data:
-        load_data(plain["data"])
-        checked_data.add(key)
+    if key not in shapes:
+        data = load_data(plain["data"], plain["model"].get("loss", "auto"))
+        shapes[key] = (data.n_features, data.n_classes)
+    check_model_fits(plain["model"], *shapes[key], plain["optimizer"])
     return plain
 
 
@@ -191,11 +193,11 @@ def validate_values(config: Any, jobs: list[list[str]]) -> list[dict]:
         for other in dict.fromkeys(job[i] for job in jobs):
             if other != setting:
                 probes.append([*first[:i], other, *first[i + 1 :]])
-    checked: set[str] = set()
+    shapes: dict[str, tuple[int, int]] = {}
     plains = []
     for overrides in probes:
         try:
-            plains.append(compose_trial(config, overrides, checked))
+            plains.append(compose_trial(config, overrides, shapes))
         except ConfigError as exc:
             fail_config(f"trial `{' '.join(overrides)}`: {exc}")
     fixed = {(p["experiment_name"], json.dumps(p["tracking"], sort_keys=True)) for p in plains}

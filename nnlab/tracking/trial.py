@@ -43,7 +43,15 @@ from nnlab.tracking.schema import (
 from nnlab.tracking.sink import MlflowSink
 from nnlab.tracking.store import client, one_line, prepare_store, resolve_uri, ui_command
 from nnlab.tracking.sweep import SweepContext, fmt, git_info, record_trial
-from nnlab.train import Sink, TrainResult, TrainState, build_model, load_data, train
+from nnlab.train import (
+    Sink,
+    TrainResult,
+    TrainState,
+    build_model,
+    check_model_fits,
+    load_data,
+    train,
+)
 
 
 @dataclass
@@ -257,6 +265,9 @@ class Trial:
     def prepare(self) -> None:
         plain, place = self.plain, self.place
         self.data = load_data(plain["data"], plain["model"].get("loss", "auto"))
+        check_model_fits(
+            plain["model"], self.data.n_features, self.data.n_classes, plain["optimizer"]
+        )
         self.ckpt, self.resume, self.ckmeta = open_checkpoint(
             plain, place.base, self.record.config_hash
         )
