@@ -358,6 +358,14 @@ def _breast_cancer(seed: int = 0, val_fraction: float = 0.2, standardize: bool =
     )
 
 
+def _digits(seed: int = 0, val_fraction: float = 0.2, standardize: bool = True) -> Dataset:
+    text = resources.files("nnlab").joinpath("datasets/digits.csv").read_text("utf-8")
+    table = _Table.parse(text, "nnlab/datasets/digits.csv", ",", True)
+    x, y, _ = table.arrays("target", None, require_binary=False)
+    what = "UCI handwritten digits (8x8 pixel counts 0..16), 1797 samples, 64 features, 10 classes"
+    return _build("digits", what, x, y, np.random.default_rng(seed), val_fraction, standardize)
+
+
 def _csv(
     path: str | os.PathLike = "???",
     target: str | int = "???",
@@ -387,6 +395,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "spirals": _spirals,
     "blobs": _blobs,
     "breast_cancer": _breast_cancer,
+    "digits": _digits,
     "csv": _csv,
 }
 """Dataset name -> loader; each loader's keyword parameters are the keys of its yaml."""
@@ -404,10 +413,10 @@ def load_dataset(name: str, *, require_binary: bool = False, **params: object) -
     Parameters
     ----------
     name : str
-        One of ``DATASETS``: moons, circles, xor, spirals, blobs, breast_cancer, csv.
+        One of ``DATASETS``: moons, circles, xor, spirals, blobs, breast_cancer, digits, csv.
     require_binary : bool, default False
         Refuse targets with more than two classes (needed by ``binary_crossentropy``, whose
-        labels must be 0/1). Only CSV targets can have more; the error names file and column.
+        labels must be 0/1). CSV targets and digits (10 classes) can have more.
         A two-valued CSV target is always mapped to 0/1 in sorted order (e.g. -1/1 -> 0/1).
     **params
         The dataset's parameters: exactly the keys of ``conf/data/<name>.yaml`` other than
@@ -435,7 +444,7 @@ def load_dataset(name: str, *, require_binary: bool = False, **params: object) -
     if "require_binary" in inspect.signature(DATASETS[name]).parameters:
         kwargs["require_binary"] = require_binary
     dataset = DATASETS[name](**kwargs)
-    if require_binary and dataset.n_classes != 2:  # only reachable through a new loader
+    if require_binary and dataset.n_classes != 2:  # digits (CSV files are refused earlier)
         raise DataError(f"dataset {name!r} has {dataset.n_classes} classes; a binary loss needs 2")
     return dataset
 
