@@ -70,6 +70,13 @@ class Dataset:
     n_features : int
     n_classes : int
         2 for binary problems.
+    labels : tuple of int, length n_classes
+        The dataset's own label of each class id (a CSV target -1/1 gives ``(-1, 1)``).
+    feature_names : tuple of str, length n_features
+        Column names of a CSV with a header, else ``x0, x1, ...`` (``x<j>``: column j).
+    mean, std : ndarray of shape (n_features,), float64, or None
+        The training part's statistics that standardised both parts (None: not standardised):
+        a raw row ``r`` becomes ``((r - mean) / std).astype(float32)``.
 
     The arrays are read-only: copy them before changing them in place.
     """
@@ -82,6 +89,10 @@ class Dataset:
     y_val: np.ndarray
     n_features: int
     n_classes: int
+    labels: tuple[int, ...] = ()
+    feature_names: tuple[str, ...] = ()
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,12 +264,17 @@ def _build(
     rng: np.random.Generator,
     val_fraction: float,
     standardize: bool,
+    labels: tuple[int, ...] | None = None,
+    feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     """Split, scale and freeze; ``y`` holds class ids 0..K-1, every class with >= 2 rows."""
     train_idx, val_idx = stratified_split(y, val_fraction, rng)
     x_train, x_val = x[train_idx], x[val_idx]
+    mean = std = None
     if standardize:
-        x_train, x_val, _, _ = standardize_split(x_train, x_val)
+        x_train, x_val, mean, std = standardize_split(x_train, x_val)
+        mean.setflags(write=False)
+        std.setflags(write=False)
     scaling = ", standardized" if standardize else ""
     return Dataset(
         name=name,
@@ -269,6 +285,10 @@ def _build(
         y_val=_frozen(y[val_idx]),
         n_features=int(x.shape[1]),
         n_classes=int(y.max()) + 1,
+        labels=labels or tuple(range(int(y.max()) + 1)),
+        feature_names=feature_names or tuple(f"x{j}" for j in range(x.shape[1])),
+        mean=mean,
+        std=std,
     )
 
 
@@ -353,9 +373,8 @@ def _breast_cancer(seed: int = 0, val_fraction: float = 0.2, standardize: bool =
     table = _Table.parse(text, "nnlab/datasets/breast_cancer.csv", ",", True)
     x, y, _ = table.arrays("target", None, require_binary=True)
     what = "Wisconsin diagnostic breast cancer, 569 samples, 30 features, 1 = malignant"
-    return _build(
-        "breast_cancer", what, x, y, np.random.default_rng(seed), val_fraction, standardize
-    )
+    rng = np.random.default_rng(seed)
+    return _build("breast_cancer", what, x, y, rng, val_fraction, standardize, *table.meta)
 
 
 def _digits(seed: int = 0, val_fraction: float = 0.2, standardize: bool = True) -> Dataset:
@@ -363,7 +382,8 @@ def _digits(seed: int = 0, val_fraction: float = 0.2, standardize: bool = True) 
     table = _Table.parse(text, "nnlab/datasets/digits.csv", ",", True)
     x, y, _ = table.arrays("target", None, require_binary=False)
     what = "UCI handwritten digits (8x8 pixel counts 0..16), 1797 samples, 64 features, 10 classes"
-    return _build("digits", what, x, y, np.random.default_rng(seed), val_fraction, standardize)
+    rng = np.random.default_rng(seed)
+    return _build("digits", what, x, y, rng, val_fraction, standardize, *table.meta)
 
 
 def _csv(
@@ -385,7 +405,8 @@ def _csv(
     table = _Table.read(source, delimiter, header)
     x, y, target_note = table.arrays(target, features, require_binary)
     what = f"CSV {source}, {len(y)} rows, {x.shape[1]} features, {target_note}"
-    return _build("csv", what, x, y, np.random.default_rng(seed), val_fraction, standardize)
+    rng = np.random.default_rng(seed)
+    return _build("csv", what, x, y, rng, val_fraction, standardize, *table.meta)
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
@@ -692,6 +713,10 @@ class _Table:
                 f"{_first_few(counts.tolist())}); the train/validation split needs at least 2 "
                 f"rows of every class; add rows"
             )
+        names = [self.names[j] for j in cols] if self.names is not None else []
+        if len(set(names)) != len(cols) or "" in names:  # no header, or names a table cannot use
+            names = [f"x{j}" for j in cols]
+        self.meta = (tuple(int(c) for c in classes), tuple(names))  # labels, feature names
         identity = np.array_equal(classes, np.arange(len(classes)))
         mapping = "" if identity else f", labels {shown} -> 0..{len(classes) - 1}"
         note = f"target {self.label(t)} ({len(classes)} classes{mapping})"
