@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from mlflow_helpers import client, runs
+from helpers import client, runs
 
 from nnlab.checkpoint import Checkpointer, CheckpointError, atomic_write, checkpoint_path
 from nnlab.train import TrainState, train

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow_helpers import client, runs
+from helpers import client, runs
 
 pytest.importorskip("mlflow")
 
