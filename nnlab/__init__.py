@@ -9,6 +9,9 @@ Subpackages and modules, one concept each:
 - ``nnlab.run``       ``python -m nnlab.run``: the Hydra entry point
 - ``nnlab.analysis``  MLflow -> tidy pandas frames
 - ``nnlab.report``    ``python -m nnlab.report``: seaborn figures + HTML findings
+- ``nnlab.provenance`` MLflow's source tags (commit, user, entry point) for a run
+
+The Hydra configs are the checkout's top-level ``conf/``; a wheel carries them as ``nnlab/conf``.
 """
 
 __version__ = "0.1.0"

@@ -15,13 +15,25 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnlab.config import ConfigError, full_error
 
-# conf/ sits at the repo root (works from a checkout and after `pip install -e .`); absolute, so
-# it does not depend on how this module was started (`-m nnlab.run` or imported)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+def conf_dir(package: Path | None = None) -> Path:
+    """nnlab's Hydra configs: ``nnlab/conf`` in an installed wheel (the build maps the top-level
+    ``conf/`` there), else the checkout's ``conf/`` (a checkout or ``pip install -e .``: edits to
+    ``conf/`` apply at once). Absolute, so it does not depend on the launch directory.
+
+    ``package`` is the ``nnlab`` package directory (default: this file's)."""
+    package = package or Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return package / "conf"  # missing: cli() says so in one line
+
+
+CONF_DIR = str(conf_dir())
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -66,6 +78,100 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def options(group: str) -> list[str]:
+    """The options of a config group in nnlab's configs (file names without ``.yaml``)."""
+    return sorted(path.stem for path in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def experiment_line(name: str) -> str:
+    """``name`` and the first comment of ``experiment/<name>.yaml`` (up to a ``:`` example)."""
+    for line in (Path(CONF_DIR) / "experiment" / f"{name}.yaml").read_text("utf-8").splitlines():
+        text = line.lstrip("# ").strip()
+        if line.startswith("#") and text and not text.startswith("@package"):
+            text = text.split(": python")[0].rstrip(".:")
+            return f"{name}: {text if len(text) < 80 else text[:76].rsplit(' ', 1)[0] + ' ...'}"
+    return name
+
+
+def help_text() -> str:
+    """nnlab's own ``--help``, printed above Hydra's: the axes, groups, experiments, output."""
+    import nnlab
+
+    top = OmegaConf.load(Path(CONF_DIR) / "config.yaml")
+    chosen = {k: v for d in top.defaults if isinstance(d, DictConfig) for k, v in d.items()}
+    uri = OmegaConf.load(Path(CONF_DIR) / "tracking" / f"{chosen.get('tracking')}.yaml").uri
+
+    def group(name: str) -> str:
+        rest = [o for o in options(name) if o != chosen.get(name)]
+        return f"{name}={chosen.get(name)}" + (f" ({', '.join(rest)})" if rest else "")
+
+    experiments = "\n".join(f"    {experiment_line(e)}" for e in options("experiment"))
+    return f"""nnlab {nnlab.__version__}: train a small network on a 2-D or tabular problem, or sweep
+learning rate x batch size x epochs; every trial is tracked in MLflow.
+
+usage: python -m nnlab.run [-m] [key=value ...]     -m: one trial per combination of values
+
+sweep axes (defaults): lr={top.lr} batch_size={top.batch_size} epochs={top.epochs} seed={top.seed}
+    python -m nnlab.run -m lr=0.1,0.01 batch_size=16,64 epochs=10,50
+main groups (group=default (other options)):
+    {group("data")}
+    {group("optimizer")}   {group("tracking")}
+    hydra/launcher=basic (joblib: hydra.launcher.n_jobs worker processes, slurm: SLURM jobs)
+experiments (-m +experiment=NAME):
+{experiments}
+your own configs (nnlab's stay as they are): --config-dir DIR
+    DIR/experiment/mine.yaml -> +experiment=mine    DIR/data/mine.yaml -> data=mine
+where runs go (relative to the launch directory):
+    MLflow store {uri}: mlflow ui --backend-store-uri {uri}
+    job directories multirun/<date>/<time>/<job> (sweeps), outputs/<date>/<time> (one run)
+    report reports/<experiment_name>: python -m nnlab.report --experiment NAME
+nnlab's configs: {CONF_DIR}
+"""
+
+
+def version_text() -> str:
+    """``nnlab X.Y.Z`` and the versions that decide its numbers and its store format."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import nnlab
+
+    def of(dist: str) -> str:
+        try:
+            return f"{dist} {version(dist)}"
+        except PackageNotFoundError:
+            return f"{dist} missing"
+
+    deps = ", ".join(of(d) for d in ("hydra-core", "mlflow", "numpy"))
+    return f"nnlab {nnlab.__version__} ({deps}, Python {sys.version.split()[0]})"
+
+
+def early_exit(args: list[str]) -> None:
+    """``--version``; ``--help`` prints nnlab's help, then returns for Hydra's; a missing
+    config directory ends here with the fix instead of Hydra's lines."""
+    if "--version" in args:
+        print(version_text(), flush=True)
+        raise SystemExit(0)
+    if not (Path(CONF_DIR) / "config.yaml").is_file():
+        print(
+            f"nnlab: config directory not found: {CONF_DIR} (nnlab/conf of an installed wheel "
+            "or conf/ of a checkout); reinstall nnlab: pip install nnlab, or pip install -e . "
+            "in a checkout",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(2)
+    if "--help" in args or "-h" in args:
+        print(help_text(), flush=True)
+        print("Hydra's help, every group and the composed config:\n", flush=True)
+
+
+def quiet_pipe() -> None:
+    """The reader of the help left (``| head``): exit 0 without Python's flush error (the
+    recipe of Python's ``signal`` docs: stdout onto /dev/null)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(0)
+
+
 def cli() -> None:
     """Entry point: SIGTERM behaves like Ctrl-C, so runs end as KILLED, not left RUNNING
     (``nnlab.train.request_interrupt``: also re-raised at the next epoch if Python swallowed it).
@@ -76,6 +182,11 @@ def cli() -> None:
     """
     from nnlab.train import request_interrupt
 
+    helping = "--help" in sys.argv[1:] or "-h" in sys.argv[1:]
+    try:
+        early_exit(sys.argv[1:])
+    except BrokenPipeError:  # `--help | head`
+        quiet_pipe()
     signal.signal(signal.SIGINT, request_interrupt)
     signal.signal(signal.SIGTERM, request_interrupt)
     os.environ.setdefault("NNLAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0"))
@@ -88,6 +199,8 @@ def cli() -> None:
         abort_sweep()
         raise SystemExit(130) from None
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and helping:
+            quiet_pipe()
         if full_error():
             raise
         from hydra.errors import HydraException
