@@ -20,15 +20,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from nnlab import report_tables as rt
 from nnlab.analysis import load_histories, load_runs, resolve_tracking_uri
-from nnlab.tracking.schema import Artifact
+from nnlab.tracking.schema import OK_OUTCOMES, Artifact
+
+if TYPE_CHECKING:  # matplotlib is imported only when figures are drawn
+    from matplotlib.figure import Figure
 
 __all__ = ["build_report", "main"]
 
@@ -83,7 +88,7 @@ def _representative_runs(runs: pd.DataFrame, metric: str, k: int = 4) -> pd.Data
     bss = sorted(top["batch_size"].unique())
     top = top[top["batch_size"] == bss[len(bss) // 2]]
     top = top[top["seed"] == top["seed"].min()]
-    ok = top[top["outcome"].isin(rt.OK_OUTCOMES) & np.isfinite(top[f"final_{metric}"])]
+    ok = top[top["outcome"].isin(OK_OUTCOMES) & np.isfinite(top[f"final_{metric}"])]
     picks = []
     if len(ok):
         picks += [ok["lr"].idxmin(), ok[f"final_{metric}"].idxmin(), ok["lr"].idxmax()]
@@ -146,7 +151,7 @@ def _boundary_panels(
             final = run[f"final_{metric}"]
             state = (
                 run["outcome"]
-                if run["outcome"] not in rt.OK_OUTCOMES
+                if run["outcome"] not in OK_OUTCOMES
                 else f"did not learn, {metric} {final:.3f}"
                 if run["run_id"] in stuck_ids
                 else f"{metric} {final:.3f}"
@@ -234,7 +239,7 @@ def _write_html(
         parts.append(f"<h3><a href='{name}.csv'>{name}.csv</a></h3>")
         if name in INLINE_TABLES:
             parts.append(_table_html(frame))
-    bad = runs[~runs["outcome"].isin(rt.OK_OUTCOMES)]
+    bad = runs[~runs["outcome"].isin(OK_OUTCOMES)]
     if len(bad):
         parts.append("<h3>Runs that diverged, failed or were killed</h3>")
         cols = ["run_name", "outcome", "stopped_epoch", "lr", "batch_size", "epochs", "seed"]
@@ -244,6 +249,168 @@ def _write_html(
     index = out / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
     return index
+
+
+@dataclass
+class ReportData:
+    """Everything one report states, computed from the runs and histories of one experiment.
+
+    Attributes
+    ----------
+    runs : DataFrame
+        ``load_runs`` frame (runs with lr, batch size and epochs), one row per run.
+    hist : DataFrame
+        ``load_histories`` long frame of ``metric`` (and ``loss``).
+    metric : str
+    target : float
+        The target used (given, or ``TARGET_FACTOR`` x the best reached).
+    stuck : Series of bool
+        ``not_learning`` flags, indexed like ``runs``.
+    tables : dict of str to DataFrame
+        The CSV tables, by file stem, in the order the page lists them.
+    findings : Findings
+    per_bs : list of str
+        One line per batch size.
+    """
+
+    runs: pd.DataFrame
+    hist: pd.DataFrame
+    metric: str
+    target: float
+    stuck: pd.Series
+    tables: dict[str, pd.DataFrame]
+    findings: rt.Findings
+    per_bs: list[str]
+
+
+def _check_request(metric: str, target: float | None) -> None:
+    """Refuse a higher-is-better metric or a target that is not a positive loss."""
+    if "accuracy" in metric:
+        raise ValueError(
+            f"metric {metric!r} is higher-is-better; the report ranks by a loss: use val_loss or loss"
+        )
+    if target is not None and not target > 0:
+        raise ValueError(f"target must be a loss value > 0; got {target!r}")
+
+
+def _load(
+    experiment: str, metric: str, uri: str, progress: Callable[[str], None] | None, t0: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The experiment's runs that have lr, batch size and epochs, and their ``metric`` (and
+    ``loss``) histories; ValueError if ``metric`` was never logged."""
+    _say(progress, f"loading runs of {experiment!r} from {uri} …")
+    runs = load_runs(experiment, uri)
+    if f"final_{metric}" not in runs:
+        logged = sorted(c[6:] for c in runs if c.startswith("final_"))
+        raise ValueError(
+            f"metric {metric!r} was never logged in {experiment!r}; logged: {', '.join(logged)}"
+        )
+    runs = runs[runs["lr"].notna() & runs["batch_size"].notna() & runs["epochs"].notna()]
+    metrics = [metric] if metric == "loss" else [metric, "loss"]
+    _say(progress, f"loading histories of {len(runs)} runs ({', '.join(metrics)}) …")
+    hist = load_histories(experiment, metrics, uri, runs=runs)
+    _say(
+        progress,
+        f"loaded {len(hist)} values in {time.perf_counter() - t0:.1f} s; computing tables …",
+    )
+    return runs, hist
+
+
+def _compute(
+    runs: pd.DataFrame, hist: pd.DataFrame, metric: str, target: float | None
+) -> ReportData:
+    """Every table and finding of the report (pure: ``nnlab.report_tables`` on the frames)."""
+    curves, target = rt.per_run_curves(runs, hist, metric, target)
+    lr_table = rt.per_lr(curves)
+    stuck = rt.not_learning(runs, hist, metric)
+    budget = rt.final_by_budget(runs, metric, stuck)
+    best = rt.best_lr_per_budget(budget)
+    consistency = rt.budget_consistency(runs, hist, metric)
+    findings = rt.compute_findings(runs, curves, lr_table, target, metric, best, stuck, consistency)
+    tables = {
+        "per_lr": lr_table,
+        "per_lr_batch": rt.per_lr_batch(curves),
+        "final_by_budget": budget,
+        "best_lr_per_budget": best,
+        "outcomes": rt.outcome_counts(runs, stuck),
+        "curves": curves,
+        "runs": runs,
+    }
+    per_bs = rt.per_batch_lines(curves, metric)
+    return ReportData(runs, hist, metric, target, stuck, tables, findings, per_bs)
+
+
+def _write_tables(out: Path, data: ReportData) -> None:
+    """Each table as ``<name>.csv`` and the findings as ``findings.json`` in ``out``."""
+    for name, frame in data.tables.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+    (out / "findings.json").write_text(
+        json.dumps(asdict(data.findings), indent=2), encoding="utf-8"
+    )
+
+
+def _figure_makers(data: ReportData) -> dict[str, Callable[[], Figure]]:
+    """Figure key -> a call drawing it from the tables (all but the decision boundaries)."""
+    from nnlab import figures as fg
+
+    runs, hist, metric, stuck, t = data.runs, data.hist, data.metric, data.stuck, data.tables
+    budget = t["final_by_budget"]
+    usable_lrs = budget.loc[np.isfinite(budget["median_final"]), "lr"].unique()
+    return {
+        "learning_curves": lambda: fg.learning_curves(runs, hist, metric, data.target, stuck),
+        "heatmap": lambda: fg.budget_heatmap(budget, metric),
+        "speed_quality": lambda: fg.speed_quality(t["per_lr_batch"], metric, data.target),
+        "best_lr": lambda: fg.best_lr(t["best_lr_per_budget"], usable_lrs),
+        "batch_size": lambda: fg.batch_size_effect(runs, metric, stuck),
+        "outcomes": lambda: fg.outcomes(t["outcomes"]),
+    }
+
+
+def _draw_one(key: str, data: ReportData, uri: str, makers: dict) -> tuple[Figure | None, str]:
+    """(figure, "") or (None, why it is not drawn); a drawing error becomes the reason."""
+    if key != "outcomes" and not rt.usable(data.runs).any():
+        return None, "no run completed (all diverged, failed or were killed)"
+    draw = makers.get(key)
+    if key == "decision_boundaries":
+        from nnlab import figures as fg
+
+        stuck_ids = set(data.runs.loc[data.stuck.to_numpy(), "run_id"])
+        panels, reason = _boundary_panels(data.runs, data.metric, uri, stuck_ids)
+        if reason:
+            return None, reason
+        draw = partial(fg.decision_boundaries, panels)
+    try:
+        return draw(), ""
+    except Exception as exc:  # one odd figure must not sink the whole report
+        return None, f"drawing failed: {type(exc).__name__}: {exc}"
+
+
+def _draw_figures(
+    out: Path, data: ReportData, uri: str, progress: Callable[[str], None] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Save each figure of ``FIGURES`` as ``<key>.png`` in ``out``.
+
+    Returns
+    -------
+    (drawn, skipped)
+        ``{key: png file name}`` and ``{key: reason it was not drawn}``.
+    """
+    from nnlab.figures import plt
+
+    makers = _figure_makers(data)
+    drawn, skipped = {}, {}
+    for i, (key, _title) in enumerate(FIGURES, 1):
+        _say(progress, f"figure {i}/{len(FIGURES)}: {key} …")
+        (out / f"{key}.png").unlink(missing_ok=True)  # never leave a stale figure behind
+        fig, reason = _draw_one(key, data, uri, makers)
+        if reason:
+            skipped[key] = reason
+            _say(progress, f"  skipped: {reason}")
+            continue
+        fig.savefig(out / f"{key}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        drawn[key] = f"{key}.png"
+    return drawn, skipped
 
 
 def build_report(
@@ -278,105 +445,24 @@ def build_report(
     ValueError
         Unknown or empty experiment (lists the existing ones), or ``metric`` never logged.
     """
-    if "accuracy" in metric:
-        raise ValueError(
-            f"metric {metric!r} is higher-is-better; the report ranks by a loss: use val_loss or loss"
-        )
-    if target is not None and not target > 0:
-        raise ValueError(f"target must be a loss value > 0; got {target!r}")
+    _check_request(metric, target)
     t0 = time.perf_counter()
     uri = resolve_tracking_uri(tracking_uri)
     out = Path(out)
-    _say(progress, f"loading runs of {experiment!r} from {uri} …")
-    runs = load_runs(experiment, uri)
-    if f"final_{metric}" not in runs:
-        logged = sorted(c[6:] for c in runs if c.startswith("final_"))
-        raise ValueError(
-            f"metric {metric!r} was never logged in {experiment!r}; logged: {', '.join(logged)}"
-        )
-    runs = runs[runs["lr"].notna() & runs["batch_size"].notna() & runs["epochs"].notna()]
-    metrics = [metric] if metric == "loss" else [metric, "loss"]
-    _say(progress, f"loading histories of {len(runs)} runs ({', '.join(metrics)}) …")
-    hist = load_histories(experiment, metrics, uri, runs=runs)
-    _say(
-        progress,
-        f"loaded {len(hist)} values in {time.perf_counter() - t0:.1f} s; computing tables …",
-    )
-
-    curves, target = rt.per_run_curves(runs, hist, metric, target)
-    lr_table = rt.per_lr(curves)
-    lr_batch = rt.per_lr_batch(curves)
-    stuck = rt.not_learning(runs, hist, metric)
-    budget = rt.final_by_budget(runs, metric, stuck)
-    best = rt.best_lr_per_budget(budget)
-    counts = rt.outcome_counts(runs, stuck)
-    consistency = rt.budget_consistency(runs, hist, metric)
-    findings = rt.compute_findings(runs, curves, lr_table, target, metric, best, stuck, consistency)
-    per_bs = rt.per_batch_lines(curves, metric)
-
-    out.mkdir(parents=True, exist_ok=True)
-    tables = {
-        "per_lr": lr_table,
-        "per_lr_batch": lr_batch,
-        "final_by_budget": budget,
-        "best_lr_per_budget": best,
-        "outcomes": counts,
-        "curves": curves,
-        "runs": runs,
-    }
-    for name, frame in tables.items():
-        frame.to_csv(out / f"{name}.csv", index=False)
-    (out / "findings.json").write_text(json.dumps(asdict(findings), indent=2), encoding="utf-8")
-
-    from nnlab import figures as fg
-
-    makers = {
-        "learning_curves": lambda: fg.learning_curves(runs, hist, metric, target, stuck),
-        "heatmap": lambda: fg.budget_heatmap(budget, metric),
-        "speed_quality": lambda: fg.speed_quality(lr_batch, metric, target),
-        "best_lr": lambda: fg.best_lr(
-            best, budget.loc[np.isfinite(budget["median_final"]), "lr"].unique()
-        ),
-        "batch_size": lambda: fg.batch_size_effect(runs, metric, stuck),
-        "outcomes": lambda: fg.outcomes(counts),
-    }
-    n_usable = int(rt.usable(runs).sum())
-    drawn, skipped = {}, {}
-    for i, (key, _title) in enumerate(FIGURES, 1):
-        _say(progress, f"figure {i}/{len(FIGURES)}: {key} …")
-        (out / f"{key}.png").unlink(missing_ok=True)  # never leave a stale figure behind
-        reason = ""
-        if key != "outcomes" and n_usable == 0:
-            reason = "no run completed (all diverged, failed or were killed)"
-        elif key == "decision_boundaries":
-            stuck_ids = set(runs.loc[stuck.to_numpy(), "run_id"])
-            panels, reason = _boundary_panels(runs, metric, uri, stuck_ids)
-        if not reason:
-            try:
-                fig = (
-                    fg.decision_boundaries(panels)
-                    if key == "decision_boundaries"
-                    else (makers[key]())
-                )
-            except Exception as exc:  # one odd figure must not sink the whole report
-                reason = f"drawing failed: {type(exc).__name__}: {exc}"
-        if reason:
-            skipped[key] = reason
-            _say(progress, f"  skipped: {reason}")
-            continue
-        fig.savefig(out / f"{key}.png", dpi=110, bbox_inches="tight")
-        fg.plt.close(fig)
-        drawn[key] = f"{key}.png"
-
+    runs, hist = _load(experiment, metric, uri, progress, t0)
+    data = _compute(runs, hist, metric, target)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a bad request leaves nothing behind
+    _write_tables(out, data)
+    drawn, skipped = _draw_figures(out, data, uri, progress)
     index = _write_html(
         out,
         experiment,
         metric,
-        findings,
-        per_bs,
+        data.findings,
+        data.per_bs,
         drawn,
         skipped,
-        tables,
+        data.tables,
         runs,
         time.perf_counter() - t0,
     )

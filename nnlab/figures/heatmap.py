@@ -34,7 +34,8 @@ def _heatmap_panel(ax, sub: pd.DataFrame, bs: int, cmap, norm, data: dict):
     piv = {c: sub.pivot(index="lr", columns="epochs", values=c).sort_index() for c in _PIVOTED}
     lrs, budgets = piv["runs"].index, piv["runs"].columns
     arr = piv["median_final"].to_numpy(dtype=float)
-    grey = piv["grey"].fillna(True).to_numpy(dtype=bool)
+    # A missing cell (no trial of that lr and budget) counts as grey; no fillna: object dtype.
+    grey = piv["grey"].isna().to_numpy() | piv["grey"].to_numpy(dtype=object).astype(bool)
     ax.set_facecolor("0.85")
     mesh = ax.pcolormesh(
         np.ma.masked_array(arr, grey | ~np.isfinite(arr)),
