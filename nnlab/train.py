@@ -41,6 +41,11 @@ class Sink:
     def log_batch_loss(self, step: int, loss: float) -> None:
         """Loss of optimizer step ``step`` (global, 1-based), every ``trainer.batch_log_every``."""
 
+    def stop_reason(self) -> str | None:
+        """Asked after each ``log_epoch`` but the last: a reason (e.g. ``pruned``, a search's
+        pruner) ends training after this epoch, cleanly, and becomes the run's outcome."""
+        return None
+
 
 class _Fanout(Sink):
     """Calls every hook on each of ``sinks``, in order."""
@@ -64,6 +69,9 @@ class _Fanout(Sink):
         for sink in self.sinks:
             sink.log_batch_loss(step, loss)
 
+    def stop_reason(self) -> str | None:
+        return next((r for r in (s.stop_reason() for s in self.sinks) if r), None)
+
 
 @dataclass
 class TrainResult:
@@ -72,7 +80,8 @@ class TrainResult:
     Attributes
     ----------
     outcome : str
-        ``completed``, ``early_stopped`` or ``diverged`` (failures raise instead).
+        ``completed``, ``early_stopped``, ``diverged``, or a sink's ``stop_reason`` such as
+        ``pruned`` (failures raise instead).
     history : dict[str, list[float]]
         Per-epoch values, Keras ``History.history`` plus ``epoch_time`` (seconds).
     epochs_run : int
@@ -174,11 +183,13 @@ def _forwarder(
     debug: dict,
     on_checkpoint: Callable[[TrainState], None] | None,
     early: Any,
+    stopped: dict[str, str],
 ):
     """A callback that times epochs, checkpoints them and forwards their logs to ``sink``.
 
     It runs after EarlyStopping and the divergence guard, so ``model.stop_training`` already says
-    whether this epoch is the last. Built lazily on ``nnlab.nn``.
+    whether this epoch is the last; then a sink may still stop training (``stopped["reason"]``).
+    Built lazily on ``nnlab.nn``.
     """
     cb = _callbacks_module()
     batch_every = tr["batch_log_every"]
@@ -204,6 +215,10 @@ def _forwarder(
                     TrainState(epoch + 1, self.model.get_state(), history, batches, done, best)
                 )
             sink.log_epoch(epoch + 1, logs)
+            if not self.model.stop_training and epoch + 1 < self.params["epochs"]:
+                reason = sink.stop_reason()
+                if reason:
+                    self.model.stop_training, stopped["reason"] = True, reason
             if fail_at is not None and epoch + 1 >= fail_at:
                 raise FailAtEpoch(f"debug.fail_at_epoch={fail_at}: raising on purpose")
 
@@ -419,7 +434,8 @@ def train(
     Returns
     -------
     TrainResult
-        Outcome ``completed``, ``early_stopped`` or ``diverged``, the per-epoch history and model.
+        Outcome ``completed``, ``early_stopped``, ``diverged`` (or a sink's ``stop_reason``), the
+        per-epoch history and model.
 
     Raises
     ------
@@ -459,10 +475,11 @@ def train(
 
     early, guard = _stoppers(tr, reference)
     stoppers = [c for c in (early, guard) if c is not None]
+    stopped: dict[str, str] = {}  # a sink's reason to stop (stop_reason)
     # order matters: stoppers decide, then the forwarder checkpoints and reports the epoch
     callbacks = [
         *stoppers,
-        _forwarder(sink, history, batches, tr, plain["debug"], on_checkpoint, early),
+        _forwarder(sink, history, batches, tr, plain["debug"], on_checkpoint, early, stopped),
     ]
     if resume is not None:
         best = resume.best_weights
@@ -484,8 +501,8 @@ def train(
     seconds = time.perf_counter() - t0
 
     epochs_run = len(history.get("loss", []))
-    outcome, stopped = _outcome(guard, epochs_run, tr["epochs"])
-    return TrainResult(outcome, history, epochs_run, stopped, model, seconds, info)
+    outcome, stop_epoch = _outcome(guard, epochs_run, tr["epochs"], stopped.get("reason"))
+    return TrainResult(outcome, history, epochs_run, stop_epoch, model, seconds, info)
 
 
 def _data_info(data: Any) -> dict[str, Any]:
@@ -499,10 +516,14 @@ def _data_info(data: Any) -> dict[str, Any]:
     }
 
 
-def _outcome(guard: Any, epochs_run: int, epochs: int) -> tuple[str, int | None]:
+def _outcome(
+    guard: Any, epochs_run: int, epochs: int, reason: str | None = None
+) -> tuple[str, int | None]:
     """(outcome, 1-based stopped epoch or None) once ``fit`` has returned."""
     if guard is not None and guard.diverged:
         return "diverged", int(guard.diverged_epoch) + 1
+    if reason:  # a sink stopped training (Sink.stop_reason)
+        return reason, epochs_run
     if epochs_run < epochs:
         return "early_stopped", epochs_run
     return "completed", None
