@@ -1,19 +1,188 @@
-"""Read a launch directory's real MLflow store in tests (shared by the CLI test modules)."""
+"""What the test modules share: the real CLI in a subprocess, tiny configs, a real MLflow store.
+
+Fixtures (the empty store template, launch directories, the module-wide tracking store) are in
+``conftest.py``; this module holds plain functions, imported as ``from helpers import ...``.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+# a trial in milliseconds: 160 training + 40 validation samples, one hidden layer of 8 units
+TINY = ("data.n_samples=200", "model.hidden=[8]")
+QUIET = "trainer.verbose=0"
+TIMEOUT = 600  # seconds a CLI process may take before the test fails (a busy 2-core machine)
 
 
-def client(cwd: Path):
+# --- the real CLI -------------------------------------------------------------------------------
+
+
+def env(**extra: str) -> dict[str, str]:
+    """This process's environment without the user's MLflow / Hydra / nnlab settings, plus
+    ``extra``: a developer's ``MLFLOW_TRACKING_URI`` or ``HYDRA_FULL_ERROR`` must not leak in."""
+    keep = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_"))
+    }
+    return keep | extra
+
+
+def cli(
+    cwd: Path,
+    *args: str,
+    module: str = "nnlab.run",
+    timeout: float = TIMEOUT,
+    environ: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess:
+    """``python -m <module> *args`` in ``cwd``, run to the end (text output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environ if environ is not None else env(),
+        **kwargs,
+    )
+
+
+def start(
+    cwd: Path, *args: str, module: str = "nnlab.run", environ: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``python -m <module> *args`` in ``cwd``, started in the background (pipes for output)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ if environ is not None else env(),
+    )
+
+
+def trial_lines(stdout: str) -> list[str]:
+    """The sweep's per-trial lines (``[3/8] completed  lr=...``)."""
+    return [line for line in stdout.splitlines() if line.startswith("[")]
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+
+def compose(*overrides: str):
+    """``conf/config.yaml`` composed with ``overrides`` (Hydra's compose API, no job)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def epoch_logs(n: int) -> list[dict[str, float]]:
+    """``n`` epochs of made-up logs, as ``nnlab.train`` hands them to a sink (epoch e: loss 1/e)."""
+    return [
+        {"loss": 1.0 / e, "accuracy": 0.5 + e / 100, "val_loss": 1.1 / e, "epoch_time": 0.01}
+        for e in range(1, n + 1)
+    ]
+
+
+# --- reading a real MLflow store ----------------------------------------------------------------
+
+
+def store_uri(where: Path | str) -> str:
+    """A launch directory's ``mlflow.db``, a ``.db`` file, or a URI as it is."""
+    if isinstance(where, Path):
+        return f"sqlite:///{where if where.suffix == '.db' else where / 'mlflow.db'}"
+    return where
+
+
+def client(where: Path | str):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    return MlflowClient(store_uri(where))
 
 
-def runs(cwd: Path, experiment: str, role: str | None = None) -> list:
-    """Every run of ``experiment`` in ``cwd``'s store, optionally only one ``nnlab.role``."""
-    c = client(cwd)
+def runs(where: Path | str, experiment: str, role: str | None = None) -> list:
+    """Every run of ``experiment`` in the store, optionally only one ``nnlab.role``."""
+    c = client(where)
     exp = c.get_experiment_by_name(experiment)
     query = f"tags.`nnlab.role` = '{role}'" if role else ""
     return list(c.search_runs([exp.experiment_id], query, max_results=1000))
+
+
+def steps(where: Path | str, run_id: str, metric: str) -> list[int]:
+    """The steps of ``metric`` logged in the run, sorted (a step logged twice shows twice)."""
+    return sorted(m.step for m in client(where).get_metric_history(run_id, metric))
+
+
+def download(where: Path | str, run_id: str, path: str, dst: Path) -> Path:
+    return Path(client(where).download_artifacts(run_id, path, str(dst)))
+
+
+# --- job directories and checkpoints ------------------------------------------------------------
+
+
+def history_rows(path: Path, timing: bool = True) -> list[dict]:
+    """A ``history.csv`` as dicts of strings; ``timing=False`` drops ``epoch_time``."""
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return rows if timing else [{k: v for k, v in r.items() if k != "epoch_time"} for r in rows]
+
+
+def checkpoint_epoch(cwd: Path, experiment: str) -> int:
+    """The most epochs any checkpoint of ``experiment`` in launch dir ``cwd`` holds (0: none)."""
+    best = 0
+    for path in (cwd / ".nnlab" / "checkpoints" / experiment).glob("*.npz"):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                best = max(best, json.loads(str(data["meta"]))["epoch"])
+        except (OSError, ValueError, KeyError):  # deleted or replaced between glob and load
+            pass
+    return best
+
+
+def wait_for_epoch(cwd: Path, experiment: str, epoch: int, proc: subprocess.Popen) -> int:
+    """Block until a checkpoint of ``experiment`` holds >= ``epoch`` epochs; return its epoch.
+
+    Fails when ``proc`` ends first or after two minutes.
+    """
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        done = checkpoint_epoch(cwd, experiment)
+        if done >= epoch:
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint of {experiment!r} reached epoch {epoch}")
+
+
+def weights_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    """Bit-identical lists of arrays."""
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+class SavedStates:
+    """A ``CheckpointSchedule`` ``save`` callable that records (epoch, history copy) per save."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[int, dict[str, list[float]]]] = []
+
+    def __call__(self, state) -> None:
+        self.saved.append((state.epoch, {k: list(v) for k, v in state.history.items()}))
+
+
+def train_state(epoch: int, history: dict, batches: list, finished: bool = False):
+    """A ``TrainState`` without model arrays (what the schedule and sinks look at)."""
+    from nnlab.train import TrainState
+
+    return TrainState(epoch, {}, history, batches, finished)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import copy
+import functools
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import CONF
+from helpers import compose as _compose
+from omegaconf import OmegaConf
 
-from nnlab.config import ConfigError, validate
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+from nnlab.config import OPTIONAL_RULES, RULES, ConfigError, validate
 
 
 def test_defaults_compose_and_interpolate_the_axes() -> None:
@@ -36,11 +32,59 @@ def test_defaults_compose_and_interpolate_the_axes() -> None:
     assert not {"fail_at_epoch", "epoch_delay"} & set(plain["trainer"])
 
 
-@pytest.mark.parametrize(
-    "group", ["optimizer=sgd", "optimizer=rmsprop", "tracking=none", "data=xor"]
-)
-def test_every_group_option_validates(group: str) -> None:
-    validate(_compose(group))
+GROUPS = ("data", "model", "optimizer", "trainer", "tracking", "debug")
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+# what an option needs on the command line to be complete (its ??? values)
+REQUIRED = {("data", "csv"): ("data.path=x.csv", "data.target=label")}
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_group_option_validates_to_its_own_file(group: str, option: str, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    plain = validate(_compose(f"{group}={option}", *REQUIRED.get((group, option), ())))
+    own = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
+    assert set(plain[group]) == set(own), "the option's keys, no more, no fewer"
+    for key, value in own.items():
+        if isinstance(value, str) and value.startswith("${"):  # ${lr}, ${oc.env:...}: resolved
+            assert plain[group][key] is not None and not str(plain[group][key]).startswith("$")
+        elif value != "???":
+            assert plain[group][key] == value, key
+
+
+def _set(plain: dict, dotted: str, value) -> None:
+    *path, last = dotted.split(".")
+    node = plain
+    for part in path:
+        node = node[part]
+    node[last] = value
+
+
+BAD_CANDIDATES = (-1, 0, 1.5, "nope", None, [], [0], True, 1)
+# the optimizer option that has each optional key
+OPTIONAL_GROUP = {"momentum": "sgd", "nesterov": "sgd", "beta_1": "adam", "beta_2": "adam",
+                  "epsilon": "adam", "rho": "rmsprop", "centered": "rmsprop"}  # fmt: skip
+
+
+@functools.cache
+def _defaults(optimizer: str) -> dict:
+    return validate(_compose(f"optimizer={optimizer}"))
+
+
+@pytest.mark.parametrize("key", [*RULES, *OPTIONAL_RULES])
+def test_every_rule_refuses_a_bad_value_naming_its_key(key: str) -> None:
+    optimizer = OPTIONAL_GROUP.get(key.split(".")[-1], "adam") if key in OPTIONAL_RULES else "adam"
+    good = _defaults(optimizer)
+    refused = []
+    for value in BAD_CANDIDATES:
+        plain = copy.deepcopy(good)
+        _set(plain, key, value)
+        try:
+            validate(plain)
+        except ConfigError as exc:
+            refused.append(str(exc))
+    assert refused, f"{key}: no value of {BAD_CANDIDATES} is refused"
+    for message in refused:
+        assert message.startswith(f"{key}=") and "\n" not in message, message
 
 
 def test_server_tracking_reads_the_environment(monkeypatch) -> None:

@@ -7,19 +7,15 @@ line on stderr naming the problem, no traceback, and no MLflow run left RUNNING.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import QUIET, ROOT, cli, compose, env
 
 
 def write(name: str, text: str):
@@ -32,8 +28,7 @@ def corrupt_checkpoint(d: Path) -> None:
     from nnlab.config import validate
     from nnlab.tracking import config_hash
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        plain = validate(compose("config", overrides=["epochs=2"]))
+    plain = validate(compose("epochs=2"))
     path = checkpoint_path(d, ".nnlab/checkpoints", "nnlab", config_hash(plain))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PK\x03\x04 this is not a checkpoint")
@@ -46,9 +41,8 @@ def foreign_checkpoint(d: Path) -> None:
     from nnlab.tracking import config_hash
     from nnlab.train import train
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        plain = validate(compose("config", overrides=["epochs=3"]))
-        other = compose("config", overrides=["epochs=1", "model.hidden=[4]", "trainer.verbose=0"])
+    plain = validate(compose("epochs=3"))
+    other = compose("epochs=1", "model.hidden=[4]", QUIET)
     digest = config_hash(plain)
     states = []
     train(other, on_checkpoint=states.append)
@@ -139,11 +133,6 @@ CASES: dict[str, tuple[list[str], object, str]] = {
 }
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_"))}
-    return env | extra
-
-
 def _prepare(case: str, root: Path) -> Path:
     cwd = root / re.sub(r"\W+", "_", case)
     cwd.mkdir()
@@ -155,14 +144,7 @@ def _prepare(case: str, root: Path) -> Path:
 
 def _run(case: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float, Path]:
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "nnlab.run", *CASES[case][0]],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(),
-    )
+    proc = cli(cwd, *CASES[case][0], timeout=120)
     return proc, time.perf_counter() - t0, cwd
 
 
@@ -175,10 +157,6 @@ def outcomes(tmp_path_factory) -> dict:
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {case: pool.submit(_run, case, dirs[case]) for case in CASES}
         return {case: f.result() for case, f in futures.items()}
-
-
-def test_the_table_has_at_least_twenty_cases() -> None:
-    assert len(CASES) >= 20
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -209,23 +187,15 @@ def test_corrupted_checkpoint_message_names_file_and_fix(outcomes) -> None:
 
 
 def test_full_error_shows_the_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nnlab.run", "optimizer=nope"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(HYDRA_FULL_ERROR="1"),
-    )
+    proc = cli(tmp_path, "optimizer=nope", timeout=120, environ=env(HYDRA_FULL_ERROR="1"))
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "Could not find 'optimizer/nope'" in proc.stderr
 
 
 def test_a_failing_run_is_one_line_too(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nnlab.run", "epochs=3", "debug.fail_at_epoch=2",
-         "tracking=none", "hydra.run.dir=job", "data.n_samples=200"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_env(),
+    proc = cli(
+        tmp_path, "epochs=3", "debug.fail_at_epoch=2", "tracking=none", "hydra.run.dir=job",
+        "data.n_samples=200", timeout=120,
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [

@@ -8,35 +8,33 @@ epochs, so the kill lands mid-run deterministically.
 from __future__ import annotations
 
 import copy
-import csv
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from helpers import client, runs
+from helpers import (
+    QUIET,
+    TINY,
+    cli,
+    client,
+    compose,
+    history_rows,
+    runs,
+    start,
+    steps,
+    wait_for_epoch,
+    weights_equal,
+)
 
-from nnlab.checkpoint import Checkpointer, CheckpointError, atomic_write, checkpoint_path
+from nnlab.checkpoint import Checkpointer
 from nnlab.train import TrainState, train
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["data.n_samples=300", "model.hidden=[8]", "trainer.verbose=0"]
 
 
 def config(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[*TINY, *overrides])
-
-
-def weights_equal(a, b) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    return compose(*TINY, QUIET, *overrides)
 
 
 def without_time(history: dict) -> dict:
@@ -90,123 +88,7 @@ def test_a_finished_checkpoint_trains_no_more(tmp_path: Path) -> None:
     assert (again.outcome, again.stopped_epoch, again.epochs_run) == ("diverged", 1, 1)
 
 
-def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch) -> None:
-    path = tmp_path / "f.bin"
-    atomic_write(path, lambda fh: fh.write(b"old"))
-
-    def broken(fh):
-        fh.write(b"half")
-        raise KeyboardInterrupt  # Ctrl-C while the content is produced
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(path, broken)
-
-    def interrupted(src, dst):  # Ctrl-C after the temp file is written, before the rename
-        assert Path(src).read_bytes() == b"new"
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("nnlab.checkpoint.os.replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(path, lambda fh: fh.write(b"new"))
-    assert path.read_bytes() == b"old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # no temp file left
-
-
-def test_unusable_checkpoints_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    path = tmp_path / "c.npz"
-    path.write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"c\.npz is unreadable.*resume=false"):
-        Checkpointer(path).load()
-    np.savez(path, meta=np.array(json.dumps({"format": "other"})))
-    with pytest.raises(CheckpointError, match="is not an nnlab.checkpoint/1 file"):
-        Checkpointer(path).load()
-    assert Checkpointer(tmp_path / "none.npz").load() is None
-
-
-def test_one_process_per_checkpoint(tmp_path: Path) -> None:
-    a, b = Checkpointer(tmp_path / "c.npz"), Checkpointer(tmp_path / "c.npz")
-    assert a.acquire() and not b.acquire()
-    a.release()
-    assert b.acquire()
-    b.release()
-
-
-def test_checkpoint_path_is_stable_and_safe(tmp_path: Path) -> None:
-    p = checkpoint_path(tmp_path, ".nnlab/checkpoints", "my exp/../x", "0123456789abcdef")
-    assert p == tmp_path / ".nnlab/checkpoints/my_exp_.._x/0123456789abcdef.npz"
-    assert p.parent.parent == tmp_path / ".nnlab/checkpoints"
-
-
 # --- end to end: the real CLI, real signals ----------------------------------------------------
-
-pytest.importorskip("mlflow")
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns"))
-    return path
-
-
-def launch(tmp_path: Path, name: str, store: Path) -> Path:
-    d = tmp_path / name
-    d.mkdir()
-    shutil.copy(store, d / "mlflow.db")
-    return d
-
-
-def _env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_"))
-    }
-
-
-def start(cwd: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnlab.run", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-
-
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nnlab.run", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
-
-
-def wait_for_epoch(cwd: Path, experiment: str, epoch: int, proc: subprocess.Popen) -> int:
-    """Block until a checkpoint of ``experiment`` holds >= ``epoch`` epochs; return its epoch."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        for path in (cwd / ".nnlab" / "checkpoints" / experiment).glob("*.npz"):
-            with np.load(path, allow_pickle=False) as data:
-                done = json.loads(str(data["meta"]))["epoch"]
-            if done >= epoch:
-                return done
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint appeared")
-
-
-def steps(cwd: Path, run_id: str, metric: str) -> list[int]:
-    return sorted(m.step for m in client(cwd).get_metric_history(run_id, metric))
-
-
-def history_rows(path: Path) -> list[dict]:
-    with path.open() as fh:
-        return [{k: v for k, v in r.items() if k != "epoch_time"} for r in csv.DictReader(fh)]
 
 
 def model_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -214,13 +96,13 @@ def model_arrays(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-ARGS = ["epochs=10", "seed=5", "experiment_name=resume", "hydra.run.dir=out", *TINY[:2]]
+ARGS = ["epochs=10", "seed=5", "experiment_name=resume", "hydra.run.dir=out", *TINY]
 
 
 @pytest.mark.slow
-def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_store) -> None:
-    ref_dir = launch(tmp_path, "reference", empty_store)
-    cwd = launch(tmp_path, "killed", empty_store)
+def test_kill_9_then_same_command_resumes_bit_identically(make_launch_dir) -> None:
+    ref_dir = make_launch_dir("reference")
+    cwd = make_launch_dir("killed")
     reference = start(ref_dir, *ARGS)  # uninterrupted, no delay, meanwhile
     proc = start(cwd, *ARGS, "debug.epoch_delay=0.25")
     try:
@@ -234,7 +116,7 @@ def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_
     (run_before,) = runs(cwd, "resume")
     assert run_before.info.status == "RUNNING"  # kill -9 leaves it so
 
-    again = run(cwd, *ARGS, "debug.epoch_delay=0.25")  # the same command
+    again = cli(cwd, *ARGS, "debug.epoch_delay=0.25")  # the same command
     assert again.returncode == 0, again.stderr
     assert "resuming from" in again.stderr and run_before.info.run_id in again.stderr
     assert reference.wait(timeout=300) == 0, reference.communicate()
@@ -253,8 +135,8 @@ def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_
     for name in ("history.csv", "model.npz"):
         client(cwd).download_artifacts(run_after.info.run_id, name, str(cwd))
     rows, ref_rows = (
-        history_rows(cwd / "history.csv"),
-        history_rows(ref_dir / "out/artifacts/history.csv"),
+        history_rows(cwd / "history.csv", timing=False),
+        history_rows(ref_dir / "out/artifacts/history.csv", timing=False),
     )
     assert len(rows) == 10 and rows == ref_rows  # every digit of every metric
     got, want = model_arrays(cwd / "model.npz"), model_arrays(ref_dir / "out/artifacts/model.npz")
@@ -266,8 +148,8 @@ def test_kill_9_then_same_command_resumes_bit_identically(tmp_path: Path, empty_
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(tmp_path: Path, empty_store) -> None:
-    cwd = launch(tmp_path, "ctrlc", empty_store)
+def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(make_launch_dir) -> None:
+    cwd = make_launch_dir("ctrlc")
     args = [*ARGS, "epochs=6", "debug.epoch_delay=0.25", "tracking.flush_interval=60"]
     proc = start(cwd, *args)
     try:
@@ -287,12 +169,12 @@ def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(tmp_path: Path, emp
     assert f"checkpoint {ckpt} kept: run the same command to resume" in err
     assert "Traceback" not in err
     assert not list(cwd.rglob("*.tmp"))  # no half-written file anywhere
-    local = history_rows(cwd / "out/artifacts/history.csv")
+    local = history_rows(cwd / "out/artifacts/history.csv", timing=False)
     assert len(local) == len(logged)
     with np.load(ckpt, allow_pickle=False) as data:  # the store never runs ahead of it
         assert json.loads(str(data["meta"]))["epoch"] >= len(logged)
 
-    again = run(cwd, *args)
+    again = cli(cwd, *args)
     assert again.returncode == 0, again.stderr
     (run_done,) = runs(cwd, "resume")
     assert run_done.info.run_id == run_killed.info.run_id and run_done.info.status == "FINISHED"
@@ -300,8 +182,8 @@ def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(tmp_path: Path, emp
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_under_the_same_parent(tmp_path: Path, empty_store) -> None:
-    cwd = launch(tmp_path, "sweep", empty_store)
+def test_killed_sweep_resumes_under_the_same_parent(make_launch_dir) -> None:
+    cwd = make_launch_dir("sweep")
     args = [
         "-m",
         "lr=0.1,0.01",
@@ -309,7 +191,7 @@ def test_killed_sweep_resumes_under_the_same_parent(tmp_path: Path, empty_store)
         "experiment_name=sw",
         "debug.epoch_delay=0.2",
         "trainer.checkpoint.interval=0",  # a checkpoint every epoch: the kill lands mid-trial
-        *TINY[:2],
+        *TINY,
     ]
     proc = start(cwd, *args)
     try:  # the first trial finishes (its checkpoint is deleted), then kill during the second
@@ -326,7 +208,7 @@ def test_killed_sweep_resumes_under_the_same_parent(tmp_path: Path, empty_store)
     (parent,) = runs(cwd, "sw", "sweep")
     assert parent.info.status == "RUNNING"  # its launcher died
 
-    again = run(cwd, *args)
+    again = cli(cwd, *args)
     assert again.returncode == 0, again.stderr
     assert "(resumed: same sweep as an interrupted one)" in again.stdout
     (parent_after,) = runs(cwd, "sw", "sweep")

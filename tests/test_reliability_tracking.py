@@ -7,7 +7,6 @@ while a sweep writes to it (what a disk or sync error does), then restored from 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,76 +16,24 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-pytest.importorskip("mlflow")
-
-TINY = ["data.n_samples=300", "model.hidden=[8]"]
-
-
-def _env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_"))
-    }
-
-
-def cli(cwd: Path, module: str, *args: str, popen: bool = False):
-    cmd = [sys.executable, "-m", module, *args]
-    if popen:
-        return subprocess.Popen(
-            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
-        )
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=_env())
-
-
-def client(db: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(f"sqlite:///{db}")
-
-
-def trials(db: Path, experiment: str) -> list:
-    c = client(db)
-    exp = c.get_experiment_by_name(experiment)
-    return list(c.search_runs([exp.experiment_id], "tags.`nnlab.role` = 'trial'"))
+from helpers import TINY, checkpoint_epoch, cli, client, env, history_rows, runs, start
 
 
 def local_history(job_dir: Path) -> list[dict]:
-    with (job_dir / "artifacts" / "history.csv").open() as fh:
-        return list(csv.DictReader(fh))
-
-
-def checkpoint_epoch(cwd: Path, experiment: str) -> int:
-    best = 0
-    for path in (cwd / ".nnlab/checkpoints" / experiment).glob("*.npz"):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                best = max(best, json.loads(str(data["meta"]))["epoch"])
-        except (OSError, ValueError, KeyError):  # deleted between glob and load
-            pass
-    return best
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns"))
-    return path
+    return history_rows(job_dir / "artifacts" / "history.csv")
 
 
 @pytest.mark.slow
-def test_store_broken_mid_sweep_loses_nothing_and_recovers(tmp_path: Path, empty_store) -> None:
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
+def test_store_broken_mid_sweep_loses_nothing_and_recovers(make_launch_dir) -> None:
+    tmp_path = make_launch_dir("lost")
     db = tmp_path / "mlflow.db"
     args = [
         "-m", "lr=0.1,0.01", "epochs=5", "experiment_name=lost", "debug.epoch_delay=0.2",
         "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.sweep.dir=multirun/lost",
         *TINY,
     ]  # fmt: skip
-    proc = cli(tmp_path, "nnlab.run", *args, popen=True)
+    proc = start(tmp_path, *args)
     try:
         deadline = time.monotonic() + 120
         while checkpoint_epoch(tmp_path, "lost") < 2:  # trial 1 is mid-run, its run RUNNING
@@ -118,21 +65,21 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(tmp_path: Path, empty
 
     db.unlink()
     shutil.move(tmp_path / "backup.db", db)  # the store comes back, missing the rest
-    (before,) = trials(db, "lost")
+    (before,) = runs(db, "lost", "trial")
     assert before.info.run_id == first_run and before.info.status == "RUNNING"
 
-    rec = cli(tmp_path, "nnlab.recover", str(sweep_dir))
+    rec = cli(tmp_path, str(sweep_dir), module="nnlab.recover")
     assert rec.returncode == 0, rec.stderr
     assert f"updated run {first_run}" in rec.stdout and "created run" in rec.stdout
     assert "closed parent run" in rec.stdout
-    runs = {r.info.run_id: r for r in trials(db, "lost")}
-    assert len(runs) == 2 and first_run in runs
+    by_id = {r.info.run_id: r for r in runs(db, "lost", "trial")}
+    assert len(by_id) == 2 and first_run in by_id
     c = client(db)
     parent = c.search_runs([before.info.experiment_id], "tags.`nnlab.role` = 'sweep'")[0]
     assert parent.info.status == "FINISHED"
     for job in jobs:
         run_id = json.loads((job / "run.json").read_text())["run_id"]
-        run = runs[run_id]
+        run = by_id[run_id]
         assert run.info.status == "FINISHED" and run.data.tags["nnlab.outcome"] == "completed"
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["lr"] in ("0.1", "0.01")
@@ -145,15 +92,15 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(tmp_path: Path, empty
             ]
         assert "history.csv" in {a.path for a in c.list_artifacts(run_id)}
 
-    again = cli(tmp_path, "nnlab.recover", str(sweep_dir))  # idempotent
+    again = cli(tmp_path, str(sweep_dir), module="nnlab.recover")  # idempotent
     assert again.returncode == 0 and again.stdout.count("already complete") == 2, again.stdout
-    assert len(trials(db, "lost")) == 2
-    assert sum(len(c.get_metric_history(r, "loss")) for r in runs) == 10
+    assert len(runs(db, "lost", "trial")) == 2
+    assert sum(len(c.get_metric_history(r, "loss")) for r in by_id) == 10
 
 
 @pytest.mark.slow
-def test_store_gone_for_good_recovers_into_another(tmp_path: Path, empty_store) -> None:
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
+def test_store_gone_for_good_recovers_into_another(make_launch_dir) -> None:
+    tmp_path = make_launch_dir("gone")
     args = [
         "epochs=4",
         "experiment_name=gone",
@@ -162,7 +109,7 @@ def test_store_gone_for_good_recovers_into_another(tmp_path: Path, empty_store) 
         "hydra.run.dir=job",
         *TINY,
     ]
-    proc = cli(tmp_path, "nnlab.run", *args, popen=True)
+    proc = start(tmp_path, *args)
     try:
         deadline = time.monotonic() + 120
         while checkpoint_epoch(tmp_path, "gone") < 2:
@@ -183,13 +130,13 @@ def test_store_gone_for_good_recovers_into_another(tmp_path: Path, empty_store) 
     new_db.parent.mkdir()
     rec = cli(
         tmp_path,
-        "nnlab.recover",
         "job/artifacts/history.csv",
         "--tracking-uri",
         f"sqlite:///{new_db}",
+        module="nnlab.recover",
     )
     assert rec.returncode == 0, rec.stderr
-    (run,) = trials(new_db, "gone")
+    (run,) = runs(new_db, "gone", "trial")
     assert run.info.status == "FINISHED" and run.data.tags["nnlab.recovered"] == "true"
     assert run.data.params["epochs"] == "4"
     assert sorted(m.step for m in client(new_db).get_metric_history(run.info.run_id, "loss")) == [
@@ -206,10 +153,10 @@ def test_store_gone_for_good_recovers_into_another(tmp_path: Path, empty_store) 
 def test_parallel_writers_file_every_trial_completely(tmp_path: Path, n_jobs: int) -> None:
     """24 trials on a fresh store (no mlflow.db yet), n_jobs loky workers writing at once."""
     proc = cli(
-        tmp_path, "nnlab.run",
+        tmp_path,
         "-m", "lr=0.1,0.03,0.01", "batch_size=16,32", "seed=0,1,2,3", "epochs=3",
         "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", "experiment_name=par",
-        "data.n_samples=200", "model.hidden=[8]", "trainer.batch_log_every=5",
+        *TINY, "trainer.batch_log_every=5",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "completed       24" in proc.stdout
@@ -261,7 +208,7 @@ def _start_server(cwd: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", "sqlite:///srv.db",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
         start_new_session=True,  # its own process group: stopped with its workers below
     )  # fmt: skip
     deadline = time.monotonic() + 180
@@ -292,7 +239,7 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
         args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "debug.epoch_delay=0.3",
                 "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.run.dir=job",
                 "experiment_name=srv", *TINY]  # fmt: skip
-        proc = cli(tmp_path, "nnlab.run", *args, popen=True)
+        proc = start(tmp_path, *args)
         deadline = time.monotonic() + 180
         while checkpoint_epoch(tmp_path, "srv") < 2:
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -307,7 +254,7 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
         run_id = json.loads((tmp_path / "job" / "run.json").read_text())["run_id"]
 
         server = _start_server(tmp_path, port)  # back, with what it had before
-        rec = cli(tmp_path, "nnlab.recover", "job")
+        rec = cli(tmp_path, "job", module="nnlab.recover")
         assert rec.returncode == 0, rec.stderr
         assert f"updated run {run_id}" in rec.stdout
         from mlflow.tracking import MlflowClient

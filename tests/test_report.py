@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import cli
 
 from nnlab.analysis import load_histories, load_runs
 from nnlab.report import FIGURES, build_report
@@ -28,17 +26,13 @@ SEEDS = (0, 1)
 N_TRIALS = len(LRS) * len(BATCH_SIZES) * len(EPOCHS) * len(SEEDS)
 
 
-def nnlab_run(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "nnlab.run", "-m", *overrides]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> dict:
     """32 real trials: 4 lrs x 2 batch sizes x 2 epoch budgets x 2 seeds on 120 moons samples."""
     tmp = tmp_path_factory.mktemp("sweep")
-    proc = nnlab_run(
+    proc = cli(
         tmp,
+        "-m",
         f"lr={','.join(map(str, LRS))}",
         f"batch_size={','.join(map(str, BATCH_SIZES))}",
         f"epochs={','.join(map(str, EPOCHS))}",
@@ -255,10 +249,9 @@ def test_runs_that_never_learned_are_flagged_not_hidden(sweep, runs, hist):
 
 
 def test_unknown_experiment_is_one_line_listing_the_existing_ones(sweep):
-    proc = subprocess.run(
-        [sys.executable, "-m", "nnlab.report", "--experiment", "nope",
-         "--tracking-uri", sweep["uri"], "--out", str(sweep["dir"] / "nope")],
-        capture_output=True, text=True, timeout=120,
+    proc = cli(
+        sweep["dir"], "--experiment", "nope", "--tracking-uri", sweep["uri"],
+        "--out", str(sweep["dir"] / "nope"), module="nnlab.report", timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -299,3 +292,39 @@ def test_best_lr_per_budget_agrees_with_the_runs_table(sweep):
     lo = best[best["epochs"] == best["epochs"].min()]["best_lr"]
     assert f"the best lr at {best['epochs'].min()} epochs was" in findings["verdict"]
     assert all(f"{x:g}" in findings["verdict"] for x in lo)
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_sweep_writes_the_report_and_failed_trials_are_reported(tmp_path):
+    """A sweep whose config asks for the report writes it at its end and prints the path; a
+    trial that raises shows up in the report as failed, counted and listed."""
+    common = ["data.n_samples=120", "batch_size=16", "experiment_name=slow", "report.enabled=true"]
+    ok = cli(tmp_path, "-m", "lr=1e-2,1e-1", "epochs=4", "seed=0,1", *common)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    printed = re.search(r"report: (\S+index\.html)", ok.stdout)
+    assert printed, ok.stdout[-2000:]
+    index = tmp_path / printed.group(1)
+    assert index.exists()
+
+    # A second sweep into the same experiment with one trial that raises at epoch 2: the sweep
+    # exits 1 (a trial failed) and still writes the report, now counting the failure.
+    bad = cli(tmp_path, "-m", "lr=0.05", "epochs=4", "seed=0", "debug.fail_at_epoch=2", *common)
+    assert bad.returncode == 1, bad.stderr[-3000:]
+    out = index.parent
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["outcomes"].get("failed") == 1
+    counts = pd.read_csv(out / "outcomes.csv")
+    assert counts.loc[counts["lr"] == 0.05, "failed"].sum() == 1
+    html = index.read_text(encoding="utf-8")
+    assert "Failed runs by lr: lr=0.05: 1/1" in html
+    assert re.search(r"Caution: .*debug\.fail_at_epoch: 2, None", html)  # two set-ups pooled
+    runs = pd.read_csv(out / "runs.csv")
+    failed = runs[runs["outcome"] == "failed"]
+    assert len(failed) == 1 and failed["status"].eq("FAILED").all()
+    assert failed["run_name"].iloc[0] in html  # listed in the table of unusable runs
+    for key, _ in FIGURES:
+        if key != "decision_boundaries":
+            assert (out / f"{key}.png").stat().st_size > 10_000, key

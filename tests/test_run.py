@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,53 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import client, runs
-
-pytest.importorskip("mlflow")
-
-TINY = ["data.n_samples=200", "model.hidden=[8]"]
-
-
-def nnlab_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "nnlab.run", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-
-
-def download(cwd: Path, run_id: str, path: str, dst: Path) -> Path:
-    return Path(client(cwd).download_artifacts(run_id, path, str(dst)))
+from helpers import TINY, cli, client, download, env, runs, start
 
 
 @pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """An initialised, empty sqlite store. Creating one runs MLflow's schema migrations (1.5-6 s
-    here), so tests that do not test store creation start from a copy; the joblib test and the
-    bad-config tests start without one."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns"))
-    return path
-
-
-@pytest.fixture()
-def launch_dir(tmp_path: Path, empty_store: Path) -> Path:
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    return tmp_path
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory, empty_store: Path) -> tuple[Path, subprocess.CompletedProcess]:
+def sweep(make_launch_dir) -> tuple[Path, subprocess.CompletedProcess]:
     """The 2 x 2 x 2 sweep of the issue, run once for the tests below."""
-    cwd = tmp_path_factory.mktemp("sweep")
-    shutil.copy(empty_store, cwd / "mlflow.db")
-    proc = nnlab_run(
+    cwd = make_launch_dir("sweep")
+    proc = cli(
         cwd, "-m", "lr=0.1,0.01", "batch_size=16,64", "epochs=2,3", "experiment_name=grid",
         "hydra.sweep.dir=multirun/grid", *TINY,
     )  # fmt: skip
@@ -127,14 +86,14 @@ def test_sweep_files_one_parent_and_eight_children(sweep, tmp_path: Path) -> Non
 def test_rerun_skips_finished_trials_unless_asked(sweep) -> None:
     cwd, _ = sweep
     args = ["-m", "lr=0.1,0.01", "batch_size=16,64", "epochs=2,3", "experiment_name=grid", *TINY]
-    again = nnlab_run(cwd, *args, "hydra.sweep.dir=multirun/again")
+    again = cli(cwd, *args, "hydra.sweep.dir=multirun/again")
     assert again.returncode == 0, again.stderr
     assert "8 configs already have a FINISHED run" in again.stdout
     assert "skipped          8  (a FINISHED run exists" in again.stdout
     assert again.stdout.count("] skipped") == 8
     assert len(runs(cwd, "grid", "trial")) == 8  # no new trial runs
 
-    forced = nnlab_run(cwd, *args, "tracking.rerun=true", "hydra.sweep.dir=multirun/forced")
+    forced = cli(cwd, *args, "tracking.rerun=true", "hydra.sweep.dir=multirun/forced")
     assert forced.returncode == 0, forced.stderr
     assert "skipped" not in forced.stdout
     assert len(runs(cwd, "grid", "trial")) == 16
@@ -142,7 +101,7 @@ def test_rerun_skips_finished_trials_unless_asked(sweep) -> None:
 
 def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> None:
     tmp_path = launch_dir
-    proc = nnlab_run(
+    proc = cli(
         tmp_path, "-m", "lr=0.01,1e30", "debug.fail_at_epoch=null,2", "epochs=3",
         "experiment_name=bad", *TINY,
     )  # fmt: skip
@@ -188,7 +147,7 @@ def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> 
     ],
 )
 def test_bad_config_is_one_line_and_creates_no_run(tmp_path: Path, args, message) -> None:
-    proc = nnlab_run(tmp_path, *args)
+    proc = cli(tmp_path, *args)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert message in proc.stderr
@@ -198,7 +157,7 @@ def test_bad_config_is_one_line_and_creates_no_run(tmp_path: Path, args, message
 
 def test_single_run_is_a_trial_without_parent(launch_dir: Path) -> None:
     tmp_path = launch_dir
-    proc = nnlab_run(tmp_path, "epochs=3", "experiment_name=one", *TINY)
+    proc = cli(tmp_path, "epochs=3", "experiment_name=one", *TINY)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("Epoch ") == 3  # per-epoch progress
     (run,) = runs(tmp_path, "one")
@@ -213,7 +172,7 @@ def test_single_run_is_a_trial_without_parent(launch_dir: Path) -> None:
 
 def test_flagship_lr_1_is_tagged_diverged_at_epoch_1(launch_dir: Path) -> None:
     # clipped BCE: lr=1 Adam sits at ~8 from epoch 1 on (10x the untrained loss), never non-finite
-    proc = nnlab_run(
+    proc = cli(
         launch_dir, "+experiment=lr_vs_epochs", "lr=1", "batch_size=16", "epochs=5", "seed=0",
         "trainer.verbose=0",
     )  # fmt: skip
@@ -235,8 +194,9 @@ def test_tracking_none_trains_without_mlflow(tmp_path: Path) -> None:
         "print('mlflow imported:', 'mlflow' in sys.modules)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=env(),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "mlflow imported: False" in proc.stdout
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
@@ -246,7 +206,7 @@ def test_tracking_none_trains_without_mlflow(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_joblib_on_a_fresh_store_files_every_run_under_the_parent(tmp_path: Path) -> None:
-    proc = nnlab_run(tmp_path, "-m", "+experiment=quick", "hydra/launcher=joblib", "epochs=2")
+    proc = cli(tmp_path, "-m", "+experiment=quick", "hydra/launcher=joblib", "epochs=2")
     assert proc.returncode == 0, proc.stderr
     assert "ConfigStore schema" not in proc.stderr  # no Hydra deprecation noise from workers
     (parent,) = runs(tmp_path, "quick", "sweep")
@@ -265,16 +225,8 @@ def test_joblib_on_a_fresh_store_files_every_run_under_the_parent(tmp_path: Path
 
 @pytest.mark.slow
 def test_sigterm_marks_the_running_trial_killed(launch_dir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
     args = ["-m", "lr=0.1,0.01", "epochs=1000000", "experiment_name=long", *TINY]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nnlab.run", *args],
-        cwd=launch_dir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start(launch_dir, *args)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until the first trial has logged epochs

@@ -8,18 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import QUIET, TINY, compose
 
 from nnlab.config import ConfigError
 from nnlab.train import FailAtEpoch, Sink, train
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-TINY = ["data.n_samples=200", "model.hidden=[8]", "trainer.verbose=0"]
 
-
-def config(*overrides: str, tiny: tuple[str, ...] = TINY):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=[*tiny, *overrides])
+def config(*overrides: str, tiny: tuple[str, ...] = (*TINY, QUIET)):
+    return compose(*tiny, *overrides)
 
 
 class Recorder(Sink):
@@ -190,7 +186,12 @@ def test_multiclass_csv_gets_a_softmax_output(tmp_path: Path) -> None:
     rows = [f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(x, labels, strict=True)]
     path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
     cfg = config(
-        "data=csv", f"data.path={path}", "data.target=label", "epochs=30", "lr=0.05", tiny=TINY[1:]
+        "data=csv",
+        f"data.path={path}",
+        "data.target=label",
+        "epochs=30",
+        "lr=0.05",
+        tiny=TINY[1:] + (QUIET,),
     )
     result = train(cfg)
     assert result.info["n_classes"] == 3
@@ -213,10 +214,10 @@ def test_model_loss_can_force_softmax_or_refuse_many_classes(tmp_path: Path) -> 
     path = tmp_path / "three.csv"
     path.write_text("a,label\n" + "".join(f"{i},{i % 3}\n" for i in range(30)))
     csv_cfg = ["data=csv", f"data.path={path}", "data.target=label", "epochs=1"]
-    auto = train(config(*csv_cfg, tiny=TINY[1:]))
+    auto = train(config(*csv_cfg, tiny=TINY[1:] + (QUIET,)))
     assert auto.model.get_weights()[-1].shape == (3,)
     with pytest.raises(ConfigError, match=r"has 3 classes .* but the loss needs binary 0/1 labels"):
-        train(config(*csv_cfg, "model.loss=binary_crossentropy", tiny=TINY[1:]))
+        train(config(*csv_cfg, "model.loss=binary_crossentropy", tiny=TINY[1:] + (QUIET,)))
 
 
 def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated() -> None:
