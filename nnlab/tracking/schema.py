@@ -5,9 +5,10 @@ Nothing here imports MLflow, so ``tracking=none`` and the analysis side can use 
 Run outcomes
 ------------
 Every trial ends with one outcome (tag ``nnlab.outcome``) that maps to an MLflow run status:
-``completed``, ``early_stopped`` and ``diverged`` are FINISHED, ``failed`` is FAILED, ``killed``
-(Ctrl-C, SIGTERM, a dead launcher) is KILLED. ``skipped`` never reaches the store: it is the sweep's
-word for a trial whose config already has a FINISHED run.
+``completed``, ``early_stopped``, ``diverged`` and ``pruned`` (a search's pruner stopped it) are
+FINISHED, ``failed`` is FAILED, ``killed`` (Ctrl-C, SIGTERM, a dead launcher) is KILLED. ``skipped``
+never reaches the store: it is the sweep's word for a trial whose config already has a FINISHED
+run (a pruned run is not one: it did not train its whole budget).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ STATUS = {  # outcome -> MLflow run status
     "completed": "FINISHED",
     "early_stopped": "FINISHED",
     "diverged": "FINISHED",
+    "pruned": "FINISHED",
     "failed": "FAILED",
     "killed": "KILLED",
 }
@@ -60,6 +62,8 @@ class Tag:
     ORIGINAL_PARENT = "nnlab.original_parent"
     GIT_COMMIT = "nnlab.git_commit"
     GIT_DIRTY = "nnlab.git_dirty"
+    OPTUNA_TRIAL = "optuna.trial"  # a search's trial: its number in the Optuna study
+    OPTUNA_STATE = "optuna.state"  # COMPLETE, PRUNED, FAIL (RUNNING while it trains)
     PARENT = "mlflow.parentRunId"
     SOURCE_NAME = "mlflow.source.name"
     SOURCE_TYPE = "mlflow.source.type"

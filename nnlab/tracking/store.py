@@ -306,7 +306,7 @@ def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str
 
 def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:
     """config_hash -> {run_id, run_name, outcome, loss, val_loss} of the experiment's FINISHED
-    trials (the newest run of each config wins)."""
+    trials (the newest run of each config wins; a pruned run does not count)."""
     from mlflow.entities import ViewType
 
     c, found, token = client(uri), {}, None
@@ -317,6 +317,8 @@ def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:
         )
         for run in page:
             h = run.data.tags.get(Tag.CONFIG_HASH)
+            if run.data.tags.get(Tag.OUTCOME) == "pruned":  # stopped short of its budget
+                continue
             if h and h not in found:
                 found[h] = {
                     "run_id": run.info.run_id,

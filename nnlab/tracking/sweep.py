@@ -14,6 +14,7 @@ skips its FINISHED trials and resumes the interrupted ones.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -33,7 +34,7 @@ from hydra.experimental.callback import Callback
 import nnlab
 from nnlab.checkpoint import atomic_write_text
 from nnlab.config import ConfigError, full_error, to_plain, validate
-from nnlab.tracking import launchers
+from nnlab.tracking import launchers, search
 from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Artifact, Tag
 from nnlab.tracking.sink import log_params
 from nnlab.tracking.store import (
@@ -69,6 +70,7 @@ class SweepContext:
     sweep_dir: str = ""
     launch_dir: str = ""  # relative paths of every trial (checkpoints) start here
     remote: bool = False  # trials are submitit jobs (nnlab.tracking.launchers)
+    search: dict = field(default_factory=dict)  # a search's study (nnlab.tracking.search), or {}
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +272,8 @@ def reopen_parent(ctx: SweepContext) -> str | None:
         return None
     run = latest[0]
     status, tags = run.info.status, run.data.tags
-    if not (status == "KILLED" or (status == "RUNNING" and _launcher_gone(tags.get(Tag.LAUNCHER)))):
+    gone = status == "RUNNING" and _launcher_gone(tags.get(Tag.LAUNCHER))
+    if not (status == "KILLED" or gone or (ctx.search and status == "FINISHED")):  # 1 study, 1 run
         return None
     ctx.parent_run_id = run.info.run_id
     ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
@@ -314,6 +317,9 @@ def open_sweep(config: Any) -> SweepContext:
     sweep_dir = (base / str(config.hydra.sweep.dir)).resolve()
     t0 = time.perf_counter()
     jobs, varying = grid_jobs(config) or ([], [])
+    plan = search.search_plan(config)  # a search: trials asked from an Optuna study as it goes
+    if plan is not None:
+        jobs, varying = plan.space.probe_jobs(), [d.key for d in plan.space.dims.values()]
     probes = validate_values(config, jobs)
     base_cfg = probes[0] if probes else to_plain(_task_config(config))
     tracking = base_cfg["tracking"]
@@ -325,17 +331,19 @@ def open_sweep(config: Any) -> SweepContext:
         uri=None,
         experiment_id=None,
         parent_run_id=None,
-        n_trials=len(jobs) or None,
+        n_trials=plan.n_trials if plan else len(jobs) or None,
         varying=varying,
         parallel=launchers.is_parallel(config.hydra.launcher),
         results_dir=str(sweep_dir / ".nnlab" / sweep_id),
-        sweep_hash=sweep_signature(name, jobs, config),
+        sweep_hash=sweep_signature(name, [plan.signature()] if plan else jobs, config),
         sweep_dir=str(sweep_dir),
         launch_dir=str(base),
         remote=launchers.is_remote(config.hydra.launcher),
     )
+    if plan is not None:
+        ctx.search = plan.context(base, name, ctx.sweep_hash, base_cfg)
     shared = remote_setup(config, ctx, base_cfg) if ctx.remote else []
-    header = f"{len(jobs) or '?'} trials"
+    header = f"{ctx.n_trials or '?'} trials"
     if tracking["backend"] == "mlflow":
         ctx.uri = resolve_uri(tracking["uri"], base)
         ctx.git = git_info()
@@ -345,11 +353,13 @@ def open_sweep(config: Any) -> SweepContext:
                 check_artifacts_shared(ctx.uri, ctx.experiment_id, name)
         except ConfigError as exc:
             fail_config(str(exc))
-        if not tracking["rerun"]:  # each trial looks its own config hash up in this map
+        if not tracking["rerun"] and not ctx.search:  # each trial looks its hash up here
             ctx.skip = finished_trials(ctx.uri, ctx.experiment_id)
         reused = reopen_parent(ctx)
         if reused is None:
             ctx.parent_run_id = start_parent(ctx, config, name)
+        if ctx.search:
+            search.tag_parent(ctx.uri, ctx.parent_run_id, ctx.search, None)
         header += (
             f", experiment {name!r} (id {ctx.experiment_id}), parent run {ctx.parent_run_id}"
             + (" (resumed: same sweep as an interrupted one)" if reused else "")
@@ -470,7 +480,13 @@ def close_sweep() -> None:
         _SWEEP.pop("lines").stop()
     records = [json.loads(p.read_text()) for p in sorted(Path(ctx.results_dir).glob("job*.json"))]
     elapsed = time.perf_counter() - _SWEEP["started"]
+    study = search.study_summary(ctx.results_dir) if ctx.search else None
+    if study is not None:  # this launch ran `launched` of the study's trials
+        ctx = dataclasses.replace(ctx, n_trials=study["launched"])
     lines, counts, best = summary_lines(ctx, records, elapsed)
+    if study is not None:
+        lines = search.summary_lines(lines, study)
+        best = {"run_id": (study.get("best") or {}).get("run_id")}
     missing = (ctx.n_trials or len(records)) - len(records)
     untracked = sum(bool(r.get("tracking_error")) for r in records)
     lines += _SWEEP.get("shared", [])
@@ -481,6 +497,8 @@ def close_sweep() -> None:
         lines.append(f"  browse: {ui_command(ctx.uri)}")
         status = "KILLED" if counts["killed"] else "FINISHED"
         try:
+            if study is not None:
+                search.tag_parent(ctx.uri, ctx.parent_run_id, ctx.search, study)
             _end_parent(ctx, counts, best, "\n".join(lines), status)
         except Exception as exc:
             lines.append(f"  could not close the parent run in MLflow: {one_line(exc)}")

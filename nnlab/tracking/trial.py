@@ -198,6 +198,20 @@ def open_checkpoint(
     return ckpt, state, meta
 
 
+def open_study_trial(search: dict, number: int, plain: dict) -> Sink:
+    """The sink of study trial ``number`` (``hydra/sweeper=optuna``): reports the objective
+    every epoch, stops training when the pruner says so. ConfigError if the study is unusable."""
+    try:
+        from hydra_plugins.nnlab_optuna_sweeper._study import PruningSink
+
+        return PruningSink(search, number, int(plain["trainer"]["epochs"]))
+    except Exception as exc:
+        raise ConfigError(
+            f"search: cannot open trial {number} of study {search['study']} in "
+            f"{search['journal']} ({one_line(exc)})"
+        ) from None
+
+
 def say(message: str) -> None:
     """One line for the user on stderr (progress and warnings; stdout has the results)."""
     print(message, file=sys.stderr, flush=True)
@@ -249,6 +263,7 @@ class Trial:
         self.local: LocalHistory | None = None
         self.schedule: CheckpointSchedule | None = None
         self.tracking_error: str | None = None
+        self.pruning: Sink | None = None  # a search's trial: reports to the Optuna study
 
     def run(self) -> None:
         self.prepare()
@@ -268,6 +283,8 @@ class Trial:
         check_model_fits(
             plain["model"], self.data.n_features, self.data.n_classes, plain["optimizer"]
         )
+        if place.ctx is not None and place.ctx.search:
+            self.pruning = open_study_trial(place.ctx.search, self.record.job, plain)
         self.ckpt, self.resume, self.ckmeta = open_checkpoint(
             plain, place.base, self.record.config_hash
         )
@@ -339,6 +356,8 @@ class Trial:
             tags |= {Tag.SWEEP_ID: ctx.sweep_id, Tag.PARENT: ctx.parent_run_id}
         if self.resume is not None:
             tags[Tag.RESUMED_FROM_EPOCH] = str(self.resume.epoch)
+        if self.pruning is not None:
+            tags |= {Tag.OPTUNA_TRIAL: str(self.record.job), Tag.OPTUNA_STATE: "RUNNING"}
         return tags
 
     def open_sinks(self) -> None:
@@ -364,6 +383,10 @@ class Trial:
                     f"nnlab: {record.name}: MLflow error ({self.tracking_error}); training "
                     "without it, the history is kept in the job directory"
                 )
+        if self.pruning is not None:
+            self.pruning.set_run(record.run_id)
+            if self.resume is not None:
+                self.pruning.backfill(self.resume.history)
         meta = {
             "format": RUN_FORMAT,
             "tracking_uri": self.uri,
@@ -417,7 +440,7 @@ class Trial:
     # --- 3. train, then close the run with its outcome ----------------------------------------
 
     def _train(self) -> TrainResult:
-        sinks: list[Sink] = [s for s in (self.local, self.sink) if s is not None]
+        sinks: list[Sink] = [s for s in (self.local, self.sink, self.pruning) if s is not None]
         kwargs: dict[str, Any] = dict(
             verbose=self.verbose,
             data=self.data,

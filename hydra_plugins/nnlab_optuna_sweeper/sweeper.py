@@ -1,0 +1,49 @@
+"""``NnlabOptunaSweeper``: a search on Hydra's public Sweeper API, Optuna's ask-and-tell.
+
+The launching process asks the study for a trial, launches it as one Hydra job whose number is
+the study trial's number, and tells the study its result; ``n_jobs`` trials are in flight at
+once. The trials report every epoch to the study themselves (``_study.PruningSink``). The work
+is in ``_search`` (imported on use: Hydra's plugin scan skips modules named ``_*``, so Optuna
+is imported only by a search).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+
+
+class NnlabOptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        sampler: Any = None,
+        pruner: Any = None,
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        objective: str = "val_loss",
+        direction: str = "minimize",
+        study_dir: str = ".nnlab/studies",
+        params: dict | None = None,
+    ) -> None:
+        super().__init__()
+        # the sweep callback already checked and planned these from hydra.sweeper
+        # (nnlab.tracking.search); the sweep context carries the plan to every process
+        self.n_jobs = n_jobs
+        self.params = dict(params or {})
+        self.config: Any = None
+        self.launcher: Any = None
+        self.hydra_context: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> list:
+        from hydra_plugins.nnlab_optuna_sweeper._search import Search
+
+        return Search(self, list(arguments)).run()
