@@ -57,6 +57,13 @@ def cli(
     )
 
 
+def timed_cli(cwd: Path, *args: str, **kwargs: Any) -> tuple[subprocess.CompletedProcess, float]:
+    """:func:`cli` and the seconds it took (for "refused at once" checks)."""
+    t0 = time.perf_counter()
+    proc = cli(cwd, *args, **kwargs)
+    return proc, time.perf_counter() - t0
+
+
 def start(
     cwd: Path, *args: str, module: str = "nnlab.run", environ: dict[str, str] | None = None
 ) -> subprocess.Popen:

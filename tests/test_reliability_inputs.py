@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, ROOT, cli, compose, env
+from helpers import QUIET, ROOT, cli, compose, env, timed_cli
 
 
 def write(name: str, text: str):
@@ -143,9 +142,8 @@ def _prepare(case: str, root: Path) -> Path:
 
 
 def _run(case: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float, Path]:
-    t0 = time.perf_counter()
-    proc = cli(cwd, *CASES[case][0], timeout=120)
-    return proc, time.perf_counter() - t0, cwd
+    proc, seconds = timed_cli(cwd, *CASES[case][0], timeout=120)
+    return proc, seconds, cwd
 
 
 @pytest.fixture(scope="module")

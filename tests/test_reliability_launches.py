@@ -9,44 +9,14 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import client, runs
-
-pytest.importorskip("mlflow")
-
-TINY = ["data.n_samples=200", "model.hidden=[8]"]
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
-
-
-def _popen(cwd: Path, module: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+from helpers import TINY, runs, start, steps, timed_cli
 
 
 def _run(cwd: Path, module: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
-    return proc, time.perf_counter() - t0
+    return timed_cli(cwd, *args, module=module, timeout=300)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -75,9 +45,8 @@ def _concurrent_sweeps(cwd: Path, n: int, joblib: bool) -> None:
     """``n`` sweeps started together (experiments c0..c{n-1}, 2 trials of 3 epochs each)."""
     extra = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if joblib else []
     procs = [
-        _popen(
+        start(
             cwd,
-            "nnlab.run",
             "-m",
             f"lr={0.1 + i},0.01",
             "epochs=3",
@@ -99,8 +68,7 @@ def _concurrent_sweeps(cwd: Path, n: int, joblib: bool) -> None:
         assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parents[0].info.run_id}
         assert {t.info.status for t in [*parents, *trials]} == {"FINISHED"}
         for t in trials:  # every metric step exactly once
-            steps = [m.step for m in client(cwd).get_metric_history(t.info.run_id, "loss")]
-            assert sorted(steps) == [1, 2, 3]
+            assert steps(cwd, t.info.run_id, "loss") == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -116,10 +84,7 @@ def test_concurrent_launches_on_an_existing_store_with_joblib(real_store: Path, 
 
 
 def test_sweep_dirs_are_unique_per_launch_within_one_second(tmp_path: Path) -> None:
-    procs = [
-        _popen(tmp_path, "nnlab.run", "-m", "lr=0.1", "epochs=1", "tracking=none", *TINY)
-        for _ in range(2)
-    ]
+    procs = [start(tmp_path, "-m", "lr=0.1", "epochs=1", "tracking=none", *TINY) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, out + err
