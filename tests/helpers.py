@@ -6,12 +6,15 @@ Fixtures (the empty store template, launch directories, the module-wide tracking
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,42 @@ def start(
         text=True,
         env=environ if environ is not None else env(),
     )
+
+
+@contextlib.contextmanager
+def running(cwd: Path, *args: str, **kwargs: Any) -> Iterator[subprocess.Popen]:
+    """:func:`start`, and on the way out (also when the test fails) kill it if it still runs."""
+    proc = start(cwd, *args, **kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def wait_until(
+    done: Callable[[], Any],
+    proc: subprocess.Popen,
+    what: str,
+    timeout: float = 120,
+    interval: float = 0.05,
+) -> Any:
+    """Poll ``done()`` every ``interval`` seconds until it is truthy and return its value; fail
+    when ``proc`` ends first (with its output) or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := done()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(interval)
+    return value
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a test's own server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def trial_lines(stdout: str) -> list[str]:
@@ -158,19 +197,19 @@ def checkpoint_epoch(cwd: Path, experiment: str) -> int:
     return best
 
 
-def wait_for_epoch(cwd: Path, experiment: str, epoch: int, proc: subprocess.Popen) -> int:
+def wait_for_epoch(
+    cwd: Path, experiment: str, epoch: int, proc: subprocess.Popen, timeout: float = 120
+) -> int:
     """Block until a checkpoint of ``experiment`` holds >= ``epoch`` epochs; return its epoch.
 
-    Fails when ``proc`` ends first or after two minutes.
+    Fails when ``proc`` ends first or after ``timeout`` seconds.
     """
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        done = checkpoint_epoch(cwd, experiment)
-        if done >= epoch:
-            return done
-        time.sleep(0.05)
-    raise AssertionError(f"no checkpoint of {experiment!r} reached epoch {epoch}")
+    return wait_until(
+        lambda: (n := checkpoint_epoch(cwd, experiment)) >= epoch and n,
+        proc,
+        f"a checkpoint of {experiment!r} at epoch {epoch}",
+        timeout,
+    )
 
 
 def weights_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,11 @@ from helpers import (
     client,
     compose,
     history_rows,
+    running,
     runs,
-    start,
     steps,
     wait_for_epoch,
+    wait_until,
     weights_equal,
 )
 
@@ -103,23 +103,19 @@ ARGS = ["epochs=10", "seed=5", "experiment_name=resume", "hydra.run.dir=out", *T
 def test_kill_9_then_same_command_resumes_bit_identically(make_launch_dir) -> None:
     ref_dir = make_launch_dir("reference")
     cwd = make_launch_dir("killed")
-    reference = start(ref_dir, *ARGS)  # uninterrupted, no delay, meanwhile
-    proc = start(cwd, *ARGS, "debug.epoch_delay=0.25")
-    try:
-        killed_at = wait_for_epoch(cwd, "resume", 3, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-    (run_before,) = runs(cwd, "resume")
-    assert run_before.info.status == "RUNNING"  # kill -9 leaves it so
+    with running(ref_dir, *ARGS) as reference:  # uninterrupted, no delay, meanwhile
+        with running(cwd, *ARGS, "debug.epoch_delay=0.25") as proc:
+            killed_at = wait_for_epoch(cwd, "resume", 3, proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        (run_before,) = runs(cwd, "resume")
+        assert run_before.info.status == "RUNNING"  # kill -9 leaves it so
 
-    again = cli(cwd, *ARGS, "debug.epoch_delay=0.25")  # the same command
-    assert again.returncode == 0, again.stderr
-    assert "resuming from" in again.stderr and run_before.info.run_id in again.stderr
-    assert reference.wait(timeout=300) == 0, reference.communicate()
+        again = cli(cwd, *ARGS, "debug.epoch_delay=0.25")  # the same command
+        assert again.returncode == 0, again.stderr
+        assert "resuming from" in again.stderr and run_before.info.run_id in again.stderr
+        assert reference.wait(timeout=300) == 0, reference.communicate()
 
     (run_after,) = runs(cwd, "resume")  # the same MLflow run, now complete
     assert run_after.info.run_id == run_before.info.run_id
@@ -151,14 +147,10 @@ def test_kill_9_then_same_command_resumes_bit_identically(make_launch_dir) -> No
 def test_ctrl_c_ends_killed_keeps_the_checkpoint_and_resumes(make_launch_dir) -> None:
     cwd = make_launch_dir("ctrlc")
     args = [*ARGS, "epochs=6", "debug.epoch_delay=0.25", "tracking.flush_interval=60"]
-    proc = start(cwd, *args)
-    try:
+    with running(cwd, *args) as proc:
         wait_for_epoch(cwd, "resume", 2, proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, err
     (run_killed,) = runs(cwd, "resume")
     assert run_killed.info.status == "KILLED"
@@ -193,18 +185,13 @@ def test_killed_sweep_resumes_under_the_same_parent(make_launch_dir) -> None:
         "trainer.checkpoint.interval=0",  # a checkpoint every epoch: the kill lands mid-trial
         *TINY,
     ]
-    proc = start(cwd, *args)
-    try:  # the first trial finishes (its checkpoint is deleted), then kill during the second
-        deadline = time.monotonic() + 120
-        while not list(cwd.glob("multirun/**/.nnlab/*/job00000.json")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+    with running(cwd, *args) as proc:
+        # the first trial finishes (its checkpoint is deleted), then kill during the second
+        first = lambda: list(cwd.glob("multirun/**/.nnlab/*/job00000.json"))  # noqa: E731
+        wait_until(first, proc, "the first trial's record")
         wait_for_epoch(cwd, "sw", 2, proc)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     (parent,) = runs(cwd, "sw", "sweep")
     assert parent.info.status == "RUNNING"  # its launcher died
 

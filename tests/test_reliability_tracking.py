@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, checkpoint_epoch, cli, client, env, history_rows, runs, start
+from helpers import TINY, cli, client, env, free_port, history_rows, running, runs, wait_for_epoch
 
 
 def local_history(job_dir: Path) -> list[dict]:
@@ -33,12 +33,8 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(make_launch_dir) -> N
         "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.sweep.dir=multirun/lost",
         *TINY,
     ]  # fmt: skip
-    proc = start(tmp_path, *args)
-    try:
-        deadline = time.monotonic() + 120
-        while checkpoint_epoch(tmp_path, "lost") < 2:  # trial 1 is mid-run, its run RUNNING
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
+    with running(tmp_path, *args) as proc:
+        wait_for_epoch(tmp_path, "lost", 2, proc)  # trial 1 is mid-run, its run RUNNING
         with sqlite3.connect(db) as src, sqlite3.connect(tmp_path / "backup.db") as dst:
             src.backup(dst)  # what a nightly backup would hold
         for wal in ("mlflow.db-wal", "mlflow.db-shm"):
@@ -46,9 +42,6 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(make_launch_dir) -> N
         with db.open("r+b") as fh:  # the store now errors on every call
             fh.write(b"not a database " * 1000)
         out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
     assert proc.returncode == 1, err
     assert "MLflow error at epoch" in err and "training goes on" in err
@@ -109,19 +102,12 @@ def test_store_gone_for_good_recovers_into_another(make_launch_dir) -> None:
         "hydra.run.dir=job",
         *TINY,
     ]
-    proc = start(tmp_path, *args)
-    try:
-        deadline = time.monotonic() + 120
-        while checkpoint_epoch(tmp_path, "gone") < 2:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
+    with running(tmp_path, *args) as proc:
+        wait_for_epoch(tmp_path, "gone", 2, proc)
         for name in ("mlflow.db-wal", "mlflow.db-shm"):
             (tmp_path / name).unlink(missing_ok=True)
         (tmp_path / "mlflow.db").write_bytes(b"")  # truncated to nothing
         _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 1
     assert "nothing is lost" in err and "python -m nnlab.recover" in err and "Traceback" not in err
     assert len(local_history(tmp_path / "job")) == 4
@@ -192,14 +178,6 @@ def test_parallel_writers_file_every_trial_completely(tmp_path: Path, n_jobs: in
     assert len(records) == 24 and all(r["blas_threads"] == 1 for r in records)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(cwd: Path, port: int) -> subprocess.Popen:
     """A real `mlflow server` (one worker) on ``port``; waits until it answers /health."""
     import signal
@@ -232,21 +210,18 @@ def _stop_server(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = _start_server(tmp_path, port)
     try:
         args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "debug.epoch_delay=0.3",
                 "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.run.dir=job",
                 "experiment_name=srv", *TINY]  # fmt: skip
-        proc = start(tmp_path, *args)
-        deadline = time.monotonic() + 180
-        while checkpoint_epoch(tmp_path, "srv") < 2:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        _stop_server(server)
-        t_dead = time.monotonic()
-        _, err = proc.communicate(timeout=300)
+        with running(tmp_path, *args) as proc:
+            wait_for_epoch(tmp_path, "srv", 2, proc, timeout=180)
+            _stop_server(server)
+            t_dead = time.monotonic()
+            _, err = proc.communicate(timeout=300)
         assert time.monotonic() - t_dead < 60  # a dead server costs seconds, not MLflow's minutes
         assert proc.returncode == 1, err
         assert "training goes on" in err and "nothing is lost" in err

@@ -11,11 +11,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, cli, client, download, env, runs, start
+from helpers import TINY, cli, client, download, env, running, runs, steps, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -226,20 +225,16 @@ def test_joblib_on_a_fresh_store_files_every_run_under_the_parent(tmp_path: Path
 @pytest.mark.slow
 def test_sigterm_marks_the_running_trial_killed(launch_dir: Path) -> None:
     args = ["-m", "lr=0.1,0.01", "epochs=1000000", "experiment_name=long", *TINY]
-    proc = start(launch_dir, *args)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until the first trial has logged epochs
-            exp = client(launch_dir).get_experiment_by_name("long")
-            trials = runs(launch_dir, "long", "trial") if exp else []
-            if trials and client(launch_dir).get_metric_history(trials[0].info.run_id, "loss"):
-                break
-            time.sleep(0.5)
+
+    def first_trial_logged() -> bool:
+        exp = client(launch_dir).get_experiment_by_name("long")
+        trials = runs(launch_dir, "long", "trial") if exp else []
+        return bool(trials and steps(launch_dir, trials[0].info.run_id, "loss"))
+
+    with running(launch_dir, *args) as proc:
+        wait_until(first_trial_logged, proc, "the first trial's epochs", interval=0.5)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, f"stdout:\n{out[-2000:]}\nstderr:\n{err[-4000:]}"
     (trial,) = runs(launch_dir, "long", "trial")  # the second trial never started
     assert trial.info.status == "KILLED" and trial.data.tags["nnlab.outcome"] == "killed"
