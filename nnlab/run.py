@@ -12,12 +12,23 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nnlab.config import ConfigError, full_error
+
+
+def _launch_id() -> str:
+    """A short id unique to this launch, cached by OmegaConf like ``${now:}``: every job of the
+    sweep resolves the same value (Hydra copies the launcher's resolver cache to each job), so
+    two sweeps launched in the same second still get their own directories."""
+    return uuid.uuid4().hex[:6]
+
+
+OmegaConf.register_new_resolver("nnlab_launch_id", _launch_id, use_cache=True, replace=True)
 
 
 def conf_dir(package: Path | None = None) -> Path:
