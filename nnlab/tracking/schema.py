@@ -80,6 +80,7 @@ class Artifact:
     HISTORY = "history.csv"
     BATCH_LOSS = "batch_loss.csv"
     MODEL = "model.npz"
+    MLFLOW_MODEL = "model"  # the MLflow Model directory (nnlab.tracking.pyfunc)
     CONFIG = "config.yaml"
     OVERRIDES = "overrides.yaml"
     TRACEBACK = "traceback.txt"
