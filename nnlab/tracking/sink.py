@@ -192,3 +192,19 @@ class MlflowSink(Sink):
 
         repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
         repo.log_artifacts(str(directory))
+
+    def log_datasets(self, data: Any, data_cfg: dict) -> None:
+        """The trial's training and validation splits as the run's dataset inputs (one call,
+        :mod:`nnlab.tracking.datasets`). A failure is reported, not raised: the run goes on."""
+        from nnlab.tracking.datasets import log_datasets
+
+        t0 = time.perf_counter()
+        try:
+            log_datasets(self.client, self.run_id, data, data_cfg)
+        except Exception as exc:
+            print(
+                f"nnlab: could not log the datasets of MLflow run {self.run_id}: {one_line(exc)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.overhead += time.perf_counter() - t0
