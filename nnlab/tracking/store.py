@@ -64,6 +64,21 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {SQLITE}{path}"
 
 
+EXPERIMENT_KIND = "mlflow.experimentKind"  # set to custom_model_development: not a GenAI one
+UI_DEFAULT = "http://127.0.0.1:5000"  # where `mlflow ui` serves
+
+
+def runs_url(uri: str, experiment_id: str) -> str:
+    """The UI page with the experiment's runs table (a server's own URL, else `mlflow ui`'s).
+
+    MLflow 3.17's UI opens an experiment on its GenAI overview unless the URL (or the sidebar
+    switch, remembered per browser) says ``workflowType=machine_learning``; the experiment tag
+    ``mlflow.experimentKind`` does not decide it (checked in a browser, tests/test_mlflow_ui.py).
+    """
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_DEFAULT
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def _quiet_mlflow() -> None:
     # store creation logs alembic migrations at INFO; keep the terminal for nnlab's own lines.
     # mlflow sets its logger's level on import, so import first.
@@ -286,7 +301,10 @@ def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str
         )
     try:
         exp_id = open_experiment(uri, name, artifacts, base)
-        location = client(uri).get_experiment(exp_id).artifact_location
+        exp = client(uri).get_experiment(exp_id)
+        location = exp.artifact_location
+        if EXPERIMENT_KIND not in exp.tags:
+            client(uri).set_experiment_tag(exp_id, EXPERIMENT_KIND, "custom_model_development")
     except ConfigError:
         raise
     except Exception as exc:
