@@ -31,6 +31,7 @@ from nnlab.checkpoint import Checkpointer, CheckpointError, CheckpointSchedule, 
 from nnlab.config import ConfigError, validate
 from nnlab.jobdir import LocalHistory, write_artifacts
 from nnlab.tracking.launchers import sigterm_interrupts
+from nnlab.tracking.pyfunc import logged_model_tag, write_trial_model
 from nnlab.tracking.schema import (
     RUN_FILE,
     RUN_FORMAT,
@@ -41,7 +42,14 @@ from nnlab.tracking.schema import (
     param_value,
 )
 from nnlab.tracking.sink import MlflowSink
-from nnlab.tracking.store import client, one_line, prepare_store, resolve_uri, ui_command
+from nnlab.tracking.store import (
+    client,
+    one_line,
+    prepare_store,
+    resolve_uri,
+    runs_url,
+    ui_command,
+)
 from nnlab.tracking.sweep import SweepContext, fmt, git_info, record_trial
 from nnlab.train import (
     Sink,
@@ -377,6 +385,8 @@ class Trial:
                 if self.resume is not None:
                     self.sink.backfill(self.resume.history, self.resume.batch_losses)
                 record.run_id = self.sink.run_id
+                if self.reopen is None and plain["tracking"].get("log_datasets", True):
+                    self.sink.log_datasets(self.data, plain["data"])
             except Exception as exc:  # the store broke since the sweep began: keep it local
                 self.tracking_error, self.sink = one_line(exc), None
                 say(
@@ -516,10 +526,12 @@ class Trial:
             )
         except Exception as exc:
             say(f"nnlab: could not write artifacts to {self.artifact_dir}: {exc}")
+        if result is not None and plain["tracking"].get("log_model", True):  # artifacts/model/
+            write_trial_model(self.artifact_dir, self.data, self.record.run_id, self.sink)
         local.write_meta(outcome=outcome)
         if self.sink is None:
             return
-        tags = {Tag.OUTCOME: outcome}
+        tags = {Tag.OUTCOME: outcome, **logged_model_tag(self.artifact_dir)}
         if result is not None and result.stopped_epoch is not None:
             tags[Tag.STOPPED_EPOCH] = str(result.stopped_epoch)
         try:
@@ -544,8 +556,9 @@ class Trial:
             record.tracking_error, record.job_dir = self.tracking_error, str(self.place.out)
         if self.place.ctx is not None:
             return
+        uri = self.uri or ""
         where = (
-            f"MLflow run {record.run_id} ({ui_command(self.sink.client.tracking_uri)})"
+            f"MLflow run {record.run_id} ({ui_command(uri)}, then {runs_url(uri, self.exp_id)})"
             if self.sink and self.tracking_error is None
             else str(self.place.out)
         )
