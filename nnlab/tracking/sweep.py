@@ -35,6 +35,7 @@ import nnlab
 from nnlab.checkpoint import atomic_write_text
 from nnlab.config import ConfigError, full_error, to_plain, validate
 from nnlab.tracking import launchers, search
+from nnlab.tracking.registry import register_sweep_best
 from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Artifact, Tag
 from nnlab.tracking.sink import log_params
 from nnlab.tracking.store import (
@@ -43,6 +44,7 @@ from nnlab.tracking.store import (
     one_line,
     prepare_store,
     resolve_uri,
+    runs_url,
     sqlite_path,
     ui_command,
 )
@@ -495,6 +497,9 @@ def close_sweep() -> None:
     if ctx.parent_run_id:
         lines.append(f"  parent run: {ctx.parent_run_id}")
         lines.append(f"  browse: {ui_command(ctx.uri)}")
+        lines.append(f"  runs table: {runs_url(ctx.uri, ctx.experiment_id)}")
+        if not counts["killed"]:  # an interrupted sweep registers once it is complete
+            lines += register_sweep_best(ctx.uri, _SWEEP["config"], ctx.sweep_id, best, study)
         status = "KILLED" if counts["killed"] else "FINISHED"
         try:
             if study is not None:
