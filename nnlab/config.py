@@ -148,6 +148,9 @@ OPTIONAL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer.rho": (lambda v: _is_num(v) and 0 < v < 1, "must be a number in (0, 1)"),
     "optimizer.epsilon": (lambda v: _is_num(v) and v > 0, "must be a number > 0"),
     "optimizer.centered": (lambda v: isinstance(v, bool), "must be true or false"),
+    "tracking.log_model": (lambda v: isinstance(v, bool), "must be true or false"),
+    "tracking.log_datasets": (lambda v: isinstance(v, bool), "must be true or false"),
+    "tracking.register_best": (lambda v: isinstance(v, bool), "must be true or false"),
 }
 
 
@@ -222,5 +225,13 @@ def validate(cfg: Any) -> dict:
             "tracking.uri",
             uri,
             "must be an MLflow tracking URI (sqlite:///mlflow.db or http://host:5000)",
+        )
+        name = plain["experiment_name"]
+        _check(
+            not plain["tracking"].get("register_best", True) or not any(c in name for c in "/:"),
+            "experiment_name",
+            name,
+            "names the registered model of the sweep's best run, and MLflow's model names cannot "
+            "contain '/' or ':'; rename it or set tracking.register_best=false",
         )
     return plain
