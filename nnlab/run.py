@@ -113,8 +113,12 @@ def help_text() -> str:
     uri = OmegaConf.load(Path(CONF_DIR) / "tracking" / f"{chosen.get('tracking')}.yaml").uri
 
     def group(name: str) -> str:
-        rest = [o for o in options(name) if o != chosen.get(name)]
-        return f"{name}={chosen.get(name)}" + (f" ({', '.join(rest)})" if rest else "")
+        if not options(name):
+            return ""
+        if name not in chosen:  # no default: added with +
+            return f"+{name}={'|'.join(options(name))}"
+        rest = [o for o in options(name) if o != chosen[name]]
+        return f"{name}={chosen[name]}" + (f" ({', '.join(rest)})" if rest else "")
 
     experiments = "\n".join(f"    {experiment_line(e)}" for e in options("experiment"))
     return f"""nnlab {nnlab.__version__}: train a small network on a 2-D or tabular problem, or sweep
@@ -126,15 +130,15 @@ sweep axes (defaults): lr={top.lr} batch_size={top.batch_size} epochs={top.epoch
     python -m nnlab.run -m lr=0.1,0.01 batch_size=16,64 epochs=10,50
 main groups (group=default (other options)):
     {group("data")}
-    {group("optimizer")}   {group("tracking")}
-    hydra/launcher=basic (joblib: hydra.launcher.n_jobs worker processes, slurm: SLURM jobs)
+    {group("optimizer")}   {group("schedule")}
+    {group("tracking")}   hydra/launcher=basic ({", ".join([*options("hydra/launcher"), "joblib"])})
 experiments (-m +experiment=NAME):
 {experiments}
 your own configs (nnlab's stay as they are): --config-dir DIR
     DIR/experiment/mine.yaml -> +experiment=mine    DIR/data/mine.yaml -> data=mine
 where runs go (relative to the launch directory):
     MLflow store {uri}: mlflow ui --backend-store-uri {uri}
-    job directories multirun/<date>/<time>/<job> (sweeps), outputs/<date>/<time> (one run)
+    job directories multirun/<date>/<time>-<id>/<job> (sweeps), outputs/<date>/<time>-<id>
     report reports/<experiment_name>: python -m nnlab.report --experiment NAME
 nnlab's configs: {CONF_DIR}
 """

@@ -88,7 +88,7 @@ def test_help_is_nnlabs_then_hydras(tmp_path: Path) -> None:
     ours, hydras = out.split("== Configuration groups ==")
     for axis in ("lr=", "batch_size=", "epochs=", "seed="):
         assert axis in ours
-    for group in ("experiment", "data", "optimizer", "tracking"):
+    for group in ("experiment", "data", "optimizer", "schedule", "tracking", "hydra/launcher"):
         for option in sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")):
             assert option in ours, f"{group}={option} missing from nnlab's help"
     assert "-m +experiment=NAME" in ours and "--config-dir DIR" in ours
