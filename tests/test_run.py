@@ -200,7 +200,9 @@ def test_tracking_none_trains_without_mlflow(tmp_path: Path) -> None:
     assert "mlflow imported: False" in proc.stdout
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
     files = {p.name for p in (tmp_path / "out" / "artifacts").iterdir()}
-    assert files == {"config.yaml", "overrides.yaml", "model.npz", "history.csv"}
+    # model/: the MLflow Model (nnlab.tracking.pyfunc), written without importing MLflow
+    assert files == {"config.yaml", "overrides.yaml", "model.npz", "history.csv", "model"}
+    assert (tmp_path / "out" / "artifacts" / "model" / "MLmodel").is_file()
 
 
 @pytest.mark.slow
