@@ -58,7 +58,7 @@ def test_sweep_files_one_parent_and_eight_children(sweep, tmp_path: Path) -> Non
             history = client(cwd).get_metric_history(run.info.run_id, metric)
             assert sorted(m.step for m in history) == list(range(1, epochs + 1)), metric
         artifacts = {a.path for a in client(cwd).list_artifacts(run.info.run_id)}
-        assert artifacts == {"config.yaml", "overrides.yaml", "model.npz", "history.csv"}
+        assert artifacts == {"config.yaml", "overrides.yaml", "model.npz", "history.csv", "model"}
     assert len(combos) == 8
 
     run = trials[0]
