@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
+import io
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from helpers import QUIET, TINY, compose
+from helpers import CONF, QUIET, TINY, compose, weights_equal
 
 from nnlab.config import ConfigError
 from nnlab.train import FailAtEpoch, Sink, train
@@ -291,3 +298,271 @@ def test_a_swallowed_interrupt_still_stops_training_at_the_next_epoch() -> None:
     finally:
         train_module._INTERRUPT["requested"] = False
     assert sink.epochs == []  # stopped at the first epoch boundary
+
+
+# --- config wiring: every trainer.*, model.* and optimizer.* key changes what is trained -------
+#
+# One row per key: run `a` and run `b` differ in that key only, and a check says what must then
+# differ. A key that never reaches `fit` (say `trainer.shuffle` ignored by train()) makes `a` and
+# `b` the same run and fails its row; a key added to conf/ without a row fails
+# test_the_wiring_table_covers_every_key. trainer.checkpoint.* is read by the trial, not by
+# train(): its table is in test_tracking_trial.py.
+
+WIRED_BASE = (*TINY, QUIET, "epochs=2")  # 160 training samples: 5 steps per epoch at batch 32
+ES = "trainer.early_stopping"
+# 2-D blobs 20 std apart: separable, so the training accuracy reaches 1.0 within a few epochs
+# and cannot improve on it, while the loss keeps falling
+SEPARABLE = ("data=blobs", "data.separation=20", "data.noise=0.1")
+
+
+@dataclass
+class Trained:
+    result: Any
+    sink: Recorder
+    stdout: str
+    weights: list[list[np.ndarray]]  # at the end of each epoch
+
+    @property
+    def final(self) -> list[np.ndarray]:
+        return self.result.model.get_weights()
+
+
+@dataclass
+class Row:
+    """Run `a`: ``context`` composed, then ``a`` set; run `b`: ``b_context`` (default: the same)
+    composed, ``a`` then ``b`` set. ``check(a, b)`` asserts what the key changed."""
+
+    check: Callable[[Trained, Trained], None]
+    b: dict[str, Any]
+    a: dict[str, Any] = field(default_factory=dict)
+    context: tuple[str, ...] = ()
+    b_context: tuple[str, ...] | None = None
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> dict:
+    from nnlab.config import validate
+
+    return validate(compose(*WIRED_BASE, *overrides))
+
+
+def _fit(context: tuple[str, ...], *values: dict[str, Any]) -> Trained:
+    plain = copy.deepcopy(_composed(context))
+    for key, value in (kv for v in values for kv in v.items()):
+        *path, last = key.split(".")
+        node = plain
+        for part in path:
+            node = node[part]
+        node[last] = value
+    sink, weights, out = Recorder(), [], io.StringIO()
+    with contextlib.redirect_stdout(out):  # trainer.verbose prints
+        result = train(plain, [sink], on_checkpoint=lambda s: weights.append(_weights(s)))
+    return Trained(result, sink, out.getvalue(), weights)
+
+
+def _weights(state) -> list[np.ndarray]:
+    n = sum(k.startswith("weights/") for k in state.model_state)
+    return [state.model_state[f"weights/{i}"].copy() for i in range(n)]
+
+
+def trained_differently(a: Trained, b: Trained) -> None:
+    assert not weights_equal(a.final, b.final), "the same weights: the key changed nothing"
+
+
+def _optimizer(option: str, key: str, value: Any) -> Row:
+    def check(a: Trained, b: Trained) -> None:
+        assert b.result.model.optimizer.get_config()[key] == pytest.approx(value)
+        trained_differently(a, b)
+
+    a = {"optimizer.momentum": 0.9} if (option, key) == ("sgd", "nesterov") else {}
+    return Row(check, {f"optimizer.{key}": value}, a, (f"optimizer={option}",))
+
+
+def steps_per_epoch(a: Trained, b: Trained) -> None:
+    assert (a.result.model.optimizer.iterations, b.result.model.optimizer.iterations) == (10, 20)
+
+
+def epochs(a: Trained, b: Trained) -> None:
+    assert (len(a.sink.epochs), len(b.sink.epochs)) == (2, 3)
+
+
+def shuffled(a: Trained, b: Trained) -> None:
+    # shuffling draws from the model's RNG; without it the RNG ends as it started
+    from nnlab.train import build_model
+
+    plain = _composed(())
+    initial = build_model(plain["model"], plain["optimizer"], 2, 2).get_state()["rng"]
+    trained_differently(a, b)
+    assert not np.array_equal(a.result.model.get_state()["rng"], initial)
+    assert np.array_equal(b.result.model.get_state()["rng"], initial)
+
+
+def printed(a: Trained, b: Trained) -> None:
+    assert a.stdout == "" and b.stdout.count("Epoch ") == 2, b.stdout
+
+
+def outcomes(a_outcome: tuple, b_outcome: tuple) -> Callable[[Trained, Trained], None]:
+    """(outcome, epochs run) of `a` and of `b`."""
+
+    def check(a: Trained, b: Trained) -> None:
+        got = [(t.result.outcome, t.result.epochs_run) for t in (a, b)]
+        assert got == [a_outcome, b_outcome], [t.result.history["loss"] for t in (a, b)]
+
+    return check
+
+
+def monitored(a: Trained, b: Trained) -> None:
+    # the loss falls every epoch: `a` runs to the end; accuracy reaches 1.0 and cannot improve
+    assert (a.result.outcome, a.result.epochs_run) == ("completed", 6)
+    assert b.result.outcome == "early_stopped", b.result.history["accuracy"]
+    assert b.result.history["accuracy"][-2:] == [1.0, 1.0]
+
+
+def restored(a: Trained, b: Trained) -> None:
+    # min_delta=100: only epoch 1 counts as an improvement; patience 2 stops both at epoch 3
+    assert a.result.epochs_run == b.result.epochs_run == 3
+    assert weights_equal(a.final, a.weights[2])  # the last epoch's weights
+    assert weights_equal(b.final, b.weights[0])  # the best (first) epoch's
+
+
+def batch_losses(a: Trained, b: Trained) -> None:
+    assert a.sink.batches == [] and [s for s, _ in b.sink.batches] == [5, 10]
+
+
+def shapes(a: Trained, b: Trained) -> None:
+    assert [w.shape for w in a.final] == [(2, 8), (8,), (8, 1), (1,)]
+    assert [w.shape for w in b.final] == [(2, 4), (4,), (4, 1), (1,)]
+
+
+def activation(a: Trained, b: Trained) -> None:
+    assert [x["activation"] for x in b.result.model.get_config()["layers"]] == ["tanh", "sigmoid"]
+    trained_differently(a, b)
+
+
+def loss(a: Trained, b: Trained) -> None:
+    assert b.result.model.get_config()["compile"]["loss"]["name"] == (
+        "sparse_categorical_crossentropy"
+    )
+    assert (a.final[-1].shape, b.final[-1].shape) == ((1,), (2,))  # 1 sigmoid vs 2 softmax units
+
+
+def dtype(a: Trained, b: Trained) -> None:
+    assert {w.dtype.name for w in a.final} == {"float32"}
+    assert {w.dtype.name for w in b.final} == {"float64"}
+
+
+def seeded(a: Trained, b: Trained) -> None:
+    assert not weights_equal(a.weights[0], b.weights[0]) and b.result.model.seed == 1
+
+
+def optimizer_class(a: Trained, b: Trained) -> None:
+    assert (type(a.result.model.optimizer).__name__, type(b.result.model.optimizer).__name__) == (
+        "Adam",
+        "SGD",
+    )
+    trained_differently(a, b)
+
+
+WIRING: dict[str, Row] = {
+    "trainer.batch_size": Row(steps_per_epoch, {"trainer.batch_size": 16}),
+    "trainer.epochs": Row(epochs, {"trainer.epochs": 3}),
+    "trainer.shuffle": Row(shuffled, {"trainer.shuffle": False}, {"trainer.shuffle": True}),
+    "trainer.verbose": Row(printed, {"trainer.verbose": 1}, {"trainer.verbose": 0}),
+    f"{ES}.enabled": Row(
+        outcomes(("completed", 5), ("early_stopped", 2)),
+        {f"{ES}.enabled": True},
+        {f"{ES}.min_delta": 100.0, f"{ES}.patience": 0, "trainer.epochs": 5},
+    ),
+    f"{ES}.patience": Row(
+        outcomes(("early_stopped", 2), ("early_stopped", 4)),
+        {f"{ES}.patience": 3},
+        {f"{ES}.enabled": True, f"{ES}.min_delta": 100.0, f"{ES}.patience": 1, "trainer.epochs": 6},
+    ),
+    # a small-lr run's training loss falls every epoch: with min_delta=0 it never stops
+    f"{ES}.min_delta": Row(
+        outcomes(("completed", 5), ("early_stopped", 2)),
+        {f"{ES}.min_delta": 100.0},
+        {f"{ES}.enabled": True, f"{ES}.monitor": "loss", f"{ES}.patience": 0, "trainer.epochs": 5},
+    ),
+    f"{ES}.monitor": Row(
+        monitored,
+        {f"{ES}.monitor": "accuracy"},  # mode auto: max
+        {f"{ES}.enabled": True, f"{ES}.monitor": "loss", f"{ES}.patience": 0, "trainer.epochs": 6},
+        SEPARABLE,
+    ),
+    f"{ES}.restore_best_weights": Row(
+        restored,
+        {f"{ES}.restore_best_weights": True},
+        {f"{ES}.enabled": True, f"{ES}.min_delta": 100.0, f"{ES}.patience": 2, "trainer.epochs": 9},
+    ),
+    # the coin-flip run of test_a_run_wrecked_in_its_first_epoch...: its loss bounces to ~2x the
+    # untrained loss at epoch 2, under 3x and above 1.5x
+    "trainer.divergence_factor": Row(
+        outcomes(("completed", 4), ("diverged", 2)),
+        {"trainer.divergence_factor": 1.5},
+        {
+            "trainer.divergence_factor": 3.0,
+            "trainer.epochs": 4,
+            "trainer.batch_size": 160,
+            "optimizer.learning_rate": 0.5,
+        },
+        (*COIN_FLIPS,),
+    ),  # fmt: skip
+    "trainer.batch_log_every": Row(batch_losses, {"trainer.batch_log_every": 5}),
+    "model.hidden": Row(shapes, {"model.hidden": [4]}),
+    "model.activation": Row(activation, {"model.activation": "tanh"}),
+    "model.loss": Row(loss, {"model.loss": "sparse_categorical_crossentropy"}),
+    "model.dtype": Row(dtype, {"model.dtype": "float64"}),
+    "model.seed": Row(seeded, {"model.seed": 1}),
+    "optimizer.name": Row(
+        optimizer_class, {}, context=("optimizer=adam",), b_context=("optimizer=sgd",)
+    ),  # fmt: skip
+    **{
+        f"optimizer={option}.{key}": _optimizer(option, key, value)
+        for option, key, value in [
+            ("adam", "learning_rate", 0.05),
+            ("adam", "beta_1", 0.5),
+            ("adam", "beta_2", 0.9),
+            ("adam", "epsilon", 0.1),
+            ("rmsprop", "learning_rate", 0.05),
+            ("rmsprop", "rho", 0.5),
+            ("rmsprop", "momentum", 0.9),
+            ("rmsprop", "epsilon", 0.1),
+            ("rmsprop", "centered", True),
+            ("sgd", "learning_rate", 0.05),
+            ("sgd", "momentum", 0.9),
+            ("sgd", "nesterov", True),  # with momentum 0.9 in both runs
+        ]
+    },
+}
+# keys that change nothing trained, and why
+NOT_TRAINED = {
+    "model.name": "names the architecture; mlp is the only one and build_model reads no name",
+}
+
+
+def _config_keys() -> set[str]:
+    """Every trainer.* (but checkpoint), model.* and optimizer=<option>.* key in conf/."""
+    from nnlab.tracking.schema import flatten
+
+    keys = {
+        k
+        for k in flatten(_composed(()))
+        if k.startswith(("trainer.", "model.")) and not k.startswith("trainer.checkpoint.")
+    }
+    for path in sorted((CONF / "optimizer").glob("*.yaml")):
+        keys |= {f"optimizer={path.stem}.{k}" for k in _composed((f"optimizer={path.stem}",))[
+            "optimizer"] if k != "name"}  # fmt: skip
+    return keys | {"optimizer.name"}
+
+
+def test_the_wiring_table_covers_every_key() -> None:
+    assert set(WIRING) | set(NOT_TRAINED) == _config_keys()
+
+
+@pytest.mark.parametrize("key", list(WIRING))
+def test_each_config_key_changes_what_is_trained(key: str) -> None:
+    row = WIRING[key]
+    a = _fit(row.context, row.a)
+    b = _fit(row.b_context if row.b_context is not None else row.context, row.a, row.b)
+    row.check(a, b)
