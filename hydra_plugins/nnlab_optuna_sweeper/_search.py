@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,24 @@ from nnlab.tracking.sweep import SweepContext, _launcher_gone, _launcher_tag
 FINISHED_OK = ("completed", "early_stopped")
 
 
+def study_state(
+    outcome: str, epochs_run: int, reported: dict[int, float]
+) -> tuple[TrialState, float | None]:
+    """What to tell the study about a trial that ended with ``outcome`` after ``epochs_run``
+    epochs, having reported ``reported`` (epoch -> objective, finite values only).
+
+    COMPLETE with the last epoch's objective for ``completed``/``early_stopped``; PRUNED for
+    ``pruned``, ``diverged`` and a last epoch without a finite objective (Optuna then keeps the
+    last reported value, or makes it FAIL when there is none); FAIL otherwise.
+    """
+    last = reported.get(epochs_run)
+    if outcome in FINISHED_OK and last is not None and math.isfinite(last):
+        return TrialState.COMPLETE, last
+    if outcome in (*FINISHED_OK, "pruned", "diverged"):
+        return TrialState.PRUNED, None
+    return TrialState.FAIL, None
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -69,6 +88,7 @@ class Search:
             )
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         self.ctx = SweepContext.load(sweep_dir / SWEEP_FILE)
+        self.sweep_dir, self.first_number = sweep_dir, -1
         self.spec = self.ctx.search
         params = [f"{k}={v}" for k, v in sweeper.params.items()]
         self.space = parse(sweeper.hydra_context.config_loader, params + arguments)
@@ -138,9 +158,11 @@ class Search:
                 self.study
             ):
                 return None
-            self.asked += 1
             trial = self.study.ask(self.distributions)
             trial.set_user_attr(LAUNCHER_ATTR, self.tag)
+            if not self.asked:
+                self.first_number = trial.number
+            self.asked += 1
             return trial
 
     def run_trial(self, trial: optuna.Trial) -> None:
@@ -168,13 +190,8 @@ class Search:
         if record.get("run_id"):
             trial.set_user_attr(RUN_ATTR, record["run_id"])
         reported = self.study.get_trials(deepcopy=False)[trial.number].intermediate_values
-        last = reported.get(epochs)
-        if outcome in FINISHED_OK and last is not None and math.isfinite(last):
-            frozen = self.study.tell(trial, last)
-        elif outcome in (*FINISHED_OK, "pruned", "diverged"):
-            frozen = self.study.tell(trial, state=TrialState.PRUNED)  # its last finite value
-        else:
-            frozen = self.study.tell(trial, state=TrialState.FAIL)
+        state, value = study_state(outcome, epochs, reported)
+        frozen = self.study.tell(trial, value, state=state)
         if self.ctx.uri and record.get("run_id"):
             from nnlab.tracking.store import client, one_line
 
@@ -198,13 +215,25 @@ class Search:
             threading.Thread(target=self.worker, name=f"nnlab-search-{i}", daemon=True)
             for i in range(min(self.n_jobs, self.todo))
         ]
-        for t in threads:
+        threads[0].start()
+        self.wait_first_job(threads[0])
+        for t in threads[1:]:
             t.start()
         for t in threads:
             while t.is_alive():  # short joins: Ctrl-C still reaches the launching thread
                 t.join(0.2)
         if self.errors:
             raise self.errors[0]
+
+    def wait_first_job(self, thread: threading.Thread, timeout: float = 300.0) -> None:
+        """Until the first job runs (its job dir exists) or ends: joblib's worker pool is not
+        safe to create from two threads at once (measured: AttributeError on
+        ``_temp_folder_manager``); once it exists, launches from several threads share it."""
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            if self.asked and (self.sweep_dir / str(self.first_number)).is_dir():
+                return
+            thread.join(0.05)
 
     def run_batches(self) -> None:
         while True:

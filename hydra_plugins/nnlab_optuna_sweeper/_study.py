@@ -63,7 +63,15 @@ def make_sampler(spec: dict[str, Any], space: SearchSpace, seed: int) -> Any:
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False, **kwargs)
     grid = {n: d.grid_values() for n, d in space.dims.items()}
-    return optuna.samplers.GridSampler(grid, seed=seed)
+    return AskTellGridSampler(grid, seed=seed)
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` once the grid is done (allowed only
+    inside ``optimize``); the search asks no more once ``is_exhausted``."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
 
 
 def say(message: str) -> None:
