@@ -14,7 +14,7 @@ eval "$("$ROOT/scripts/local-slurm.sh" env)"
 "$ROOT/scripts/local-slurm.sh" status >/dev/null || { echo "start scripts/local-slurm.sh first" >&2; exit 1; }
 "$ROOT/scripts/mlflow-server.sh" status >/dev/null || { echo "start scripts/mlflow-server.sh first" >&2; exit 1; }
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT  # kept when a sweep fails (below), to look at its job dirs
 cd "$WORK"
 TAG="m$(date +%s)"
 
@@ -31,7 +31,12 @@ sweep() {  # sweep NAME LAUNCHER... -- ARGS...: prints "wall sweep trials_total"
     local t0 t1 out
     t0=$(date +%s.%N)
     out=$(python -m nnlab.run -m tracking=server "tracking.uri=$URI" "experiment_name=$TAG-$name" \
-        "${launcher[@]}" "$@" 2>&1) || { echo "$out" >&2; exit 1; }
+        "${launcher[@]}" "$@" 2>&1) || {
+        echo "$out" >&2
+        trap - EXIT
+        echo "the $name sweep failed; its files: $WORK" >&2
+        exit 1
+    }
     t1=$(date +%s.%N)
     local sweep_s trial_s
     sweep_s=$(echo "$out" | sed -n 's/.* trials in \([0-9.]*\)s$/\1/p')
