@@ -45,14 +45,14 @@ def launch_dir(make_launch_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tracking_store(tmp_path_factory) -> tuple[Path, str, str]:
+def tracking_store(make_launch_dir) -> tuple[Path, str, str]:
     """One store for the in-process tracking tests: (launch dir, uri, experiment ``unit``'s id).
 
-    Created by nnlab itself (``open_experiment`` on an empty directory), not copied. Each test
-    makes its own runs, and its own experiment where it needs a clean one.
+    nnlab opens it as a launch would (``open_experiment``: WAL, the experiment); each test makes
+    its own runs, and its own experiment where it needs a clean one.
     """
     from nnlab.tracking import store
 
-    base = tmp_path_factory.mktemp("tracking")
+    base = make_launch_dir("tracking")
     uri = store.resolve_uri("sqlite:///mlflow.db", base)
     return base, uri, store.open_experiment(uri, "unit", "mlruns", base)

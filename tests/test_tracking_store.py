@@ -20,7 +20,9 @@ def test_resolve_uri_makes_sqlite_paths_absolute(tmp_path: Path) -> None:
     assert mlstore.resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
 
 
-def test_store_is_created_once_with_artifacts_under_launch_dir(tracking_store) -> None:
+def test_opening_the_store_creates_the_experiment_once_with_artifacts_under_launch_dir(
+    tracking_store,
+) -> None:
     launch_dir, uri, exp_id = tracking_store
     assert (launch_dir / "mlflow.db").is_file()
     exp = mlstore.client(uri).get_experiment(exp_id)
