@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from helpers import TINY, runs, start, steps, timed_cli
 
+# MLflow alone retries an unusable store for ~100 s; nnlab refuses in ~1-3 s on an idle machine.
+# The bound leaves room for a loaded CI machine and still tells the two apart.
+SECONDS = 30
+
 
 def _run(cwd: Path, module: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     return timed_cli(cwd, *args, module=module, timeout=300)
@@ -111,16 +115,16 @@ def test_damaged_store_is_refused_at_once_by_run_report_and_recover(
             con.execute("CREATE TABLE notes (x)")
     before = db.read_bytes()
     proc, seconds = _run(tmp_path, "nnlab.run", "epochs=1", *TINY)
-    assert proc.returncode == 2 and seconds < 5, (seconds, proc.stderr)
+    assert proc.returncode == 2 and seconds < SECONDS, (seconds, proc.stderr)
     _one_line_error(proc, "mlflow.db", "mv ")
     assert "retried" not in proc.stderr.lower()
     proc, seconds = _run(tmp_path, "nnlab.report", "--experiment", "nnlab")
-    assert proc.returncode == 2 and seconds < 5, (seconds, proc.stderr)
+    assert proc.returncode == 2 and seconds < SECONDS, (seconds, proc.stderr)
     _one_line_error(proc, "mlflow.db")
     job = next((real_store / "outputs").rglob("run.json")).parent
     proc, seconds = _run(tmp_path, "nnlab.recover", str(job), "--tracking-uri",
                          f"sqlite:///{db}")  # fmt: skip
-    assert proc.returncode == 2 and seconds < 5, (seconds, proc.stderr)
+    assert proc.returncode == 2 and seconds < SECONDS, (seconds, proc.stderr)
     _one_line_error(proc, "mlflow.db")
     assert db.read_bytes() == before  # nothing written to it
 
