@@ -19,11 +19,13 @@ import os
 import subprocess
 from pathlib import Path
 
-GIT_COMMIT = "mlflow.source.git.commit"  # the UI's commit column
-SOURCE_NAME = "mlflow.source.name"
-SOURCE_TYPE = "mlflow.source.type"
-USER = "mlflow.user"
-GIT_DIRTY = "nnlab.git_dirty"  # "true" when tracked files differ from the commit
+from nnlab.tracking.schema import Tag
+
+GIT_COMMIT = Tag.GIT_COMMIT  # the UI's commit column
+SOURCE_NAME = Tag.SOURCE_NAME
+SOURCE_TYPE = Tag.SOURCE_TYPE
+USER = Tag.USER
+GIT_DIRTY = Tag.GIT_DIRTY  # "true" when tracked files differ from the commit
 
 
 def source_tags(entry: str = "nnlab.run") -> dict[str, str]:

@@ -14,7 +14,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY, cli, client, download, env, running, runs, steps, wait_until
+from helpers import (
+    TINY,
+    cli,
+    client,
+    download,
+    env,
+    running,
+    runs,
+    steps,
+    trial_lines,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +55,9 @@ def test_sweep_files_one_parent_and_eight_children(sweep, tmp_path: Path) -> Non
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["nnlab.sweep_id"] == parent.data.tags["nnlab.sweep_id"]
         assert tags["nnlab.outcome"] == "completed" and run.info.status == "FINISHED"
-        assert {"nnlab.git_commit", "nnlab.git_dirty", "nnlab.version", "nnlab.job"} <= set(tags)
+        assert {"mlflow.source.git.commit", "nnlab.git_dirty", "nnlab.version", "nnlab.job"} <= set(
+            tags
+        )
         assert len(tags["nnlab.config_hash"]) == 16
         # the resolved config: interpolations followed into the groups
         assert p["optimizer.learning_rate"] == p["lr"] and p["trainer.epochs"] == p["epochs"]
@@ -78,7 +91,106 @@ def test_sweep_files_one_parent_and_eight_children(sweep, tmp_path: Path) -> Non
     assert "completed        8" in proc.stdout
     assert f"parent run: {parent.info.run_id}" in proc.stdout
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in proc.stdout
-    assert "best by val_loss: lr=" in proc.stdout
+    best = best_by_val_loss(trials)
+    assert summary_line(proc.stdout, "best by") == best_line(best)
+    assert parent.data.tags["nnlab.best_run_id"] == best.info.run_id
+
+
+def best_by_val_loss(trials: list):
+    """The trial with the lowest final val_loss, read from the store."""
+    return min(trials, key=lambda r: r.data.metrics["val_loss"])
+
+
+def best_line(run, name: str | None = None) -> str:
+    """The summary's ``best by val_loss`` line for ``run``: its name in this sweep (default: its
+    run name), value (4 significant digits) and full run id."""
+    value, name = run.data.metrics["val_loss"], name or run.info.run_name
+    return f"best by val_loss: {name}  val_loss={value:.4g}  run {run.info.run_id}"
+
+
+def summary_line(stdout: str, start: str) -> str:
+    (line,) = [x.strip() for x in stdout.splitlines() if x.strip().startswith(start)]
+    return line
+
+
+def test_each_trial_line_reports_its_own_run(sweep) -> None:
+    cwd, proc = sweep
+    by_job = {int(r.data.tags["nnlab.job"]): r for r in runs(cwd, "grid", "trial")}
+    lines = trial_lines(proc.stdout)
+    assert sorted(int(x[1 : x.index("/")]) for x in lines) == list(range(1, 9))
+    for line in lines:
+        run = by_job[int(line[1 : line.index("/")]) - 1]
+        m = run.data.metrics
+        assert line.startswith(
+            f"[{int(run.data.tags['nnlab.job']) + 1}/8] completed     {run.info.run_name}  "
+            f"loss={m['loss']:.4g} val_loss={m['val_loss']:.4g} "
+        ), line
+
+
+@pytest.fixture(scope="module")
+def rerun(sweep, make_launch_dir) -> dict:
+    """The grid's store (a copy), swept again: one config it holds, one new (lr=0.001: it barely
+    trains in 2 epochs, so the held config is the sweep's best); then the held one once more
+    with tracking.rerun=true."""
+    import sqlite3
+
+    cwd = make_launch_dir("rerun")
+    with sqlite3.connect(sweep[0] / "mlflow.db") as src, sqlite3.connect(cwd / "mlflow.db") as dst:
+        src.backup(dst)
+    grid = {r.info.run_id: r for r in runs(cwd, "grid", "trial")}
+    common = ["-m", "batch_size=16", "epochs=2", "experiment_name=grid", *TINY]
+    again = cli(cwd, *common, "lr=0.1,0.001", "hydra.sweep.dir=multirun/again")
+    assert again.returncode == 0, again.stderr
+    after_again = {r.info.run_id: r for r in runs(cwd, "grid", "trial")}
+    forced = cli(cwd, *common, "lr=0.1", "tracking.rerun=true", "hydra.sweep.dir=multirun/forced")
+    assert forced.returncode == 0, forced.stderr
+    return {"cwd": cwd, "grid": grid, "again": again, "after_again": after_again, "forced": forced}
+
+
+def test_a_finished_config_is_skipped_and_a_new_one_trains(rerun) -> None:
+    grid, after, out = rerun["grid"], rerun["after_again"], rerun["again"].stdout
+    (held,) = [
+        r for r in grid.values()
+        if (r.data.params["lr"], r.data.params["batch_size"], r.data.params["epochs"])
+        == ("0.1", "16", "2")
+    ]  # fmt: skip
+    (new,) = [after[i] for i in set(after) - set(grid)]  # one new run: lr=0.001
+    assert new.data.params["lr"] == "0.001" and new.data.tags["nnlab.outcome"] == "completed"
+    assert f"{len(grid)} configs already have a FINISHED run in this experiment" in out
+    assert (
+        trial_lines(out)[0] == f"[1/2] skipped       lr=0.1  (FINISHED run {held.info.run_id[:8]})"
+    )
+    assert trial_lines(out)[1].startswith("[2/2] completed     lr=0.001  loss=")
+    assert summary_line(out, "skipped") == (
+        "skipped          1  (a FINISHED run exists; tracking.rerun=true runs them again)"
+    )
+    assert summary_line(out, "completed") == "completed        1"
+    # nothing trained for the skipped trial: no job files, no run
+    sweep_dir = rerun["cwd"] / "multirun" / "again"
+    assert not (sweep_dir / "0" / "run.json").exists() and (sweep_dir / "1" / "run.json").is_file()
+    # the best is chosen among the held run's stored values and the new run's; a skipped trial
+    # is named by this sweep's overrides
+    assert best_by_val_loss([held, new]) is held
+    assert summary_line(out, "best by") == best_line(held, "lr=0.1")
+    (parent,) = [
+        p for p in runs(rerun["cwd"], "grid", "sweep")
+        if "lr=0.1,0.001" in p.data.params["sweep.overrides"]
+    ]  # fmt: skip
+    assert parent.data.tags["nnlab.n_skipped"] == "1"
+    assert parent.data.tags["nnlab.n_completed"] == "1"
+    assert parent.data.tags["nnlab.best_run_id"] == held.info.run_id
+
+
+def test_rerun_true_trains_a_finished_config_again(rerun) -> None:
+    out = rerun["forced"].stdout
+    before, now = (
+        rerun["after_again"],
+        {r.info.run_id: r for r in runs(rerun["cwd"], "grid", "trial")},
+    )
+    (new,) = [now[i] for i in set(now) - set(before)]
+    assert (new.data.params["lr"], new.data.params["batch_size"]) == ("0.1", "16")
+    assert "already have a FINISHED run" not in out and "skipped" not in out
+    assert trial_lines(out) and trial_lines(out)[0].startswith("[1/1] completed     ")
 
 
 @pytest.mark.slow
@@ -127,7 +239,7 @@ def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> 
 
     assert by_key[("1e+30", "2")].data.tags["nnlab.outcome"] == "diverged"  # stopped at epoch 1
     assert "failed           1" in proc.stdout and "diverged         2" in proc.stdout
-    assert "best by val_loss: lr=0.01 debug.fail_at_epoch=null" in proc.stdout
+    assert summary_line(proc.stdout, "best by") == best_line(ok)  # the only usable one
     assert runs(tmp_path, "bad", "sweep")[0].data.tags["nnlab.n_failed"] == "1"
 
 

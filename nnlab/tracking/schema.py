@@ -60,13 +60,14 @@ class Tag:
     BEST_RUN_ID = "nnlab.best_run_id"
     RECOVERED = "nnlab.recovered"
     ORIGINAL_PARENT = "nnlab.original_parent"
-    GIT_COMMIT = "nnlab.git_commit"
-    GIT_DIRTY = "nnlab.git_dirty"
+    GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own: the UI's commit column
+    GIT_DIRTY = "nnlab.git_dirty"  # "true" when tracked files differ from the commit
     OPTUNA_TRIAL = "optuna.trial"  # a search's trial: its number in the Optuna study
     OPTUNA_STATE = "optuna.state"  # COMPLETE, PRUNED, FAIL (RUNNING while it trains)
     PARENT = "mlflow.parentRunId"
     SOURCE_NAME = "mlflow.source.name"
     SOURCE_TYPE = "mlflow.source.type"
+    USER = "mlflow.user"
 
     @staticmethod
     def count(outcome: str) -> str:

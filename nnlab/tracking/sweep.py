@@ -21,7 +21,6 @@ import json
 import math
 import os
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -34,6 +33,7 @@ from hydra.experimental.callback import Callback
 import nnlab
 from nnlab.checkpoint import atomic_write_text
 from nnlab.config import ConfigError, full_error, to_plain, validate
+from nnlab.provenance import source_tags
 from nnlab.tracking import launchers, search
 from nnlab.tracking.registry import register_sweep_best
 from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Artifact, Tag
@@ -88,26 +88,6 @@ class SweepContext:
 @functools.lru_cache(maxsize=4)
 def _load_context(cls: type, path: str, _mtime_ns: int, _size: int) -> SweepContext:
     return cls(**json.loads(Path(path).read_text()))
-
-
-@functools.lru_cache(maxsize=1)
-def git_info() -> dict[str, str]:
-    """Commit and dirty flag of the nnlab checkout ("unknown" outside a git work tree)."""
-    root = Path(nnlab.__file__).resolve().parent.parent
-    try:
-        commit, status = (
-            subprocess.run(
-                ["git", "-C", str(root), *args],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout
-            for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {Tag.GIT_COMMIT: "unknown", Tag.GIT_DIRTY: "unknown"}
-    return {Tag.GIT_COMMIT: commit.strip(), Tag.GIT_DIRTY: str(bool(status.strip())).lower()}
 
 
 def fmt(value: float | None) -> str:
@@ -298,8 +278,6 @@ def start_parent(ctx: SweepContext, config: Any, experiment_name: str) -> str:
         Tag.SWEEP_HASH: ctx.sweep_hash,
         Tag.LAUNCHER: _launcher_tag(),
         Tag.VERSION: nnlab.__version__,
-        Tag.SOURCE_NAME: "nnlab.run",
-        Tag.SOURCE_TYPE: "LOCAL",
         **ctx.git,
     }
     run = c.create_run(ctx.experiment_id, run_name=f"sweep {task}"[:250] or "sweep", tags=tags)
@@ -348,7 +326,7 @@ def open_sweep(config: Any) -> SweepContext:
     header = f"{ctx.n_trials or '?'} trials"
     if tracking["backend"] == "mlflow":
         ctx.uri = resolve_uri(tracking["uri"], base)
-        ctx.git = git_info()
+        ctx.git = source_tags()
         try:
             ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
             if launchers.is_slurm(config.hydra.launcher):

@@ -30,6 +30,7 @@ import nnlab
 from nnlab.checkpoint import Checkpointer, CheckpointError, CheckpointSchedule, checkpoint_path
 from nnlab.config import ConfigError, validate
 from nnlab.jobdir import LocalHistory, write_artifacts
+from nnlab.provenance import source_tags
 from nnlab.tracking.launchers import sigterm_interrupts
 from nnlab.tracking.pyfunc import logged_model_tag, write_trial_model
 from nnlab.tracking.schema import (
@@ -50,7 +51,7 @@ from nnlab.tracking.store import (
     runs_url,
     ui_command,
 )
-from nnlab.tracking.sweep import SweepContext, fmt, git_info, record_trial
+from nnlab.tracking.sweep import SweepContext, fmt, record_trial
 from nnlab.train import (
     Sink,
     TrainResult,
@@ -356,9 +357,7 @@ class Trial:
             Tag.VERSION: nnlab.__version__,
             Tag.CONFIG_HASH: self.record.config_hash,
             Tag.JOB: str(self.record.job),
-            Tag.SOURCE_NAME: "nnlab.run",
-            Tag.SOURCE_TYPE: "LOCAL",
-            **(ctx.git if ctx and ctx.git else git_info()),
+            **(ctx.git if ctx and ctx.git else source_tags()),
         }
         if ctx is not None:
             tags |= {Tag.SWEEP_ID: ctx.sweep_id, Tag.PARENT: ctx.parent_run_id}
