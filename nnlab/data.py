@@ -1,4 +1,4 @@
-"""Datasets: synthetic 2-D problems, the bundled breast cancer data, and user CSV files.
+"""Datasets: synthetic 2-D problems, bundled real data (breast cancer, digits), user CSV files.
 
 Everything goes through one call::
 
@@ -7,8 +7,8 @@ Everything goes through one call::
 
 The keyword parameters of each dataset are exactly the keys of ``conf/data/<name>.yaml`` other
 than ``name``, so the trainer can call ``load_dataset(**cfg.data)``. Unknown names, unknown or
-invalid parameters and bad CSV files raise :class:`DataError` with a one-line message naming
-the file, line and column where relevant, and the fix.
+invalid parameters and bad CSV files (read by :mod:`nnlab.csv_table`) raise :class:`DataError`
+with a one-line message naming the file, line and column where relevant, and the fix.
 
 Binary losses: pass ``require_binary=True`` (the trainer does so for ``binary_crossentropy``)
 and a CSV target with more than two classes is refused, naming the file and column. Without it a
