@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measure what the SLURM launcher costs against joblib on this machine (docs/cluster.md):
-#   1. dispatch overhead per trial: N trivial trials (1 epoch, tiny data), time per trial per slot
-#      = (sweep time - time inside the trials) * 2 slots / N, for SLURM and for joblib n_jobs=2;
+#   1. overhead per trial: N trivial trials (1 epoch, tiny data); what a trial costs beyond its
+#      training = sweep time * 2 slots / N - mean training time, for SLURM and joblib n_jobs=2
+#      (SLURM: a job, a Python process and its imports per trial; joblib: reused workers);
 #   2. the wall time of a 24-trial sweep (flagship data, 20 epochs) on both.
 # Both track on the same MLflow server; needs scripts/local-slurm.sh and scripts/mlflow-server.sh
 # running (it starts neither). Runs in a temp dir; prints a Markdown table.
@@ -17,6 +18,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT  # kept when a sweep fails (below), to look at its job dirs
 cd "$WORK"
 TAG="m$(date +%s)"
+LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 seeds=$(seq -s, 0 $((N - 1)))
 TRIVIAL=(data.n_samples=200 "model.hidden=[8]" epochs=1 "seed=$seeds")
@@ -38,13 +40,14 @@ sweep() {  # sweep NAME LAUNCHER... -- ARGS...: prints "wall sweep trials_total"
         exit 1
     }
     t1=$(date +%s.%N)
-    local sweep_s trial_s
+    local sweep_s train_s
     sweep_s=$(echo "$out" | sed -n 's/.* trials in \([0-9.]*\)s$/\1/p')
-    trial_s=$(cat multirun/*/*/.nnlab/*/job*.json | python -c '
-import json, sys
-print(sum(json.loads(line)["seconds"] for line in sys.stdin))')
+    train_s=$(python -c '
+import glob, json
+records = [json.load(open(p)) for p in glob.glob("multirun/*/*/.nnlab/*/job*.json")]
+print(sum(r["train_s"] or 0 for r in records) / len(records))')
     rm -rf multirun .nnlab
-    echo "$(echo "$t1 - $t0" | bc) $sweep_s $trial_s"
+    echo "$(echo "$t1 - $t0" | bc) $sweep_s $train_s"
 }
 
 SLURM=(hydra/launcher=slurm "hydra.launcher.name=$TAG")
@@ -53,9 +56,10 @@ read -r sw ss st < <(sweep slurm-trivial "${SLURM[@]}" -- "${TRIVIAL[@]}")
 read -r jw js jt < <(sweep joblib-trivial "${JOBLIB[@]}" -- "${TRIVIAL[@]}")
 read -r sw24 ss24 _ < <(sweep slurm-24 "${SLURM[@]}" -- "${STUDY[@]}")
 read -r jw24 js24 _ < <(sweep joblib-24 "${JOBLIB[@]}" -- "${STUDY[@]}")
-per() { python -c "print(f'{($1 - $2) * 2 / $N:.2f}')"; }
-echo "| | SLURM (1-node, 2 CPUs) | joblib n_jobs=2 |"
+per() { python -c "print(f'{$1 * 2 / $N:.2f} s - {$2:.2f} s = {$1 * 2 / $N - $2:.2f} s')"; }
+f() { python -c "print(f'{$1:.1f} s ({$2:.1f} s)')"; }
+echo "| measured $(date -u +%F), load average before: $LOAD | SLURM (1 node, 2 CPUs) | joblib n_jobs=2 |"
 echo "|---|---|---|"
-echo "| $N trivial trials: sweep s (inside the trials s) | $ss ($st) | $js ($jt) |"
-echo "| dispatch overhead per trial, s | $(per "$ss" "$st") | $(per "$js" "$jt") |"
-echo "| 24-trial sweep: wall s (of it the sweep after set-up) | $sw24 ($ss24) | $jw24 ($js24) |"
+echo "| $N trivial trials: sweep after set-up | $ss s | $js s |"
+echo "| per trial and slot - training = overhead | $(per "$ss" "$st") | $(per "$js" "$jt") |"
+echo "| 24-trial sweep: wall (sweep after set-up) | $(f "$sw24" "$ss24") | $(f "$jw24" "$js24") |"

@@ -198,6 +198,7 @@ def test_sweep_of_12_trials_through_slurm_tracked_on_the_server(tmp_path, slurm,
     # the relative default sweep dir was made absolute from the launch directory and printed
     (sweep_dir,) = [p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir()]
     assert f"outputs: {sweep_dir}" in stdout
+    assert f"shared with the nodes: checkpoints {tmp_path / '.nnlab/checkpoints'}" in stdout
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
 
     (parent,) = runs(server, "c12", "sweep")
@@ -348,3 +349,38 @@ def test_submitit_local_prints_the_same_lines_and_tracks_on_the_server(tmp_path,
     trials = runs(server, "local", "trial")
     assert {r.info.status for r in [parent, *trials]} == {"FINISHED"} and len(trials) == 2
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+
+
+def test_a_server_keeping_artifacts_on_a_plain_path_is_refused_up_front(tmp_path, slurm) -> None:
+    """Each job would write the artifacts on its own node: exit 2 naming the fix, no job."""
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}",
+            "--no-serve-artifacts", "--default-artifact-root", str(tmp_path / "artifacts"),
+        ],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.5)
+        proc = run(tmp_path, slurm, *common(f"http://127.0.0.1:{port}", "plain"), "lr=0.1,0.01")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "stores artifacts at" in line and "--serve-artifacts" in line, line
+    assert not squeue(slurm, "plain") and not list(tmp_path.glob("multirun/*/*/.submitit"))
