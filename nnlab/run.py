@@ -109,7 +109,8 @@ def help_text() -> str:
     import nnlab
 
     top = OmegaConf.load(Path(CONF_DIR) / "config.yaml")
-    chosen = {k: v for d in top.defaults if isinstance(d, DictConfig) for k, v in d.items()}
+    entries = OmegaConf.to_container(top.defaults)  # unresolved: `hydra/sweeper: ${sweeper}`
+    chosen = {k: v for d in entries if isinstance(d, dict) for k, v in d.items()}
     uri = OmegaConf.load(Path(CONF_DIR) / "tracking" / f"{chosen.get('tracking')}.yaml").uri
 
     def group(name: str) -> str:

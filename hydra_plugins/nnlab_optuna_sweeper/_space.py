@@ -21,16 +21,15 @@ Grammar -> Optuna distribution:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hydra_plugins.nnlab_optuna_sweeper.config import PRUNERS, SAMPLERS
 from nnlab.config import MONITORS, ConfigError
 
 SEARCH_TARGET = "hydra_plugins.nnlab_optuna_sweeper.sweeper.NnlabOptunaSweeper"
 DIRECTIONS = ("minimize", "maximize")
-SAMPLERS = ("tpe", "random", "grid", "qmc")
-PRUNERS = ("none", "median", "sha", "hyperband", "threshold")
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -278,6 +277,22 @@ class SearchPlan:
         }
 
 
+def _check_named(group: str, spec: dict, table: dict) -> None:
+    """``spec["name"]`` is one of ``table`` and every other key one of that config's fields."""
+    name = spec.get("name")
+    if name not in table:
+        raise ConfigError(
+            f"hydra.sweeper.{group}.name={name!r}: must be one of {list(table)} "
+            f"(hydra/sweeper/{group}={list(table)[0]})"
+        )
+    known = [f.name for f in fields(table[name])]
+    for key in spec:
+        if key not in known:
+            raise ConfigError(
+                f"hydra.sweeper.{group}.{key}: the {name} {group} takes {', '.join(known[1:])}"
+            )
+
+
 def _positive_int(sweeper_cfg: Any, key: str) -> int:
     value = sweeper_cfg.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -309,16 +324,8 @@ def plan(config_loader: Any, sweeper_cfg: Any, task_overrides: list[str]) -> Sea
 
     sampler = plain(sweeper_cfg.get("sampler"), "tpe")
     pruner = plain(sweeper_cfg.get("pruner"), "none")
-    if sampler.get("name") not in SAMPLERS:
-        raise ConfigError(
-            f"hydra.sweeper.sampler.name={sampler.get('name')!r}: must be one of "
-            f"{list(SAMPLERS)} (hydra/sweeper/sampler=tpe)"
-        )
-    if pruner.get("name") not in PRUNERS:
-        raise ConfigError(
-            f"hydra.sweeper.pruner.name={pruner.get('name')!r}: must be one of "
-            f"{list(PRUNERS)} (hydra/sweeper/pruner=sha)"
-        )
+    _check_named("sampler", sampler, SAMPLERS)
+    _check_named("pruner", pruner, PRUNERS)
     if sampler["name"] == "grid":
         for dim in space.dims.values():
             dim.grid_values()  # ConfigError for an interval

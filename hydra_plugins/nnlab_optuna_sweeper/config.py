@@ -10,7 +10,7 @@ No ``from __future__ import annotations`` here: Hydra's plugin scanner reads the
 annotations as types.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf needs typing's generics
 
 from hydra.core.config_store import ConfigStore
@@ -132,20 +132,28 @@ class NnlabOptunaSweeperConf:
     params: Optional[Dict[str, str]] = None  # noqa: UP006, UP045
 
 
-_cs = ConfigStore.instance()
-_cs.store(group="hydra/sweeper", name="optuna", node=NnlabOptunaSweeperConf, provider="nnlab")
-for _name, _node in {
+SAMPLERS = {
     "tpe": TPESamplerConf,
     "random": RandomSamplerConf,
     "grid": GridSamplerConf,
     "qmc": QMCSamplerConf,
-}.items():
-    _cs.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="nnlab")
-for _name, _node in {
+}
+PRUNERS = {
     "none": NoPrunerConf,
     "median": MedianPrunerConf,
     "sha": SuccessiveHalvingPrunerConf,
     "hyperband": HyperbandPrunerConf,
     "threshold": ThresholdPrunerConf,
-}.items():
-    _cs.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="nnlab")
+}
+
+# Stored as plain dicts, not structured nodes: a study's experiment file can then set
+# ``hydra.sweeper.pruner: {name: sha, min_resource: 4}`` over the default ``none`` (Hydra 1.3
+# cannot override ``hydra/sweeper/pruner`` from a file that also switches ``hydra/sweeper``);
+# ``nnlab.tracking.search`` checks every key against these dataclasses before anything runs.
+_cs = ConfigStore.instance()
+_cs.store(group="hydra/sweeper", name="optuna", node=NnlabOptunaSweeperConf, provider="nnlab")
+for _group, _table in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+    for _name, _conf in _table.items():
+        _cs.store(
+            group=f"hydra/sweeper/{_group}", name=_name, node=asdict(_conf()), provider="nnlab"
+        )
