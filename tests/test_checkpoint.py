@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import resource
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SavedStates, epoch_logs, train_state
+from helpers import (
+    QUIET,
+    TINY,
+    SavedStates,
+    cli,
+    compose,
+    epoch_logs,
+    history_rows,
+    train_state,
+)
 
 from nnlab import checkpoint
 from nnlab.checkpoint import Checkpointer, CheckpointError, atomic_write, checkpoint_path
+from nnlab.config import validate
 from nnlab.tracking import store as mlstore
+from nnlab.tracking.schema import config_hash
 from nnlab.tracking.sink import MlflowSink
+from nnlab.train import train
 
 
 def test_checkpoints_are_time_bounded_and_the_store_never_runs_ahead(tracking_store) -> None:
@@ -85,3 +100,61 @@ def test_checkpoint_path_is_stable_and_safe(tmp_path: Path) -> None:
     p = checkpoint_path(tmp_path, ".nnlab/checkpoints", "my exp/../x", "0123456789abcdef")
     assert p == tmp_path / ".nnlab/checkpoints/my_exp_.._x/0123456789abcdef.npz"
     assert p.parent.parent == tmp_path / ".nnlab/checkpoints"
+
+
+# --- the trainer's own save path, crashed in the middle of a write -----------------------------
+
+CRASH = (*TINY, QUIET, "model.hidden=[32,32]", "tracking=none", "epochs=4", "batch_size=8",
+         "trainer.batch_log_every=1", "trainer.checkpoint.interval=0", "hydra.run.dir=job")  # fmt: skip
+
+
+def _checkpoint_sizes(plain: dict, tmp: Path) -> list[int]:
+    """Bytes of the checkpoint a trial of ``plain`` (tracking=none) writes after each epoch.
+
+    The size depends only on the arrays' shapes and the meta's length (one batch loss per step:
+    each epoch adds 20 steps x 16 bytes), so an in-process copy of the save measures it.
+    """
+    states: list = []
+    train(plain, on_checkpoint=lambda s: states.append(copy.deepcopy(s)))
+    meta = {"config_hash": config_hash(plain), "run_id": None, "experiment_id": None,
+            "experiment_name": plain["experiment_name"]}  # fmt: skip
+    sizes = []
+    for i, state in enumerate(states):
+        path = tmp / f"{i}.npz"
+        Checkpointer(path, sync=False).save(state, meta)
+        sizes.append(path.stat().st_size)
+    return sizes
+
+
+def test_a_crash_in_the_middle_of_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
+    """The real CLI with a file-size limit between the sizes of the epoch-2 and epoch-3
+    checkpoints: writing epoch 3's stops half-way with EFBIG, as a full disk would. The file on
+    disk must still be epoch 2's, whole, and the same command must resume from it."""
+    plain = validate(compose(*CRASH))
+    sizes = _checkpoint_sizes(plain, tmp_path)
+    assert sizes[2] - sizes[1] >= 256, sizes  # room for a limit between them
+    limit = (sizes[1] + sizes[2]) // 2
+
+    def limited() -> None:  # in the child, before exec: writes past `limit` bytes fail
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not a killed process
+
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    crashed = cli(launch, *CRASH, preexec_fn=limited)
+    assert crashed.returncode == 0, crashed.stderr  # training goes on without checkpoints
+    assert "could not write checkpoint" in crashed.stderr and "File too large" in crashed.stderr
+    path = checkpoint_path(launch, ".nnlab/checkpoints", "nnlab", config_hash(plain))
+    assert path.stat().st_size == sizes[1]
+    state, meta = Checkpointer(path).load()  # whole: the crashed write never replaced it
+    assert (state.epoch, meta["config_hash"]) == (2, config_hash(plain))
+    # no temp file left beside it
+    assert {p.name for p in path.parent.iterdir()} == {path.name, path.with_suffix(".lock").name}
+
+    resumed = cli(launch, *CRASH)  # the same command, no limit
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {path} after epoch 2" in resumed.stderr
+    rows = history_rows(launch / "job" / "artifacts" / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    saved = [float(r["epoch_time"]) for r in rows[:2]]
+    assert saved == state.history["epoch_time"]  # epochs 1-2 come from the checkpoint
