@@ -466,6 +466,9 @@ def build_report(
         runs,
         time.perf_counter() - t0,
     )
+    from nnlab.report_search import add_search_section  # a search's section (grids: nothing)
+
+    add_search_section(index, experiment, uri, progress)
     _say(progress, f"done in {time.perf_counter() - t0:.1f} s: {index.resolve()}")
     return index
 

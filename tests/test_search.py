@@ -200,7 +200,37 @@ def test_search_without_pruning_parent_and_children(launch_dir: Path) -> None:
     assert len(runs(launch_dir, "search", "trial")) == 4
 
 
-def test_pruned_trials_end_at_their_rung_and_grids_do_not_skip_them(launch_dir: Path) -> None:
+def check_search_report(cwd: Path, experiment: str, tmp_path: Path) -> None:
+    """The report of a search has its section, tables and figures, consistent with the runs."""
+    import pandas as pd
+
+    from nnlab.report import build_report
+    from nnlab.report_search import FIGURES
+
+    uri = f"sqlite:///{cwd / 'mlflow.db'}"
+    index = build_report(experiment, tmp_path / "report", tracking_uri=uri, progress=None)
+    page = index.read_text()
+    assert "<h2 id='search'>Search</h2>" in page
+    assert page.index("id='search'") < page.index("<h2>Findings</h2>")  # above the grid part
+    for key, _title in FIGURES:
+        assert (index.parent / f"{key}.png").is_file(), key
+    table = pd.read_csv(index.parent / "search_trials.csv")
+    by_run = {t.info.run_id: t for t in runs(cwd, experiment, "trial")}
+    assert sorted(table["run_id"]) == sorted(by_run)
+    assert table["cumulative_epochs"].iloc[-1] == table["epochs"].sum()
+    for _, row in table.iterrows():  # epochs: what each run logged (pruned: up to its rung)
+        assert row["epochs"] == len(steps(cwd, row["run_id"], "val_loss"))
+    best = table["best_so_far"].dropna().to_numpy()
+    assert (best[1:] <= best[:-1]).all()  # minimize: never rises
+    completed = table[table["state"] == "COMPLETE"]
+    assert best[-1] == pytest.approx(completed["value"].min())
+    weights = pd.read_csv(index.parent / "search_importance.csv")
+    assert set(weights["param"]) <= {"lr", "epochs", "batch_size"}
+
+
+def test_pruned_trials_end_at_their_rung_and_grids_do_not_skip_them(
+    launch_dir: Path, tmp_path: Path
+) -> None:
     # threshold upper=0 prunes any value at epoch >= 3: the 5-epoch trials stop at epoch 3, the
     # 2-epoch ones are never asked after their last epoch
     proc = cli(
@@ -228,6 +258,8 @@ def test_pruned_trials_end_at_their_rung_and_grids_do_not_skip_them(launch_dir: 
             assert list(frozen.intermediate_values) == [1, 2]
     assert "2 complete, 2 pruned), 10 epochs trained" in proc.stdout
     assert runs(launch_dir, "pruned", "sweep")[0].data.tags["nnlab.n_pruned"] == "2"
+
+    check_search_report(launch_dir, "pruned", tmp_path)
 
     # a grid of the same configs: the pruned one trains, the completed one is skipped
     grid = cli(
@@ -347,3 +379,34 @@ def test_killed_search_resumes_to_exactly_n_trials(launch_dir: Path) -> None:
         "lr": "lr=tag(log, interval(1e-3, 0.3))"
     }
     assert client(launch_dir).get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_lr_search_vs_the_flagship_grid(launch_dir: Path, tmp_path: Path) -> None:
+    """The issue's goal, measured: +experiment=lr_search within 5% of the flagship grid's best
+    val_loss with at most 25% of the grid's 10,080 epochs (both in the same store)."""
+    grid = cli(launch_dir, "-m", "+experiment=lr_vs_epochs", "report.enabled=false")
+    assert grid.returncode == 0, grid.stderr
+    search = cli(launch_dir, "-m", "+experiment=lr_search", f"report.out={tmp_path / 'report'}")
+    assert search.returncode == 0, search.stderr
+    grid_runs = runs(launch_dir, "lr_vs_epochs", "trial")
+    usable = [
+        r.data.metrics["val_loss"]
+        for r in grid_runs
+        if r.data.tags["nnlab.outcome"] in ("completed", "early_stopped")
+    ]
+    grid_best = min(usable)
+    grid_epochs = sum(len(steps(launch_dir, r.info.run_id, "val_loss")) for r in grid_runs)
+    (parent,) = runs(launch_dir, "lr_search", "sweep")
+    search_best = float(parent.data.tags["optuna.best_value"])
+    search_epochs = int(parent.data.tags["optuna.epochs"])
+    trials = runs(launch_dir, "lr_search", "trial")
+    assert search_epochs == sum(len(steps(launch_dir, t.info.run_id, "val_loss")) for t in trials)
+    print(
+        f"flagship grid: best val_loss {grid_best:.4f}, {grid_epochs} epochs trained (10,080 "
+        f"budgeted); lr_search: best val_loss {search_best:.4f}, {search_epochs} epochs"
+    )
+    assert len(grid_runs) == 252 and len(trials) == 60
+    assert search_best <= 1.05 * grid_best
+    assert search_epochs <= 0.25 * 10_080
+    assert (tmp_path / "report" / "search_progress.png").is_file()
