@@ -24,6 +24,7 @@ OUTCOME_COLORS = {
     "completed": "#0072b2",
     "early_stopped": "#56b4e9",
     "diverged": "#d55e00",
+    "pruned": "#cc79a7",  # a search's pruner stopped it (colorblind reddish purple)
     "failed": "#000000",
     "killed": "#999999",
 }
