@@ -73,7 +73,8 @@ def runs_url(uri: str, experiment_id: str) -> str:
 
     MLflow 3.17's UI opens an experiment on its GenAI overview unless the URL (or the sidebar
     switch, remembered per browser) says ``workflowType=machine_learning``; the experiment tag
-    ``mlflow.experimentKind`` does not decide it (checked in a browser, tests/test_mlflow_ui.py).
+    ``mlflow.experimentKind`` does not decide it (checked in a browser: tests/test_mlflow_ui.py
+    keeps a screenshot of the page the bare experiment URL opens).
     """
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_DEFAULT
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
