@@ -112,7 +112,11 @@ def dataset_inputs(data: Any, data_cfg: dict) -> list:
         if len(x) == 0:
             continue
         profile = json.dumps(
-            {"num_rows": int(len(x)), "num_features": data.n_features, "num_classes": data.n_classes}
+            {
+                "num_rows": int(len(x)),
+                "num_features": data.n_features,
+                "num_classes": data.n_classes,
+            }
         )
         entity = Dataset(
             name=name,
