@@ -18,6 +18,7 @@ from nnlab.data import DATASETS, is_int
 from nnlab.nn import DTYPES, OPTIMIZERS
 from nnlab.nn.activations import ACTIVATIONS
 
+SCHEDULES = ("constant", "exponential", "cosine", "plateau")  # conf/schedule/
 MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
 VERBOSITY = ("auto", 0, 1, 2)
 BACKENDS = ("mlflow", "none")
@@ -123,6 +124,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, str) and v in OPTIMIZERS,  # a dict: unhashable v would raise
         f"must be one of {list(OPTIMIZERS)}",
     ),
+    "schedule.name": (lambda v: v in SCHEDULES, f"must be one of {list(SCHEDULES)}"),
     "debug.fail_at_epoch": (
         lambda v: v is None or (is_int(v) and v >= 1),
         "must be null or a 1-based epoch number",
@@ -139,7 +141,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
 }
 
-# optional optimizer hyper-parameters (only checked when the optimizer config has them)
+# keys checked only when their group's chosen option has them
 OPTIONAL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer.momentum": (lambda v: _is_num(v) and 0 <= v < 1, "must be a number in [0, 1)"),
     "optimizer.nesterov": (lambda v: isinstance(v, bool), "must be true or false"),
@@ -148,6 +150,18 @@ OPTIONAL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer.rho": (lambda v: _is_num(v) and 0 < v < 1, "must be a number in (0, 1)"),
     "optimizer.epsilon": (lambda v: _is_num(v) and v > 0, "must be a number > 0"),
     "optimizer.centered": (lambda v: isinstance(v, bool), "must be true or false"),
+    # the schedule group's keys (conf/schedule/<name>.yaml has those of its schedule)
+    "schedule.decay_rate": (lambda v: _is_num(v) and 0 < v < 1, "must be a number in (0, 1)"),
+    "schedule.decay_epochs": (lambda v: _is_num(v) and v > 0, "must be a number of epochs > 0"),
+    "schedule.staircase": (lambda v: isinstance(v, bool), "must be true or false"),
+    "schedule.alpha": (lambda v: _is_num(v) and 0 <= v <= 1, "must be a number in [0, 1]"),
+    "schedule.warmup_epochs": (lambda v: is_int(v) and v >= 0, "must be an integer >= 0"),
+    "schedule.monitor": (lambda v: v in MONITORS, f"must be one of {list(MONITORS)}"),
+    "schedule.factor": (lambda v: _is_num(v) and 0 < v < 1, "must be a number in (0, 1)"),
+    "schedule.patience": (lambda v: is_int(v) and v >= 0, "must be an integer >= 0"),
+    "schedule.min_delta": (lambda v: _is_num(v) and v >= 0, "must be a number >= 0"),
+    "schedule.cooldown": (lambda v: is_int(v) and v >= 0, "must be an integer >= 0"),
+    "schedule.min_lr": (lambda v: _is_num(v) and v >= 0, "must be a number >= 0"),
     "tracking.log_model": (lambda v: isinstance(v, bool), "must be true or false"),
     "tracking.log_datasets": (lambda v: isinstance(v, bool), "must be true or false"),
     "tracking.register_best": (lambda v: isinstance(v, bool), "must be true or false"),

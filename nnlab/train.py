@@ -26,7 +26,10 @@ import numpy as np
 from nnlab.config import ConfigError, validate
 
 # history.csv columns, in this order (docs/architecture.md)
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time")
+# (learning_rate only when a schedule changes it; empty otherwise)
+HISTORY_COLUMNS = (
+    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time", "learning_rate",
+)  # fmt: skip
 
 
 class Sink:
@@ -184,8 +187,12 @@ def _forwarder(
     on_checkpoint: Callable[[TrainState], None] | None,
     early: Any,
     stopped: dict[str, str],
+    record_lr: bool = False,
 ):
     """A callback that times epochs, checkpoints them and forwards their logs to ``sink``.
+
+    ``record_lr``: the logs get ``learning_rate``, the rate of the epoch's first update, when no
+    callback (ReduceLROnPlateau) put it there: a schedule's rate then reaches MLflow per epoch.
 
     It runs after EarlyStopping and the divergence guard, so ``model.stop_training`` already says
     whether this epoch is the last; then a sink may still stop training (``stopped["reason"]``).
@@ -201,11 +208,14 @@ def _forwarder(
                 raise KeyboardInterrupt
             if delay:
                 time.sleep(delay)
+            self._lr = self.model.optimizer.learning_rate if record_lr else None
             self._t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
             logs["epoch_time"] = time.perf_counter() - self._t0
+            if record_lr:
+                logs.setdefault("learning_rate", self._lr)
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             if on_checkpoint is not None:
@@ -352,7 +362,13 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
 
-def build_model(model_cfg: dict, optimizer_cfg: dict, n_features: int, n_classes: int):
+def build_model(
+    model_cfg: dict,
+    optimizer_cfg: dict,
+    n_features: int,
+    n_classes: int,
+    learning_rate: Any = None,
+):
     """An MLP compiled for the task: binary -> 1 sigmoid + BCE, K classes -> K softmax + sparse CCE.
 
     ``model.loss`` may force sparse categorical cross-entropy (K >= 2 softmax units); names map
@@ -373,10 +389,54 @@ def build_model(model_cfg: dict, optimizer_cfg: dict, n_features: int, n_classes
         loss = "sparse_categorical_crossentropy"
     model = nn.Sequential(layers, seed=model_cfg["seed"], dtype=model_cfg["dtype"])
     kwargs = {k: v for k, v in optimizer_cfg.items() if k != "name"}
+    if learning_rate is not None:  # a schedule (learning_rate_for) instead of the number
+        kwargs["learning_rate"] = learning_rate
     model.compile(
         optimizer=nn.OPTIMIZERS[optimizer_cfg["name"]](**kwargs), loss=loss, metrics=["accuracy"]
     )
     return model
+
+
+def learning_rate_for(plain: dict, n_train: int) -> Any:
+    """The optimizer's ``learning_rate`` as the ``schedule`` group says: the number ``lr``, or
+    a :mod:`nnlab.nn.schedules` schedule that starts (or peaks) at it.
+
+    Schedules count optimizer steps (Keras); the config counts epochs, converted with
+    ``ceil(n_train / batch_size)`` steps per epoch. ``plateau`` keeps the number (its callback,
+    :func:`lr_callback`, changes it between epochs).
+    """
+    from nnlab.nn import schedules
+
+    sched, lr = plain["schedule"], float(plain["optimizer"]["learning_rate"])
+    tr = plain["trainer"]
+    steps = math.ceil(n_train / tr["batch_size"])
+    if sched["name"] == "exponential":
+        return schedules.ExponentialDecay(
+            lr, steps * sched["decay_epochs"], sched["decay_rate"], staircase=sched["staircase"]
+        )
+    if sched["name"] == "cosine":
+        warmup = steps * sched["warmup_epochs"]
+        decay = max(steps * tr["epochs"] - warmup, 1)
+        if not warmup:
+            return schedules.CosineDecay(lr, decay, alpha=sched["alpha"])
+        return schedules.CosineDecay(
+            0.0, decay, alpha=sched["alpha"], warmup_target=lr, warmup_steps=warmup
+        )
+    return lr
+
+
+def lr_callback(schedule_cfg: dict) -> Any:
+    """``ReduceLROnPlateau`` for ``schedule=plateau``, else None."""
+    if schedule_cfg["name"] != "plateau":
+        return None
+    keys = ("monitor", "factor", "patience", "min_delta", "cooldown", "min_lr")
+    return _callbacks_module().ReduceLROnPlateau(**{k: schedule_cfg[k] for k in keys})
+
+
+def build_for(plain: dict, data: Any):
+    """The compiled model of a validated config on its loaded data (with its lr schedule)."""
+    rate = learning_rate_for(plain, len(data.x_train))
+    return build_model(plain["model"], plain["optimizer"], data.n_features, data.n_classes, rate)
 
 
 def initial_loss(model: Any, x: Any, y: Any) -> float | None:
@@ -434,8 +494,7 @@ def train(
     Returns
     -------
     TrainResult
-        Outcome ``completed``, ``early_stopped``, ``diverged`` (or a sink's ``stop_reason``), the
-        per-epoch history and model.
+        Outcome (``completed``, ``early_stopped``, ``diverged``, a sink's stop reason), history.
 
     Raises
     ------
@@ -452,57 +511,53 @@ def train(
     if verbose is None:
         verbose = 1 if tr["verbose"] == "auto" else int(tr["verbose"])
 
-    loss = plain["model"].get("loss", "auto")
-    data = data if data is not None else load_data(plain["data"], loss)
-    model = build_model(plain["model"], plain["optimizer"], data.n_features, data.n_classes)
-    # the untrained model's training loss: the divergence guard's yardstick. Taken before
-    # set_state, so a resumed run measures the same seeded initial weights as the first attempt.
-    reference = None
-    if tr["divergence_factor"] is not None:
-        reference = initial_loss(model, data.x_train, data.y_train)
-    initial_epoch, epochs = 0, tr["epochs"]
-    history: dict[str, list[float]] = {}
-    batches: list[tuple[int, float]] = []
-    if resume is not None:
-        model.set_state(resume.model_state)  # ValueError if it does not fit this architecture
-        history = {k: list(v) for k, v in resume.history.items()}
-        batches = list(resume.batch_losses)
-        initial_epoch = resume.epoch
-        if resume.finished:  # only the end of training is left (e.g. restoring best weights)
-            epochs = resume.epoch
+    data = (
+        data if data is not None else load_data(plain["data"], plain["model"].get("loss", "auto"))
+    )
+    model = build_for(plain, data)
+    # the divergence guard's yardstick, taken before set_state: a resumed run measures the same
+    # seeded initial weights as the first attempt
+    reference = initial_loss(model, data.x_train, data.y_train) if tr["divergence_factor"] else None
+    history, batches, initial_epoch, epochs = _restore(model, resume, tr["epochs"])
     info = _data_info(data)
     sink.on_train_begin(info)
-
-    early, guard = _stoppers(tr, reference)
-    stoppers = [c for c in (early, guard) if c is not None]
     stopped: dict[str, str] = {}  # a sink's reason to stop (stop_reason)
-    # order matters: stoppers decide, then the forwarder checkpoints and reports the epoch
-    callbacks = [
-        *stoppers,
-        _forwarder(sink, history, batches, tr, plain["debug"], on_checkpoint, early, stopped),
-    ]
-    if resume is not None:
-        best = resume.best_weights
-        callbacks.append(_replayer(history, stoppers, best))  # runs after their resets
+    callbacks, stoppers, guard = _callbacks(
+        plain, sink, history, batches, on_checkpoint, reference, stopped
+    )
+    if resume is not None:  # runs after their resets (an lr callback's state is in the model's)
+        callbacks.append(_replayer(history, stoppers, resume.best_weights))
 
-    validation = (data.x_val, data.y_val) if len(data.x_val) else None
     t0 = time.perf_counter()
     model.fit(
         data.x_train,
         data.y_train,
         batch_size=tr["batch_size"],
         epochs=epochs,
-        validation_data=validation,
+        validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
         shuffle=tr["shuffle"],
         callbacks=callbacks,
         verbose=verbose,
         initial_epoch=initial_epoch,
     )
     seconds = time.perf_counter() - t0
-
     epochs_run = len(history.get("loss", []))
     outcome, stop_epoch = _outcome(guard, epochs_run, tr["epochs"], stopped.get("reason"))
     return TrainResult(outcome, history, epochs_run, stop_epoch, model, seconds, info)
+
+
+def _restore(
+    model: Any, resume: TrainState | None, epochs: int
+) -> tuple[dict[str, list[float]], list[tuple[int, float]], int, int]:
+    """(history, batch losses, initial epoch, epochs to fit to) of a fresh or resumed run; a
+    resumed ``model`` gets its saved state (ValueError if it does not fit this architecture)."""
+    if resume is None:
+        return {}, [], 0, epochs
+    model.set_state(resume.model_state)
+    history = {k: list(v) for k, v in resume.history.items()}
+    # finished: only the end of training is left (e.g. restoring best weights)
+    last = resume.epoch if resume.finished else epochs
+    return history, list(resume.batch_losses), resume.epoch, last
 
 
 def _data_info(data: Any) -> dict[str, Any]:
@@ -527,6 +582,31 @@ def _outcome(
     if epochs_run < epochs:
         return "early_stopped", epochs_run
     return "completed", None
+
+
+def _callbacks(
+    plain: dict,
+    sink: Sink,
+    history: dict[str, list[float]],
+    batches: list[tuple[int, float]],
+    on_checkpoint: Callable[[TrainState], None] | None,
+    reference: float | None,
+    stopped: dict[str, str],
+) -> tuple[list, list, Any]:
+    """The fit's callbacks in order, the stoppers among them, the divergence guard (or None).
+
+    Order matters: the lr callback and the stoppers act on the epoch's logs first, then the
+    forwarder checkpoints (with their state) and reports the epoch.
+    """
+    tr = plain["trainer"]
+    early, guard = _stoppers(tr, reference)
+    stoppers = [c for c in (early, guard) if c is not None]
+    plateau = lr_callback(plain["schedule"])
+    record_lr = plain["schedule"]["name"] != "constant"
+    forwarder = _forwarder(
+        sink, history, batches, tr, plain["debug"], on_checkpoint, early, stopped, record_lr
+    )
+    return [*([plateau] if plateau else []), *stoppers, forwarder], stoppers, guard
 
 
 def _stoppers(tr: dict, reference: float | None) -> tuple[Any, Any]:

@@ -56,7 +56,7 @@ from nnlab.train import (
     Sink,
     TrainResult,
     TrainState,
-    build_model,
+    build_for,
     check_model_fits,
     load_data,
     train,
@@ -317,13 +317,7 @@ class Trial:
 
     def _check_resume_fits(self) -> None:
         try:
-            model = build_model(
-                self.plain["model"],
-                self.plain["optimizer"],
-                self.data.n_features,
-                self.data.n_classes,
-            )
-            model.set_state(self.resume.model_state)
+            build_for(self.plain, self.data).set_state(self.resume.model_state)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise CheckpointError(
                 f"checkpoint {self.ckpt.path} does not fit this config's model ({exc}); delete "
