@@ -26,6 +26,7 @@ from . import activations, losses, optimizers
 from . import callbacks as callbacks_module
 from . import metrics as metrics_module
 from .layers import Dense
+from .printing import epoch_line
 
 # the float types a model computes in (also the values ``model.dtype`` accepts in nnlab configs)
 DTYPES = ("float32", "float64")
@@ -392,6 +393,48 @@ class Sequential:
 
     # --- public training API ------------------------------------------------------------
 
+    def _fit_arrays(self, x, y, validation_data, validation_split):
+        """(x, y, x_val, y_val) checked; validation from ``validation_data`` or the last
+        ``validation_split`` fraction of the samples (x_val, y_val None without either)."""
+        x, y = self._check_xy(x, y)
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            xv, yv = self._check_xy(*validation_data, what_x="x_val", what_y="y_val")
+            return x, y, xv, yv
+        if not validation_split:
+            return x, y, None, None
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
+        split_at = math.ceil(x.shape[0] * (1.0 - validation_split))
+        if split_at in (0, x.shape[0]):
+            raise ValueError(
+                f"validation_split={validation_split} leaves no training or no validation "
+                f"samples out of {x.shape[0]}"
+            )
+        return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
+
+    def _train_epoch(self, xs, ys, batch_size: int, cbs) -> dict[str, float]:
+        """One pass over (xs, ys) (N, ...) in order, one update per batch; the epoch's logs:
+        sample-weighted means of the batch losses and metrics, each before its own update.
+        ``cbs`` (or None) hears ``on_train_batch_end`` after every update."""
+        n = xs.shape[0]
+        loss_sum, sums = 0.0, [0.0] * len(self._metrics)
+        for start in range(0, n, batch_size):
+            xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
+            bufs = self._get_buffers(xb.shape[0])
+            batch_loss = self._forward_backward(xb, yb, bufs)
+            loss_sum += batch_loss * xb.shape[0]
+            if self._metrics:
+                for j, s in enumerate(self._metric_sums(yb, bufs.a[-1])):
+                    sums[j] += s
+            self.optimizer.update(self._params, self._grads)
+            if cbs is not None:
+                cbs.on_train_batch_end(self.optimizer.iterations, {"loss": batch_loss})
+        logs = {"loss": loss_sum / n}
+        logs.update({k: s / n for (k, _), s in zip(self._metrics, sums, strict=True)})
+        return logs
+
     def fit(
         self,
         x,
@@ -418,22 +461,7 @@ class Sequential:
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         epochs = _check_int("epochs", epochs, 0)
         initial_epoch = _check_int("initial_epoch", initial_epoch, 0)
-        x, y = self._check_xy(x, y)
-        xv = yv = None
-        if validation_data is not None:
-            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            xv, yv = self._check_xy(*validation_data, what_x="x_val", what_y="y_val")
-        elif validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
-            split_at = math.ceil(x.shape[0] * (1.0 - validation_split))
-            if split_at in (0, x.shape[0]):
-                raise ValueError(
-                    f"validation_split={validation_split} leaves no training or no validation "
-                    f"samples out of {x.shape[0]}"
-                )
-            x, xv, y, yv = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+        x, y, xv, yv = self._fit_arrays(x, y, validation_data, validation_split)
         self.optimizer.build(self._params.size, self.dtype)
 
         n = x.shape[0]
@@ -467,26 +495,13 @@ class Sequential:
                     # temporary NumPy makes for out= under the default mode="raise"
                     np.take(x, order, axis=0, out=xs, mode="clip")
                     np.take(y, order, axis=0, out=ys, mode="clip")
-                loss_sum, sums = 0.0, [0.0] * len(self._metrics)
-                for start in range(0, n, batch_size):
-                    xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
-                    bufs = self._get_buffers(xb.shape[0])
-                    batch_loss = self._forward_backward(xb, yb, bufs)
-                    loss_sum += batch_loss * xb.shape[0]
-                    if self._metrics:
-                        for j, s in enumerate(self._metric_sums(yb, bufs.a[-1])):
-                            sums[j] += s
-                    self.optimizer.update(self._params, self._grads)
-                    if per_batch:
-                        cbs.on_train_batch_end(self.optimizer.iterations, {"loss": batch_loss})
-                logs = {"loss": loss_sum / n}
-                logs.update({k: s / n for (k, _), s in zip(self._metrics, sums, strict=True)})
+                logs = self._train_epoch(xs, ys, batch_size, cbs if per_batch else None)
                 if xv is not None:
                     val = self._evaluate_arrays(xv, yv, batch_size)
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 seconds = time.perf_counter() - started
                 if verbose:
-                    print(_epoch_line(epoch, epochs, seconds, logs), flush=True)
+                    print(epoch_line(epoch, epochs, seconds, logs), flush=True)
                 cbs.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
@@ -542,54 +557,7 @@ class Sequential:
 
     def summary(self, print_fn: Callable[[str], None] | None = None) -> None:
         """Print a Keras-style table of layers, output shapes and parameter counts."""
+        from .printing import summary_text
+
         self._maybe_build()
-        dims = [self.input_dim] + [layer.units for layer in self.layers]
-        rows = []
-        for i, layer in enumerate(self.layers):
-            count = "?" if dims[i] is None else f"{(dims[i] + 1) * layer.units:,}"
-            rows.append((f"{layer.name} (Dense)", f"(None, {layer.units})", count))
-        header = ("Layer (type)", "Output Shape", "Param #")
-        widths = [max(len(r[j]) for r in [header, *rows]) + 2 for j in range(3)]
-        widths = [max(widths[0], 30), max(widths[1], 22), max(widths[2], 12)]
-
-        def line(left, mid, right, fill="━"):
-            return left + mid.join(fill * w for w in widths) + right
-
-        def row(cells, sep="│"):
-            a, b, c = cells
-            return (
-                f"{sep} {a:<{widths[0] - 2}} {sep} {b:<{widths[1] - 2}} {sep} "
-                f"{c:>{widths[2] - 2}} {sep}"
-            )
-
-        out = [f'Model: "{self.name}"', line("┏", "┳", "┓"), row(header, "┃"), line("┡", "╇", "┩")]
-        for k, r in enumerate(rows):
-            out.append(row(r))
-            out.append(line("├", "┼", "┤", "─") if k < len(rows) - 1 else line("└", "┴", "┘", "─"))
-        if not rows:
-            out.append(line("└", "┴", "┘", "─"))
-        if self.built:
-            total = self._params.size
-            size = _readable_bytes(total * self.dtype.itemsize)
-            out += [
-                f" Total params: {total:,} ({size})",
-                f" Trainable params: {total:,} ({size})",
-                " Non-trainable params: 0 (0.00 B)",
-            ]
-        else:
-            out.append(" Total params: unknown until the input width is known (unbuilt)")
-        (print_fn or print)("\n".join(out))
-
-
-def _readable_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GB"  # pragma: no cover
-
-
-def _epoch_line(epoch: int, epochs: int, seconds: float, logs: dict[str, float]) -> str:
-    values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-    took = f"{seconds * 1e3:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
-    return f"Epoch {epoch + 1}/{epochs} - {took} - {values}"
+        (print_fn or print)(summary_text(self))
