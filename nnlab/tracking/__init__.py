@@ -5,6 +5,9 @@
 - :mod:`nnlab.tracking.sink` - :class:`MlflowSink`: one trial streamed into one MLflow run
 - :mod:`nnlab.tracking.trial` - :func:`run_trial`: one tracked trial (a Hydra job)
 - :mod:`nnlab.tracking.sweep` - :class:`SweepCallback`: set-up, parent run and summary of a sweep
+- :mod:`nnlab.tracking.pyfunc` - a trial's model as an MLflow Model (``artifacts/model/``, no pickle)
+- :mod:`nnlab.tracking.datasets` - a trial's data splits as MLflow dataset inputs
+- :mod:`nnlab.tracking.registry` - a sweep's best model registered, alias ``best``
 
 Importing this package is cheap: the names below load their module on first use, and MLflow
 itself is imported only when a store is opened (``tracking=none`` never imports it).
