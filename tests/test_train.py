@@ -264,8 +264,8 @@ def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated() ->
     ],
 )
 def test_memory_estimate_matches_the_arrays_a_fit_allocates(overrides) -> None:
+    from nnlab.build import build_model, check_model_fits, fit_memory
     from nnlab.config import validate
-    from nnlab.train import build_model, check_model_fits, fit_memory
 
     plain = validate(config(*overrides, tiny=()))
     n_params, needed, _ = fit_memory(plain["model"], 2, 2, plain["optimizer"])
@@ -388,7 +388,7 @@ def epochs(a: Trained, b: Trained) -> None:
 
 def shuffled(a: Trained, b: Trained) -> None:
     # shuffling draws from the model's RNG; without it the RNG ends as it started
-    from nnlab.train import build_model
+    from nnlab.build import build_model
 
     plain = _composed(())
     initial = build_model(plain["model"], plain["optimizer"], 2, 2).get_state()["rng"]

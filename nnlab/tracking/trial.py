@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import nnlab
+from nnlab.build import build_for, check_model_fits, load_data
 from nnlab.checkpoint import Checkpointer, CheckpointError, CheckpointSchedule, checkpoint_path
 from nnlab.config import ConfigError, validate
 from nnlab.jobdir import LocalHistory, write_artifacts
@@ -52,15 +53,7 @@ from nnlab.tracking.store import (
     ui_command,
 )
 from nnlab.tracking.sweep import SweepContext, fmt, record_trial
-from nnlab.train import (
-    Sink,
-    TrainResult,
-    TrainState,
-    build_for,
-    check_model_fits,
-    load_data,
-    train,
-)
+from nnlab.train import Sink, TrainResult, TrainState, train
 
 
 @dataclass
