@@ -384,3 +384,17 @@ def test_a_server_keeping_artifacts_on_a_plain_path_is_refused_up_front(tmp_path
     (line,) = proc.stderr.splitlines()
     assert "stores artifacts at" in line and "--serve-artifacts" in line, line
     assert not squeue(slurm, "plain") and not list(tmp_path.glob("multirun/*/*/.submitit"))
+
+
+def test_a_slurm_that_does_not_answer_is_refused_before_anything_is_tracked(
+    tmp_path, slurm, server
+) -> None:
+    conf = Path(slurm["SLURM_CONF"]).read_text()
+    bad = tmp_path / "slurm.conf"  # the same cluster, but a controller port nothing listens on
+    bad.write_text(conf.replace("SlurmctldPort=6817", f"SlurmctldPort={_free_port()}"))
+    proc = run(tmp_path, {"SLURM_CONF": str(bad)}, *common(server, "nocluster"), "lr=0.1,0.01")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "SLURM does not answer (sinfo:" in line and "local-slurm.sh" in line, line
+    assert client(server).get_experiment_by_name("nocluster") is None  # no experiment, no run
+    assert not list(tmp_path.glob("multirun/*/*/.submitit"))

@@ -23,11 +23,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import shutil
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from nnlab.config import ConfigError
+
+SLURM_PROBE_TIMEOUT = 15.0  # seconds for `sinfo` to answer before a SLURM sweep is refused
 
 
 def target(launcher_cfg: Any) -> str:
@@ -48,6 +55,38 @@ def is_parallel(launcher_cfg: Any) -> bool:
     """Trials share cores (joblib with n_jobs != 1, or submitit jobs): one BLAS thread each."""
     joblib = "joblib" in target(launcher_cfg) and launcher_cfg.get("n_jobs", 1) != 1
     return joblib or is_remote(launcher_cfg)
+
+
+def check_slurm(timeout: float = SLURM_PROBE_TIMEOUT) -> None:
+    """Refuse, before anything is tracked or submitted, a machine where SLURM does not answer.
+
+    ``sbatch`` must be on PATH, ``SLURM_CONF`` (if set) a file, and ``sinfo`` must reach the
+    controller within ``timeout`` seconds (it retries a missing config for a minute and an
+    unreachable controller for ~10 s). ConfigError naming the problem and the fix.
+    """
+    fix = (
+        "launch from a machine that submits SLURM jobs, or start the local test cluster: "
+        'scripts/local-slurm.sh start; eval "$(scripts/local-slurm.sh env)" (docs/cluster.md)'
+    )
+    if shutil.which("sbatch") is None:
+        raise ConfigError(f"hydra/launcher=slurm: sbatch is not on PATH; {fix}")
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not Path(conf).is_file():
+        raise ConfigError(f"hydra/launcher=slurm: SLURM_CONF={conf} is not a file; {fix}")
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(
+            f"hydra/launcher=slurm: sinfo got no answer from SLURM in {timeout:.0f} s; {fix}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"hydra/launcher=slurm: cannot run sinfo ({exc}); {fix}") from None
+    if proc.returncode != 0:
+        said = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        why = said[-1] if said else f"exit code {proc.returncode}"
+        raise ConfigError(f"hydra/launcher=slurm: SLURM does not answer (sinfo: {why}); {fix}")
 
 
 def pin_sweep_dir(config: Any, sweep_dir: Path) -> None:

@@ -374,7 +374,7 @@ def remote_setup(config: Any, ctx: SweepContext, plain: dict) -> list[str]:
     if not launchers.is_slurm(config.hydra.launcher):
         return []
     try:
-        pass  # BROKEN
+        launchers.check_slurm()
     except ConfigError as exc:
         fail_config(str(exc))
     launchers.quiet_submitit()
