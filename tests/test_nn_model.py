@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.make_keras_fixtures import EVALUATE_CASES, evaluate_data, make_data, nnlab_model
 
 from nnlab import nn
 
@@ -526,6 +529,35 @@ def small_uncompiled():
     return nn.Sequential(
         [nn.Dense(4, activation="relu", input_dim=2), nn.Dense(1, activation="sigmoid")]
     )
+
+
+# --- evaluate over partial last batches: Keras 3's recorded numbers ------------------------------
+
+EVALUATE = json.loads(
+    (Path(__file__).resolve().parent / "fixtures" / "keras_evaluate.json").read_text()
+)
+
+
+@pytest.mark.parametrize("name", list(EVALUATE_CASES))
+def test_evaluate_matches_recorded_keras_over_partial_batches(name):
+    """Keras weights each batch's mean by its size: over 50 samples in batches of 16 the last
+    batch of 2 counts 2/50, not 1/4. The fixture tells the two apart (its batch means are kept)."""
+    units, activation, loss = EVALUATE_CASES[name]
+    record = EVALUATE["cases"][name]
+    model = nnlab_model({"output": (units, activation)})
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    model.set_weights([np.array(w, np.float32) for w in record["weights"]])
+    x, y = evaluate_data(make_data())
+    assert len(x) == EVALUATE["n"]
+    for batch_size, theirs in record["evaluate"].items():
+        size = None if batch_size == "None" else int(batch_size)
+        ours = model.evaluate(x, y, batch_size=size)
+        assert set(ours) == set(theirs) - {"batch_losses"}
+        for key in ours:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-6, abs=1e-7), (batch_size, key)
+        if len(x) % (size or 32):  # a partial last batch: a plain mean of the batch means is off
+            plain = float(np.mean(theirs["batch_losses"]))
+            assert abs(plain - theirs["loss"]) > 100 * max(1e-6 * theirs["loss"], 1e-7)
 
 
 # --- cross-check against real Keras (skipped unless keras and jax are installed) -----------
