@@ -28,9 +28,12 @@ Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)]
 
 
 def history_csv(rows: list[dict]) -> str:
-    """``rows`` as history.csv text (columns ``HISTORY_COLUMNS``; floats in full precision)."""
+    """``rows`` as history.csv text (``HISTORY_COLUMNS``, ``learning_rate`` only when logged;
+    floats in full precision)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", restval="")
+    optional = {"learning_rate"}  # a column only when a schedule logged it
+    columns = [c for c in HISTORY_COLUMNS if c not in optional or any(c in r for r in rows)]
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
