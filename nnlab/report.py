@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from nnlab import report_studies as rs
 from nnlab import report_tables as rt
 from nnlab.analysis import load_histories, load_runs, resolve_tracking_uri
 from nnlab.tracking.schema import OK_OUTCOMES, Artifact
@@ -194,6 +195,8 @@ def _write_html(
     tables: dict[str, pd.DataFrame],
     runs: pd.DataFrame,
     seconds: float,
+    figure_list: tuple[tuple[str, str], ...] = FIGURES,
+    study_parts: list[str] = (),
 ) -> Path:
     e = html.escape
     axes = ", ".join(
@@ -215,7 +218,8 @@ def _write_html(
         f"<h1>Learning rate, batch size and epochs: <code>{e(experiment)}</code></h1>",
         f"<p>{len(runs)} runs{' on ' + e(data) if data else ''}. Swept {e(axes)}. "
         f"Metric: <code>{e(metric)}</code>.</p>",
-        "<h2>Findings</h2>",
+        *study_parts,  # a study's per-set-up findings come before the pooled ones
+        "<h2>Findings</h2>" if not study_parts else "<h2>Findings pooled over all set-ups</h2>",
         f"<p class='verdict' id='verdict'><b>The notes' claim</b> (“a large learning rate trains "
         f"faster but less accurately; a small one, about 0.001, is more accurate but needs more "
         f"epochs”): {e(findings.verdict)}</p>",
@@ -225,19 +229,20 @@ def _write_html(
         *[f"<li>{e(s)}</li>" for s in per_bs],
         "</ul>",
     ]
-    for i, (key, title) in enumerate(FIGURES, 1):
+    for i, (key, title) in enumerate(figure_list, 1):
         parts.append(f"<h2 id='{key}'>{i}. {e(title)}</h2>")
         if key in figures:
+            caption = (CAPTIONS | rs.CAPTIONS)[key].format(m=metric)
             parts.append(
                 f"<figure><img src='{figures[key]}' alt='{e(title)}'>"
-                f"<figcaption>{e(CAPTIONS[key].format(m=metric))}</figcaption></figure>"
+                f"<figcaption>{e(caption)}</figcaption></figure>"
             )
         else:
             parts.append(f"<p><i>Not drawn: {e(skipped.get(key, 'no data'))}.</i></p>")
     parts.append("<h2>Tables</h2>")
     for name, frame in tables.items():
         parts.append(f"<h3><a href='{name}.csv'>{name}.csv</a></h3>")
-        if name in INLINE_TABLES:
+        if name in INLINE_TABLES or name == "schedule_vs_constant":
             parts.append(_table_html(frame))
     bad = runs[~runs["outcome"].isin(OK_OUTCOMES)]
     if len(bad):
@@ -281,6 +286,15 @@ class ReportData:
     tables: dict[str, pd.DataFrame]
     findings: rt.Findings
     per_bs: list[str]
+    study: rs.Study | None = None  # when the runs vary the dataset, optimizer or schedule
+
+    @property
+    def figure_list(self) -> tuple[tuple[str, str], ...]:
+        """The figures of the page: a study's own (pooled ones would mix set-ups) and the
+        outcomes, else :data:`FIGURES`."""
+        if self.study is None:
+            return FIGURES
+        return (*self.study.figures, next(f for f in FIGURES if f[0] == "outcomes"))
 
 
 def _check_request(metric: str, target: float | None) -> None:
@@ -337,15 +351,19 @@ def _compute(
         "runs": runs,
     }
     per_bs = rt.per_batch_lines(curves, metric)
-    return ReportData(runs, hist, metric, target, stuck, tables, findings, per_bs)
+    study = rs.study(runs, hist, metric, stuck)
+    if study is not None:
+        tables = {**study.tables, **tables}
+    return ReportData(runs, hist, metric, target, stuck, tables, findings, per_bs, study)
 
 
 def _write_tables(out: Path, data: ReportData) -> None:
     """Each table as ``<name>.csv`` and the findings as ``findings.json`` in ``out``."""
     for name, frame in data.tables.items():
         frame.to_csv(out / f"{name}.csv", index=False)
+    extra = data.study.findings if data.study is not None else {}
     (out / "findings.json").write_text(
-        json.dumps(asdict(data.findings), indent=2), encoding="utf-8"
+        json.dumps(asdict(data.findings) | extra, indent=2), encoding="utf-8"
     )
 
 
@@ -356,7 +374,13 @@ def _figure_makers(data: ReportData) -> dict[str, Callable[[], Figure]]:
     runs, hist, metric, stuck, t = data.runs, data.hist, data.metric, data.stuck, data.tables
     budget = t["final_by_budget"]
     usable_lrs = budget.loc[np.isfinite(budget["median_final"]), "lr"].unique()
-    return {
+    study = {
+        "claim": lambda: fg.claim_grid(t["claim_per_lr"], t["claim"], metric),
+        "schedules": lambda: fg.schedule_budgets(
+            t["schedule_by_budget"], t["schedule_vs_constant"], metric
+        ),
+    }
+    return study | {
         "learning_curves": lambda: fg.learning_curves(runs, hist, metric, data.target, stuck),
         "heatmap": lambda: fg.budget_heatmap(budget, metric),
         "speed_quality": lambda: fg.speed_quality(t["per_lr_batch"], metric, data.target),
@@ -399,8 +423,8 @@ def _draw_figures(
 
     makers = _figure_makers(data)
     drawn, skipped = {}, {}
-    for i, (key, _title) in enumerate(FIGURES, 1):
-        _say(progress, f"figure {i}/{len(FIGURES)}: {key} …")
+    for i, (key, _title) in enumerate(data.figure_list, 1):
+        _say(progress, f"figure {i}/{len(data.figure_list)}: {key} …")
         (out / f"{key}.png").unlink(missing_ok=True)  # never leave a stale figure behind
         fig, reason = _draw_one(key, data, uri, makers)
         if reason:
@@ -465,6 +489,8 @@ def build_report(
         data.tables,
         runs,
         time.perf_counter() - t0,
+        data.figure_list,
+        rs.study_html(data.study, metric, _table_html) if data.study is not None else [],
     )
     from nnlab.report_search import add_search_section  # a search's section (grids: nothing)
 

@@ -13,6 +13,7 @@ Modules, one per family of figures:
 - ``lr_compare``    3 speed vs quality, 4 best lr per budget, 5 batch-size effect
 - ``outcome_bars``  6 run outcomes (stacked bars)
 - ``boundaries``    7 decision boundaries of trained models
+- ``studies``       the claim per set-up, schedules against the constant rate (study reports)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nnlab.figures.curves import learning_curves  # noqa: E402
 from nnlab.figures.heatmap import budget_heatmap  # noqa: E402
 from nnlab.figures.lr_compare import batch_size_effect, best_lr, speed_quality  # noqa: E402
 from nnlab.figures.outcome_bars import outcomes  # noqa: E402
+from nnlab.figures.studies import claim_grid, schedule_budgets  # noqa: E402
 from nnlab.figures.style import BAD_COLOR, OUTCOME_COLORS, bs_palette, lr_palette, plt  # noqa: E402
 
 __all__ = [
@@ -35,10 +37,12 @@ __all__ = [
     "best_lr",
     "bs_palette",
     "budget_heatmap",
+    "claim_grid",
     "decision_boundaries",
     "learning_curves",
     "lr_palette",
     "outcomes",
     "plt",
+    "schedule_budgets",
     "speed_quality",
 ]
