@@ -398,3 +398,40 @@ def test_a_slurm_that_does_not_answer_is_refused_before_anything_is_tracked(
     assert "SLURM does not answer (sinfo:" in line and "local-slurm.sh" in line, line
     assert client(server).get_experiment_by_name("nocluster") is None  # no experiment, no run
     assert not list(tmp_path.glob("multirun/*/*/.submitit"))
+
+
+def test_a_job_cancelled_before_it_started_is_named_not_waited_for_silently(
+    tmp_path, slurm, server
+) -> None:
+    """No accounting: submitit cannot tell a job that left the queue without a result from a
+    pending one; the launcher names it and the way out (Ctrl-C, the same command)."""
+    args = [*common(server, "lost"), "lr=0.1,0.03,0.01", "epochs=10", "debug.epoch_delay=0.5"]
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nnlab.run", *args],
+            cwd=tmp_path, stdout=out, stderr=err, text=True, env=_env(slurm),
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not [j for j in squeue(slurm, "lost") if j.endswith("_2")]:  # 2 CPUs: it waits
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        (task,) = [j for j in squeue(slurm, "lost") if j.endswith("_2")]
+        subprocess.run(["scancel", task], check=True, env=_env(slurm))
+        while f"SLURM job {task} left the queue" not in (tmp_path / "err").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                tmp_path / "err"
+            ).read_text()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)  # the way out it names
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "err").read_text()
+    assert "Ctrl-C, then run the same command" in err and "Traceback" not in err, err
+    wait_until_gone(slurm, "lost")
+    statuses = {
+        r.info.status for r in runs(server, "lost", "sweep") + runs(server, "lost", "trial")
+    }
+    assert "RUNNING" not in statuses

@@ -15,7 +15,9 @@ its own, elsewhere, and that changes four things, all handled here:
   ``scancel`` and a time limit would let the trial run on until SLURM's SIGKILL and leave its run
   RUNNING: :func:`sigterm_interrupts` gives SIGTERM back to nnlab for the length of the trial;
 - without SLURM accounting every ``sacct`` poll fails, printing sacct's error and submitit's
-  "Bypassing sacct error" warning on the user's terminal: :func:`quiet_submitit`.
+  "Bypassing sacct error" warning on the user's terminal: :func:`quiet_submitit`; and a job
+  that ends without a result file (cancelled before it started, killed hard) cannot be told
+  from a pending one, so the launcher would wait for it silently: :class:`LostJobs` names it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -168,13 +173,20 @@ def slurm_job_ids(sweep_dir: Path) -> list[str]:
 class TrialLines:
     """Print each finished trial's line in the launching process (submitit: jobs log elsewhere).
 
-    A thread reads the records the trials write (``<results_dir>/job#####.json``, atomically)
+    A thread (daemon: it never holds the process up) reads the records the trials write (``<results_dir>/job#####.json``, atomically)
     every ``interval`` seconds and prints the ones it has not printed, in the order they end,
     as a joblib sweep's workers print them. :meth:`stop` prints the rest.
     """
 
-    def __init__(self, results_dir: str, line: Callable[[dict], str], interval: float = 0.5):
+    def __init__(
+        self,
+        results_dir: str,
+        line: Callable[[dict], str],
+        interval: float = 0.5,
+        also: Callable[[], None] | None = None,
+    ):
         self.results_dir, self.line, self.interval = Path(results_dir), line, interval
+        self.also = also  # called on every poll too (LostJobs.poll)
         self.seen: set[str] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -187,6 +199,8 @@ class TrialLines:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.poll()
+            if self.also is not None:
+                self.also()
 
     def poll(self) -> None:
         with self._lock:
@@ -205,3 +219,62 @@ class TrialLines:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         self.poll()
+
+
+class LostJobs:
+    """SLURM: name the sweep's jobs that left the queue without a result file.
+
+    submitit learns that a job ended from its result file, or else from ``sacct``. Without
+    accounting, a job cancelled before it started or killed hard (SIGKILL, out of memory, a lost
+    node) has neither, and the launcher waits for it forever. :meth:`poll` lists the user's
+    queued jobs (one ``squeue`` call every ``interval`` seconds); a task of this sweep missing
+    from two lists in a row without a result file is reported once, on stderr, with the way out.
+    """
+
+    def __init__(self, sweep_dir: Path, interval: float = 15.0):
+        self.folder, self.interval = sweep_dir / ".submitit", interval
+        self.next_poll = 0.0
+        self.missing: set[str] = set()
+        self.reported: set[str] = set()
+
+    def tasks(self) -> list[Path]:
+        """submitit's folder of each task of the sweep's job arrays (``<job id>_<task>``)."""
+        if not self.folder.is_dir():
+            return []
+        return [p for p in self.folder.iterdir() if re.fullmatch(r"\d+_\d+", p.name)]
+
+    def poll(self) -> None:
+        if time.monotonic() < self.next_poll:
+            return
+        self.next_poll = time.monotonic() + self.interval
+        tasks = self.tasks()
+        if not tasks:
+            return
+        try:
+            out = subprocess.run(
+                ["squeue", "--me", "-h", "-r", "-o", "%i"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        if out.returncode != 0:
+            return
+        queued = set(out.stdout.split())
+        for task in tasks:
+            name = task.name
+            if name in queued or name in self.reported or any(task.glob("*_result.pkl")):
+                self.missing.discard(name)
+            elif name not in self.missing:
+                self.missing.add(name)  # seen gone once: maybe it is writing its result now
+            else:
+                self.reported.add(name)
+                print(
+                    f"nnlab: SLURM job {name} left the queue without a result (cancelled before "
+                    "it started, or killed hard); if this cluster has no SLURM accounting the "
+                    "launcher cannot tell and waits for it: Ctrl-C, then run the same command "
+                    "to resume the sweep",
+                    file=sys.stderr,
+                    flush=True,
+                )

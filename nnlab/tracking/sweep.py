@@ -361,7 +361,10 @@ def open_sweep(config: Any) -> SweepContext:
             flush=True,
         )
     if ctx.remote:  # the jobs print to their logs: their lines are printed here
-        _SWEEP["lines"] = launchers.TrialLines(ctx.results_dir, lambda r: trial_line(r, ctx))
+        lost = launchers.LostJobs(sweep_dir) if launchers.is_slurm(config.hydra.launcher) else None
+        _SWEEP["lines"] = launchers.TrialLines(
+            ctx.results_dir, lambda r: trial_line(r, ctx), also=lost.poll if lost else None
+        )
         _SWEEP["lines"].start()
     return ctx
 
