@@ -18,6 +18,9 @@ its own, elsewhere, and that changes four things, all handled here:
   "Bypassing sacct error" warning on the user's terminal: :func:`quiet_submitit`; and a job
   that ends without a result file (cancelled before it started, killed hard) cannot be told
   from a pending one, so the launcher would wait for it silently: :class:`LostJobs` names it.
+
+Before any of it, :func:`check_slurm` refuses (one line, exit 2, nothing tracked) a machine where
+SLURM does not answer.
 """
 
 from __future__ import annotations
