@@ -30,8 +30,10 @@ class Dense:
     input_dim : int, optional
         Input width; only needed on the first layer (else inferred when the model first sees
         data). ``input_shape=(d,)`` is accepted too, as in Keras.
-    kernel_initializer, bias_initializer : str
-        Names from ``initializers.INITIALIZERS``; defaults ``glorot_uniform`` and ``zeros``.
+    kernel_initializer : str
+        A name from ``initializers.INITIALIZERS`` (default ``glorot_uniform``).
+    bias_initializer : str
+        A name from ``initializers.INITIALIZERS`` (default ``zeros``).
     name : str, optional
         Defaults to ``dense``, ``dense_1``, ... within its model.
     """
