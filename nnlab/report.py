@@ -242,7 +242,7 @@ def _write_html(
     parts.append("<h2>Tables</h2>")
     for name, frame in tables.items():
         parts.append(f"<h3><a href='{name}.csv'>{name}.csv</a></h3>")
-        if name in INLINE_TABLES or name == "schedule_vs_constant":
+        if name in INLINE_TABLES:
             parts.append(_table_html(frame))
     bad = runs[~runs["outcome"].isin(OK_OUTCOMES)]
     if len(bad):

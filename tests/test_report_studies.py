@@ -258,16 +258,24 @@ def test_schedule_figure_fills_exactly_the_points_that_beat_the_constant_rate():
     by_budget = rs.schedule_by_budget(_schedule_runs(), METRIC)
     vs = rs.schedule_vs_constant(by_budget)
     data = fg.schedule_budgets(by_budget, vs, METRIC).nnlab_data
-    assert set(data["lines"]) == {("moons", "adam", s) for s in ("constant", "cosine",
-                                                                 "exponential")}  # fmt: skip
-    for key, line in data["lines"].items():
-        sched = key[2]
-        for ep, median, lr, filled in zip(line["epochs"], line["median"], line["lr"],
-                                          data["filled"][key], strict=True):  # fmt: skip
-            best = min((v, lr) for (s, lr, e), v in FINALS.items() if s == sched and e == ep
-                       and not (s == "cosine" and e == 20 and lr == 0.1))  # fmt: skip
-            assert (median, lr) == pytest.approx(best)
-            assert filled == (EXPECTED_RESULT.get((sched, ep)) == "better")
+    scheds = ("constant", "cosine", "exponential")
+    assert set(data["points"]) == {("moons", "adam", ep, s) for ep in (5, 20) for s in scheds}
+    for (_ds, _opt, ep, sched), point in data["points"].items():
+        usable = {
+            lr: v
+            for (s, lr, e), v in FINALS.items()
+            if s == sched and e == ep and not (s == "cosine" and e == 20 and lr == 0.1)
+        }
+        best_lr = min(usable, key=usable.get)
+        assert (point["median"], point["lr"]) == pytest.approx((usable[best_lr], best_lr))
+        assert point["std"] == pytest.approx(np.std([-0.01, 0, 0.01]))
+        want = "constant" if sched == "constant" else EXPECTED_RESULT[(sched, ep)]
+        assert point["result"] == want
+        assert point["filled"] == (want == "better")
+    for (ds, opt, ep), band in data["bands"].items():
+        assert band == pytest.approx(
+            (data["points"][(ds, opt, ep, "constant")]["median"], np.std([-0.01, 0, 0.01]))
+        )
 
 
 # ---------------------------------------------------------------- the real CLI, tiny studies
@@ -298,7 +306,7 @@ def test_claim_study_through_the_cli_recomputed_from_the_store_and_the_csvs(make
     d = make_launch_dir("claim")
     proc = cli(d, "-m", "+experiment=claim_across_datasets", "problem=moons,breast_cancer",
                "lr=0.1,0.001", "seed=0,1", "epochs=6", "problems.moons.n_samples=120",
-               "trainer.verbose=0", f"hydra.sweep.dir={d / 'multirun'}")  # fmt: skip
+               "hydra/launcher=basic", f"hydra.sweep.dir={d / 'multirun'}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = d / "reports" / "claim_across_datasets"
     uri = f"sqlite:///{d / 'mlflow.db'}"
@@ -327,3 +335,70 @@ def test_claim_study_through_the_cli_recomputed_from_the_store_and_the_csvs(make
     assert "Findings pooled over all set-ups" in html
     for r in findings["claim"]:
         assert r["reason"].replace("≤", "&le;")[:40].split("&")[0] in html
+
+
+def _recompute_schedules(runs: pd.DataFrame) -> pd.DataFrame:
+    """schedule_vs_constant from runs.csv alone: per (schedule, lr, epochs) the median final
+    (unusable runs +inf) and the std over the finite seeds; each schedule's best lr per budget
+    against the constant rate's; better / worse only beyond the larger std of the two."""
+    ok = runs["outcome"].isin(["completed", "early_stopped"])
+    runs = runs.assign(final=runs[f"final_{METRIC}"].where(ok, np.inf).fillna(np.inf))
+    runs = runs.rename(columns={"schedule.name": "schedule"})
+    keys = ["schedule", "epochs", "lr"]
+    med = runs.groupby(keys)["final"].median()
+    std = runs[np.isfinite(runs["final"])].groupby(keys)["final"].std(ddof=0)
+    table = pd.DataFrame({"median": med, "std": std.reindex(med.index).fillna(0.0)})
+    table = table[np.isfinite(table["median"])].reset_index()
+    best = table.loc[table.groupby(["schedule", "epochs"])["median"].idxmin()]
+    const = best[best["schedule"] == "constant"].set_index("epochs")
+    rows = []
+    for r in best[best["schedule"] != "constant"].itertuples():
+        c = const.loc[r.epochs]
+        gap, spread = r.median - c["median"], max(r.std, c["std"])
+        result = "better" if gap < -spread else "worse" if gap > spread else "no difference"
+        rows.append(
+            {
+                "schedule": r.schedule,
+                "epochs": r.epochs,
+                "lr": r.lr,
+                "median_final": r.median,
+                "constant_lr": c["lr"],
+                "gap": gap,
+                "spread": spread,
+                "result": result,
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["epochs", "schedule"]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_schedule_study_through_the_cli_recomputed_from_the_csvs(make_launch_dir):
+    """A tiny lr_schedules (moons x 3 schedules x 2 lrs x 2 budgets x 2 seeds = 24 trials) on
+    the study's own launcher (joblib, 2 workers)."""
+    d = make_launch_dir("schedules")
+    proc = cli(d, "-m", "+experiment=lr_schedules", "problem=moons",
+               "schedule=constant,exponential,cosine", "lr=0.1,0.01", "epochs=2,5", "seed=0,1",
+               "problems.moons.n_samples=120", f"hydra.sweep.dir={d / 'multirun'}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = d / "reports" / "lr_schedules"
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 24 and set(runs["schedule.name"]) == {"constant", "exponential", "cosine"}
+    vs = pd.read_csv(out / "schedule_vs_constant.csv").sort_values(["epochs", "schedule"])
+    mine = _recompute_schedules(runs)
+    assert len(vs) == len(mine) == 4  # 2 decaying schedules x 2 budgets
+    for col in ("schedule", "epochs", "lr", "constant_lr", "result"):
+        assert vs[col].tolist() == mine[col].tolist(), col
+    for col in ("median_final", "gap", "spread"):
+        np.testing.assert_allclose(vs[col], mine[col], err_msg=col)
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["setups"] == ["schedule"]
+    got = {(o["schedule"], o["epochs"]): o["result"] for o in findings["schedules"]}
+    assert got == {(r["schedule"], r["epochs"]): r["result"] for r in mine.to_dict("records")}
+    # The claim per schedule is there too, each verdict from its own per-lr rows.
+    per_lr = pd.read_csv(out / "claim_per_lr.csv")
+    for obj in findings["claim"]:
+        t = per_lr[per_lr["schedule"] == obj["schedule"]].set_index("lr")
+        assert obj["verdict"] == expected_claim(t)["verdict"], obj["schedule"]
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert html.index("schedules-vs-constant") < html.index("claim-per-setup")
+    assert "src='schedules.png'" in html and (out / "schedules.png").stat().st_size > 10_000

@@ -151,40 +151,48 @@ def claim_grid(per_lr: pd.DataFrame, claim: pd.DataFrame, metric: str) -> plt.Fi
 
 
 def _schedule_points(best: pd.DataFrame, vs: pd.DataFrame) -> pd.DataFrame:
-    """``best`` (one row per set-up and budget) with ``better`` (beat the constant rate by more
-    than the seed spread; False for the constant rate itself)."""
-    flags = vs.set_index(["dataset", "optimizer", "schedule", "epochs"])["result"] == "better"
+    """``best`` (one row per set-up and budget) with ``result`` against the constant rate
+    (``constant`` for the constant rate itself)."""
+    res = vs.set_index(["dataset", "optimizer", "schedule", "epochs"])["result"]
     key = pd.MultiIndex.from_frame(best[["dataset", "optimizer", "schedule", "epochs"]])
-    return best.assign(better=flags.reindex(key).eq(True).to_numpy(dtype=bool))  # NaN: no
+    result = res.reindex(key).to_numpy(dtype=object)
+    return best.assign(result=np.where(best["schedule"] == "constant", "constant", result))
 
 
-def _schedule_panel(ax, sub: pd.DataFrame, pal: dict, data: dict, key: tuple) -> None:
-    """One (dataset, optimizer): a line per schedule over the budgets, seed-std bars, marks."""
-    for sched, g in sub.groupby("schedule", sort=True):
-        g = g.sort_values("epochs")
-        c = pal[sched]
-        x, y, s = (g[k].to_numpy(dtype=float) for k in ("epochs", "median_final", "seed_std_final"))
-        ls = "--" if sched == "constant" else "-"
-        ax.errorbar(x, y, yerr=s, color=c, ls=ls, lw=1.8, capsize=3, zorder=2)
-        better = g["better"].to_numpy(dtype=bool)
-        ax.scatter(x, y, s=50, zorder=3, facecolor=[c if b else "white" for b in better],
-                   edgecolor=c, linewidth=1.8)  # fmt: skip
-        for xi, yi, lr in zip(x, y, g["lr"], strict=True):
-            ax.annotate(fmt_lr(lr), (xi, yi), textcoords="offset points", xytext=(5, 3),
-                        fontsize=7, color=c)  # fmt: skip
-        data["lines"][(*key, sched)] = {
-            "epochs": x,
-            "median": y,
-            "std": s,
-            "lr": g["lr"].to_numpy(dtype=float),
-            "color": c,
-        }
-        data["filled"][(*key, sched)] = better
+def _schedule_panel(ax, sub: pd.DataFrame, order: list, pal: dict, data: dict, key: tuple):
+    """One (dataset, optimizer, budget): each schedule's best lr as a point with its seed std,
+    the constant rate's median as a dashed line in a band of its seed std."""
+    sub = sub.set_index("schedule")
+    if "constant" in sub.index:
+        c, sd = sub.loc["constant", ["median_final", "seed_std_final"]].astype(float)
+        ax.axhspan(c - sd, c + sd, color="0.88", zorder=0)
+        ax.axhline(c, color=CONSTANT_COLOR, ls="--", lw=1.2, zorder=1)
+        data["bands"][key] = (c, sd)
+    labels = []
+    for x, sched in enumerate(order):
+        if sched not in sub.index:
+            labels.append(f"{sched}\n(none usable)")
+            continue
+        r = sub.loc[sched]
+        better = r["result"] == "better"
+        ax.errorbar(x, r["median_final"], yerr=r["seed_std_final"], color=pal[sched], capsize=4,
+                    lw=1.6, zorder=2)  # fmt: skip
+        ax.scatter(x, r["median_final"], s=70, zorder=3, linewidth=1.8, edgecolor=pal[sched],
+                   facecolor=pal[sched] if better else "white")  # fmt: skip
+        says = "the reference" if sched == "constant" else r["result"]
+        labels.append(f"{sched}\nlr {fmt_lr(r['lr'])}\n{says}")
+        data["points"][(*key, sched)] = {
+            "median": float(r["median_final"]), "std": float(r["seed_std_final"]),
+            "lr": float(r["lr"]), "result": r["result"], "filled": bool(better),
+        }  # fmt: skip
+    ax.set_xticks(range(len(order)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(order) - 0.4)
 
 
 def schedule_budgets(by_budget: pd.DataFrame, vs: pd.DataFrame, metric: str) -> plt.Figure:
-    """The best median final ``metric`` of each schedule at each epoch budget, one panel per
-    (dataset, optimizer), the constant rate dashed; filled marks beat it by more than the
+    """Each schedule's best lr against the best constant rate, one panel per (dataset,
+    optimizer) and epoch budget: a point with its seed std per schedule, the constant rate as a
+    dashed line in a grey band of its seed std. Filled points beat it by more than the
     seed-to-seed spread.
 
     Parameters
@@ -198,39 +206,34 @@ def schedule_budgets(by_budget: pd.DataFrame, vs: pd.DataFrame, metric: str) -> 
     Returns
     -------
     Figure
-        With ``fig.nnlab_data``: ``lines`` ``{(dataset, optimizer, schedule): {"epochs",
-        "median", "std", "lr": arrays (n_budgets,), "color"}}`` (the best setting of each
-        budget); ``filled`` ``{(dataset, optimizer, schedule): bool array (n_budgets,)}``;
-        ``colors`` ``{schedule: RGB}``.
+        With ``fig.nnlab_data``: ``points`` ``{(dataset, optimizer, epochs, schedule):
+        {"median", "std", "lr", "result", "filled"}}`` (the schedule's best setting at that
+        budget; the constant rate's own point has result ``constant``); ``bands``
+        ``{(dataset, optimizer, epochs): (median, std)}`` of the constant rate; ``colors``
+        ``{schedule: RGB}``.
     """
     set_style()
     best = _schedule_points(best_settings(by_budget), vs)
-    schedules = sorted(best["schedule"].unique(), key=lambda s: (s != "constant", s))
-    others = sns.color_palette("colorblind", max(1, len(schedules) - 1))
-    pal = {s: (CONSTANT_COLOR if s == "constant" else others[i - 1])
-           for i, s in enumerate(schedules)}  # fmt: skip
-    panels = list(best.groupby(["dataset", "optimizer"], sort=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.8, 4.4), squeeze=False)
-    data = {"lines": {}, "filled": {}, "colors": pal}
-    for ax, (key, sub) in zip(axes[0], panels, strict=True):
-        _schedule_panel(ax, sub, pal, data, key)
-        budgets = sorted(sub["epochs"].unique())
-        ax.set_xscale("log")
-        ax.set_xticks(budgets, [str(b) for b in budgets])
-        ax.minorticks_off()
-        ax.set_xlim(budgets[0] / 1.4, budgets[-1] * 1.6)
-        if use_log(sub["median_final"].to_numpy(dtype=float)):
-            ax.set_yscale("log")
-            log_ticks(ax.yaxis)
-        ax.set_title(f"{key[0]}, {key[1]}")
-        ax.set_xlabel("epoch budget (its own trials)")
-    axes[0][0].set_ylabel(f"final {metric} of the best lr\n(median of seeds; bars: seed std)")
-    handles = [Line2D([], [], color=c, marker="o", ls="--" if s == "constant" else "-", label=s)
-               for s, c in pal.items()]  # fmt: skip
-    handles.append(Line2D([], [], color="0.3", marker="o", ls="", ms=7,
-                          label="filled: beats the\nbest constant rate"))  # fmt: skip
-    fig.legend(handles=handles, title="schedule", loc="center right", frameon=False)
-    fig.suptitle(f"Decaying schedules against the best constant rate: final {metric} by epoch "
-                 "budget (lower is better)", fontsize=12)  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 0.93))
+    order = sorted(best["schedule"].unique(), key=lambda s: (s != "constant", s))
+    others = sns.color_palette("colorblind", max(1, len(order) - 1))
+    pal = {s: (CONSTANT_COLOR if s == "constant" else others[i - 1]) for i, s in enumerate(order)}
+    rows = list(best.groupby(["dataset", "optimizer"], sort=True))
+    budgets = sorted(best["epochs"].unique())
+    fig, axes = plt.subplots(
+        len(rows),
+        len(budgets),
+        squeeze=False,
+        figsize=(1.3 * len(order) * len(budgets) + 1.5, 3.6 * len(rows)),
+    )
+    data = {"points": {}, "bands": {}, "colors": pal}  # fmt: skip
+    for i, ((ds, opt), sub) in enumerate(rows):
+        for j, ep in enumerate(budgets):
+            ax = axes[i][j]
+            _schedule_panel(ax, sub[sub["epochs"] == ep], order, pal, data, (ds, opt, int(ep)))
+            ax.set_title(f"{ds}, {opt}: {ep} epochs", fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"final {metric}\n(median of seeds; bars: std)")
+    fig.suptitle(f"Decaying schedules against the best constant rate (dashed, grey: its seed "
+                 f"std), final {metric} of each one's best lr; filled = better", fontsize=11)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return attach(fig, **data)
