@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -117,6 +118,68 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_mlflow_server(
+    cwd: Path, port: int, *args: str, log: Path | None = None, timeout: float = 180
+) -> subprocess.Popen:
+    """``mlflow server`` (one worker, no job execution) on 127.0.0.1:``port`` in ``cwd``, its
+    store ``sqlite:///mlflow.db`` unless ``args`` name another; returns once /health answers.
+
+    The server runs in its own process group (it forks a uvicorn worker):
+    :func:`stop_mlflow_server` stops both. ``log`` receives its output (else discarded).
+    """
+    import urllib.request
+
+    store = () if "--backend-store-uri" in args else ("--backend-store-uri", "sqlite:///mlflow.db")
+    out = log.open("w") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", *store, *args],
+        cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+        env=env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"), start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text() if log else "mlflow server exited"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
+                return proc
+            except OSError:
+                assert time.monotonic() < deadline, f"mlflow server did not start in {timeout}s"
+                time.sleep(0.3)
+    except BaseException:
+        stop_mlflow_server(proc)
+        raise
+    finally:
+        if log is not None:
+            out.close()  # the child keeps its own descriptor
+
+
+def stop_mlflow_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (SIGKILL after 30 s) and wait for it."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
+def mlflow_server(
+    cwd: Path, *args: str, log: Path | None = None, timeout: float = 180
+) -> Iterator[str]:
+    """:func:`start_mlflow_server` on a free port for the ``with`` block; yields its URL."""
+    port = free_port()
+    proc = start_mlflow_server(cwd, port, *args, log=log, timeout=timeout)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_mlflow_server(proc)
+
+
 def trial_lines(stdout: str) -> list[str]:
     """The sweep's per-trial lines (``[3/8] completed  lr=...``)."""
     return [line for line in stdout.splitlines() if line.startswith("[")]
@@ -132,6 +195,21 @@ def compose(*overrides: str):
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides))
+
+
+def with_values(plain: dict, values: dict[str, Any]) -> dict:
+    """A deep copy of the plain config ``plain`` with dotted ``values`` set
+    (``{"trainer.early_stopping.patience": 3}``); no Hydra composition, so it is cheap."""
+    import copy
+
+    plain = copy.deepcopy(plain)
+    for dotted, value in values.items():
+        *path, last = dotted.split(".")
+        node = plain
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return plain
 
 
 def epoch_logs(n: int) -> list[dict[str, float]]:

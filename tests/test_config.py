@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import pytest
-from helpers import CONF
+from helpers import CONF, with_values
 from helpers import compose as _compose
 from omegaconf import OmegaConf
 
@@ -51,14 +50,6 @@ def test_every_group_option_validates_to_its_own_file(group: str, option: str, m
             assert plain[group][key] == value, key
 
 
-def _set(plain: dict, dotted: str, value) -> None:
-    *path, last = dotted.split(".")
-    node = plain
-    for part in path:
-        node = node[part]
-    node[last] = value
-
-
 BAD_CANDIDATES = (-1, 0, 1.5, "nope", None, [], [0], True, 1)
 # the optimizer option that has each optional key
 OPTIONAL_GROUP = {"momentum": "sgd", "nesterov": "sgd", "beta_1": "adam", "beta_2": "adam",
@@ -76,10 +67,8 @@ def test_every_rule_refuses_a_bad_value_naming_its_key(key: str) -> None:
     good = _defaults(optimizer)
     refused = []
     for value in BAD_CANDIDATES:
-        plain = copy.deepcopy(good)
-        _set(plain, key, value)
         try:
-            validate(plain)
+            validate(with_values(good, {key: value}))
         except ConfigError as exc:
             refused.append(str(exc))
     assert refused, f"{key}: no value of {BAD_CANDIDATES} is refused"

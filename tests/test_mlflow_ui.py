@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, ROOT, TINY, cli, env, free_port, runs
+from helpers import QUIET, ROOT, TINY, cli, mlflow_server, runs
 
 pytestmark = pytest.mark.slow
 
@@ -47,41 +42,8 @@ def sweep(make_launch_dir) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def server(sweep) -> Iterator[str]:
     """The UI's base URL: ``mlflow server`` on the sweep's store, stopped with its workers."""
-    cwd = sweep[0]
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", "sqlite:///mlflow.db",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    log = (cwd / "server.log").open("w")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        start_new_session=True,  # the server and its uvicorn worker: one process group
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, (cwd / "server.log").read_text()
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=5).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not start in 300 s"
-                time.sleep(0.5)
+    with mlflow_server(sweep[0], log=sweep[0] / "server.log", timeout=300) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,24 @@ while a sweep writes to it (what a disk or sync error does), then restored from 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, cli, client, env, free_port, history_rows, running, runs, wait_for_epoch
+from helpers import (
+    TINY,
+    cli,
+    client,
+    free_port,
+    history_rows,
+    running,
+    runs,
+    start_mlflow_server,
+    stop_mlflow_server,
+    wait_for_epoch,
+)
 
 
 def local_history(job_dir: Path) -> list[dict]:
@@ -178,48 +186,21 @@ def test_parallel_writers_file_every_trial_completely(tmp_path: Path, n_jobs: in
     assert len(records) == 24 and all(r["blas_threads"] == 1 for r in records)
 
 
-def _start_server(cwd: Path, port: int) -> subprocess.Popen:
-    """A real `mlflow server` (one worker) on ``port``; waits until it answers /health."""
-    import signal
-    import urllib.request
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", "sqlite:///srv.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
-        start_new_session=True,  # its own process group: stopped with its workers below
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return proc
-        except OSError:
-            time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise AssertionError("mlflow server did not start")
-
-
-def _stop_server(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+SRV = ("--backend-store-uri", "sqlite:///srv.db")
 
 
 @pytest.mark.slow
 def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: Path) -> None:
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = _start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path, port, *SRV)
     try:
         args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "debug.epoch_delay=0.3",
                 "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.run.dir=job",
                 "experiment_name=srv", *TINY]  # fmt: skip
         with running(tmp_path, *args) as proc:
             wait_for_epoch(tmp_path, "srv", 2, proc, timeout=180)
-            _stop_server(server)
+            stop_mlflow_server(server)
             t_dead = time.monotonic()
             _, err = proc.communicate(timeout=300)
         assert time.monotonic() - t_dead < 60  # a dead server costs seconds, not MLflow's minutes
@@ -228,7 +209,7 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
         assert [int(r["epoch"]) for r in local_history(tmp_path / "job")] == list(range(1, 7))
         run_id = json.loads((tmp_path / "job" / "run.json").read_text())["run_id"]
 
-        server = _start_server(tmp_path, port)  # back, with what it had before
+        server = start_mlflow_server(tmp_path, port, *SRV)  # back, with what it had before
         rec = cli(tmp_path, "job", module="nnlab.recover")
         assert rec.returncode == 0, rec.stderr
         assert f"updated run {run_id}" in rec.stdout
@@ -240,4 +221,4 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
         for metric in ("loss", "val_loss"):
             assert sorted(m.step for m in c.get_metric_history(run_id, metric)) == list(range(1, 7))
     finally:
-        _stop_server(server)
+        stop_mlflow_server(server)

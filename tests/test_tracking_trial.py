@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import QUIET, TINY, SavedStates, compose, history_rows, train_state
+from helpers import QUIET, TINY, SavedStates, compose, history_rows, train_state, with_values
 
 from nnlab import checkpoint
 from nnlab.checkpoint import Checkpointer, checkpoint_path
@@ -88,17 +88,8 @@ def _trial_config() -> dict:
     return validate(compose(*TRIAL_BASE))
 
 
-def _set(plain: dict, dotted: str, value: Any) -> None:
-    *path, last = dotted.split(".")
-    for part in path:
-        plain = plain[part]
-    plain[last] = value
-
-
 def _run_trial(base: Path, values: dict[str, Any], monkeypatch, capsys) -> TrialRun:
-    plain = copy.deepcopy(_trial_config())
-    for key, value in values.items():
-        _set(plain, key, value)
+    plain = with_values(_trial_config(), values)
     counts = {"save": 0, "fsync": 0, "saving": False}
     real_save, real_fsync = Checkpointer.save, os.fsync
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import io
 import math
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import CONF, QUIET, TINY, compose, weights_equal
+from helpers import CONF, QUIET, TINY, compose, weights_equal, with_values
 
 from nnlab.config import ConfigError
 from nnlab.train import FailAtEpoch, Sink, train
@@ -347,13 +346,7 @@ def _composed(overrides: tuple[str, ...]) -> dict:
 
 
 def _fit(context: tuple[str, ...], *values: dict[str, Any]) -> Trained:
-    plain = copy.deepcopy(_composed(context))
-    for key, value in (kv for v in values for kv in v.items()):
-        *path, last = key.split(".")
-        node = plain
-        for part in path:
-            node = node[part]
-        node[last] = value
+    plain = with_values(_composed(context), {k: v for d in values for k, v in d.items()})
     sink, weights, out = Recorder(), [], io.StringIO()
     with contextlib.redirect_stdout(out):  # trainer.verbose prints
         result = train(plain, [sink], on_checkpoint=lambda s: weights.append(_weights(s)))
