@@ -61,18 +61,43 @@ def _defaults(optimizer: str) -> dict:
     return validate(_compose(f"optimizer={optimizer}"))
 
 
+def promised(allowed: str) -> list:
+    """Values a rule's own message ("must be a number in (0, 1)", ...) says are refused."""
+    values: list = []
+    if "number" in allowed or "integer" in allowed:
+        values += [-1, "nope"]
+    if "integer" in allowed:
+        values.append(1.5)
+    if any(t in allowed for t in ("> 0", ">= 1", "(0, 1)", "1-based")):
+        values.append(0)
+    if "> 1" in allowed:
+        values.append(1)
+    if "[0, 1)" in allowed or "(0, 1)" in allowed:
+        values += [1, 1.5]
+    if "true or false" in allowed:
+        values += [1, "nope"]
+    if "one of" in allowed:
+        values.append("nope")
+    if "non-empty list" in allowed:
+        values += [[], [0]]
+    return values
+
+
 @pytest.mark.parametrize("key", [*RULES, *OPTIONAL_RULES])
 def test_every_rule_refuses_a_bad_value_naming_its_key(key: str) -> None:
     optimizer = OPTIONAL_GROUP.get(key.split(".")[-1], "adam") if key in OPTIONAL_RULES else "adam"
     good = _defaults(optimizer)
-    refused = []
-    for value in BAD_CANDIDATES:
+    allowed = {**RULES, **OPTIONAL_RULES}[key][1]
+    refused = {}
+    for value in [*BAD_CANDIDATES, *promised(allowed)]:
         try:
             validate(with_values(good, {key: value}))
         except ConfigError as exc:
-            refused.append(str(exc))
+            refused[repr(value)] = str(exc)
     assert refused, f"{key}: no value of {BAD_CANDIDATES} is refused"
-    for message in refused:
+    # what the message promises holds: each value it rules out is refused
+    assert {repr(v) for v in promised(allowed)} <= set(refused), (key, allowed, refused)
+    for message in refused.values():
         assert message.startswith(f"{key}=") and "\n" not in message, message
 
 
