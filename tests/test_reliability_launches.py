@@ -5,6 +5,7 @@ Real ``python -m nnlab.run`` / ``nnlab.report`` / ``nnlab.recover`` processes on
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -94,8 +95,14 @@ def test_sweep_dirs_are_unique_per_launch_within_one_second(tmp_path: Path) -> N
         assert p.returncode == 0, out + err
     dirs = sorted(d.name for d in (tmp_path / "multirun").glob("*/*"))
     assert len(dirs) == 2 and dirs[0] != dirs[1]
+    ids = set()
     for d in (tmp_path / "multirun").glob("*/*"):  # each job landed in its own sweep's dir
-        assert (d / "0" / "run.json").is_file() and (d / ".nnlab" / "sweep.json").is_file()
+        ctx = json.loads((d / ".nnlab" / "sweep.json").read_text())
+        assert ctx["sweep_dir"] == str(d.resolve())
+        assert json.loads((d / "0" / "run.json").read_text())["outcome"] == "completed"
+        assert list((d / ".nnlab" / ctx["sweep_id"]).glob("job*.json"))  # its trial's record
+        ids.add(ctx["sweep_id"])
+    assert len(ids) == 2  # two sweeps, not one sweep seen twice
 
 
 # --- 2. a damaged store file ------------------------------------------------------------------
