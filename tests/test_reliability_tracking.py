@@ -139,7 +139,9 @@ def test_store_gone_for_good_recovers_into_another(make_launch_dir) -> None:
         3,
         4,
     ]
-    assert (new_db.parent / "mlruns").is_dir()  # artifacts next to the new store
+    # artifacts next to the new store, the job's history among them
+    (uploaded,) = (new_db.parent / "mlruns").rglob(f"{run.info.run_id}/artifacts/history.csv")
+    assert history_rows(uploaded) == local_history(tmp_path / "job")
 
 
 @pytest.mark.slow
