@@ -551,15 +551,14 @@ def budget_consistency(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> d
     size and seed? (It should: without an lr schedule the first ``e`` epochs are the same work.)
 
     Returns ``{"compared": n, "identical": k, "max_abs_diff": d}`` over usable trial pairs."""
-    top = runs.groupby(["lr", "batch_size", "seed"])["epochs"].transform("max")
+    # Pairs only within one set-up: a sweep that also varies e.g. data or schedule pairs each
+    # trial with the longest run of its own set-up, not of every set-up.
+    keys = ["lr", "batch_size", "seed", *varying_params(runs)]
+    top = runs.groupby(keys, dropna=False)["epochs"].transform("max")
     longest = runs[(runs["epochs"] == top) & usable(runs)]
     shorter = runs[(runs["epochs"] < top) & usable(runs)]
     h = hist[hist["metric"] == metric].set_index(["run_id", "epoch"])["value"]
-    pairs = shorter.merge(
-        longest[["lr", "batch_size", "seed", "run_id"]],
-        on=["lr", "batch_size", "seed"],
-        suffixes=("", "_long"),
-    )
+    pairs = shorter.merge(longest[[*keys, "run_id"]], on=keys, suffixes=("", "_long"))
     if pairs.empty:
         return {"compared": 0, "identical": 0, "max_abs_diff": math.nan}
     at_e = h.reindex(list(zip(pairs["run_id_long"], pairs["epochs"], strict=True))).to_numpy()

@@ -19,6 +19,7 @@ from helpers import cli
 
 from nnlab import figures as fg
 from nnlab import report_studies as rs
+from nnlab import report_tables as rt
 from nnlab.analysis import load_histories, load_runs
 
 METRIC = "val_loss"
@@ -402,3 +403,23 @@ def test_schedule_study_through_the_cli_recomputed_from_the_csvs(make_launch_dir
     html = (out / "index.html").read_text(encoding="utf-8")
     assert html.index("schedules-vs-constant") < html.index("claim-per-setup")
     assert "src='schedules.png'" in html and (out / "schedules.png").stat().st_size > 10_000
+
+
+def test_budget_consistency_pairs_trials_within_their_own_setup():
+    """Each shorter-budget trial is compared with the longest run of its own set-up only: two
+    schedules x two budgets x one lr and seed make 2 pairs, not 4."""
+    rows, hist = [], []
+    for sched, scale in (("constant", 1.0), ("cosine", 2.0)):
+        for ep in (2, 4):
+            rid = f"{sched}-{ep}"
+            values = [scale / e for e in range(1, ep + 1)]
+            if sched == "cosine" and ep == 2:
+                values[-1] += 0.5  # a shorter cosine run is not the start of the longer one
+            rows.append({"run_id": rid, "lr": 0.1, "batch_size": 32, "epochs": ep, "seed": 0,
+                         "outcome": "completed", "schedule.name": sched,
+                         f"final_{METRIC}": values[-1]})  # fmt: skip
+            hist += [{"run_id": rid, "epoch": e, "metric": METRIC, "value": v}
+                     for e, v in enumerate(values, 1)]  # fmt: skip
+    got = rt.budget_consistency(pd.DataFrame(rows), pd.DataFrame(hist), METRIC)
+    assert (got["compared"], got["identical"]) == (2, 1)
+    assert got["max_abs_diff"] == pytest.approx(0.5)
