@@ -80,7 +80,7 @@ def _claim_axes(axes, ds: str, rows: pd.DataFrame, data: dict, metric: str, firs
         col = ("median_epochs_to_target", "median_best")[r]
         vals = rows[col].to_numpy(dtype=float)
         fin = vals[np.isfinite(vals)]
-        log = use_log(fin)
+        log = use_log(fin) or (r == 0 and len(fin) > 0)  # epochs: log whenever any reached
         if log:
             ax.set_yscale("log")
             log_ticks(ax.yaxis)
@@ -90,9 +90,9 @@ def _claim_axes(axes, ds: str, rows: pd.DataFrame, data: dict, metric: str, firs
         ax.set_ylim(low, high)
         if len(fin) < len(vals):  # something sits in the top row: rule it off and say what
             ax.axhline(top / 1.08, color="0.75", lw=0.8)
-            ax.text(0.02, top / 1.06, "not reached" if r == 0 else "diverged/failed",
+            ax.text(0.02, top / 1.1, "not reached" if r == 0 else "diverged/failed",
                     fontsize=7, color="0.35", transform=ax.get_yaxis_transform(),
-                    va="bottom")  # fmt: skip
+                    va="top")  # fmt: skip
     verdicts = "; ".join(f"{v}: {k}" for (d, v), k in data["verdicts"].items() if d == ds)
     axes[0].set_title(f"{ds}\n{verdicts}", fontsize=9)
     axes[1].set_xlabel("learning rate")
