@@ -16,6 +16,7 @@ import argparse
 import html
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -135,6 +136,8 @@ def _boundary_panels(
     from nnlab import nn
     from nnlab.data import load_dataset
 
+    # the report prints its own progress; MLflow's per-download bars would interleave with it
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri=tracking_uri)
     panels, problems = [], []
     with tempfile.TemporaryDirectory() as tmp:
