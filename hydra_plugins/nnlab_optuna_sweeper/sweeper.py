@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.plugins.sweeper import Sweeper
+from hydra_plugins.nnlab_sweeper.sweeper import LaunchingSweeper
 
 
-class NnlabOptunaSweeper(Sweeper):
+class NnlabOptunaSweeper(LaunchingSweeper):
     def __init__(
         self,
         sampler: Any = None,
@@ -31,17 +31,6 @@ class NnlabOptunaSweeper(Sweeper):
         # (nnlab.tracking.search); the sweep context carries the plan to every process
         self.n_jobs = n_jobs
         self.params = dict(params or {})
-        self.config: Any = None
-        self.launcher: Any = None
-        self.hydra_context: Any = None
-
-    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        from hydra.core.plugins import Plugins
-
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: list[str]) -> list:
         from hydra_plugins.nnlab_optuna_sweeper._search import Search

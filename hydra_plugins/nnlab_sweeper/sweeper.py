@@ -19,11 +19,11 @@ from hydra.plugins.sweeper import Sweeper
 log = logging.getLogger(__name__)
 
 
-class NnlabSweeper(Sweeper):
-    def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
+class LaunchingSweeper(Sweeper):
+    """What nnlab's sweepers share: keep Hydra's context and instantiate the configured launcher."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.max_batch_size = max_batch_size
-        self.params = dict(params or {})
         self.config: Any = None
         self.launcher: Any = None
         self.hydra_context: Any = None
@@ -35,6 +35,13 @@ class NnlabSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+
+
+class NnlabSweeper(LaunchingSweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
 
     def sweep(self, arguments: list[str]) -> list:
         from omegaconf import OmegaConf
