@@ -430,12 +430,22 @@ def best_record(records: list[dict]) -> dict | None:
     return None
 
 
+def _missing(ctx: SweepContext, records: list[dict]) -> int:
+    """Trials of the sweep that never reported (a job died before writing its record)."""
+    return (ctx.n_trials or len(records)) - len(records)
+
+
+def _untracked(records: list[dict]) -> int:
+    """Trials whose run MLflow did not get whole (their job dirs hold it: nnlab.recover)."""
+    return sum(bool(r.get("tracking_error")) for r in records)
+
+
 def summary_lines(
     ctx: SweepContext, records: list[dict], elapsed: float
 ) -> tuple[list[str], dict, dict | None]:
     """The summary's lines, the count per outcome and the best record."""
     counts = {o: sum(r["outcome"] == o for r in records) for o in OUTCOMES}
-    missing = (ctx.n_trials or len(records)) - len(records)
+    missing, untracked = _missing(ctx, records), _untracked(records)
     best = best_record(records)
     lines = [f"nnlab sweep {ctx.sweep_id}: {len(records)} trials in {elapsed:.1f}s"]
     lines += [f"  {o:<14}{n:>4}" for o, n in counts.items() if n]
@@ -443,7 +453,6 @@ def summary_lines(
         lines[-1] += "  (a FINISHED run exists; tracking.rerun=true runs them again)"
     if missing:
         lines.append(f"  {'no result':<14}{missing:>4}  (a job died before reporting)")
-    untracked = sum(bool(r.get("tracking_error")) for r in records)
     if untracked:
         lines.append(
             f"  {'not in MLflow':<14}{untracked:>4}  (nothing lost: re-import the job dirs' "
@@ -474,8 +483,7 @@ def close_sweep() -> None:
     if study is not None:
         lines = search.summary_lines(lines, study)
         best = {"run_id": (study.get("best") or {}).get("run_id")}
-    missing = (ctx.n_trials or len(records)) - len(records)
-    untracked = sum(bool(r.get("tracking_error")) for r in records)
+    missing, untracked = _missing(ctx, records), _untracked(records)
     lines += _SWEEP.get("shared", [])
     if counts["killed"]:
         lines.append("  killed trials resume from their checkpoints: run the same command")
