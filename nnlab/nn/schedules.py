@@ -64,7 +64,39 @@ class LearningRateSchedule:
     __hash__ = None  # mutable attributes: equal by config, not hashable
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: Keras's five arguments, checked once,
+    and the decay's progress ``step / decay_steps`` (floored with ``staircase``)."""
+
+    _rate_strict = False  # may decay_rate be 0?
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str | None = None,
+    ) -> None:
+        self.initial_learning_rate = _number(
+            self, "initial_learning_rate", initial_learning_rate, 0
+        )
+        self.decay_steps = _number(self, "decay_steps", decay_steps, 0, strict=True)
+        self.decay_rate = _number(self, "decay_rate", decay_rate, 0, strict=self._rate_strict)
+        self.staircase = bool(staircase)
+        self.name = type(self).__name__ if name is None else name  # Keras: the class name
+
+    def _progress(self, step: int) -> float:
+        p = step / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+    def get_config(self) -> dict:
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+                "staircase": self.staircase, "name": self.name}  # fmt: skip
+
+
+class ExponentialDecay(_StepDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
 
     Parameters
@@ -76,37 +108,16 @@ class ExponentialDecay(LearningRateSchedule):
     staircase : bool
         Floor ``step / decay_steps``: the rate drops every ``decay_steps`` steps.
     name : str
+        Defaults to ``"ExponentialDecay"``.
     """
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str = "ExponentialDecay",
-    ) -> None:
-        self.initial_learning_rate = _number(
-            self, "initial_learning_rate", initial_learning_rate, 0
-        )
-        self.decay_steps = _number(self, "decay_steps", decay_steps, 0, strict=True)
-        self.decay_rate = _number(self, "decay_rate", decay_rate, 0, strict=True)
-        self.staircase = bool(staircase)
-        self.name = name
+    _rate_strict = True
 
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate**p
-
-    def get_config(self) -> dict:
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}  # fmt: skip
+        return self.initial_learning_rate * self.decay_rate ** self._progress(step)
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``.
 
     Parameters
@@ -118,34 +129,11 @@ class InverseTimeDecay(LearningRateSchedule):
     staircase : bool
         Floor ``step / decay_steps``.
     name : str
+        Defaults to ``"InverseTimeDecay"``.
     """
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str = "InverseTimeDecay",
-    ) -> None:
-        self.initial_learning_rate = _number(
-            self, "initial_learning_rate", initial_learning_rate, 0
-        )
-        self.decay_steps = _number(self, "decay_steps", decay_steps, 0, strict=True)
-        self.decay_rate = _number(self, "decay_rate", decay_rate, 0)
-        self.staircase = bool(staircase)
-        self.name = name
-
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self) -> dict:
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}  # fmt: skip
+        return self.initial_learning_rate / (1.0 + self.decay_rate * self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
