@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nnlab.jobdir import Series  # metric -> [(step, value)], as read_history gives it
 from nnlab.tracking.schema import (
     MAX_ENTITIES_PER_BATCH,
     MAX_PARAMS_PER_BATCH,
@@ -22,8 +23,6 @@ from nnlab.tracking.schema import (
 )
 from nnlab.tracking.store import client, one_line
 from nnlab.train import Sink
-
-Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)]
 
 
 def unlogged(c: Any, run_id: str | None, series: Series) -> list:
