@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from helpers import env
 
-from nnlab.tracking import sweep
+from nnlab.tracking import parent, sweep
 
 
 def _config(*task: str) -> SimpleNamespace:
@@ -53,12 +53,12 @@ def test_sweep_signature_is_the_same_in_another_process() -> None:
 
 
 def test_dead_launchers_are_recognised() -> None:
-    me = sweep._launcher_tag()
-    assert not sweep._launcher_gone(me)  # this process is alive
+    me = parent.launcher_tag()
+    assert not parent.launcher_gone(me)  # this process is alive
     host = me.rpartition(":")[0]
-    assert sweep._launcher_gone(f"{host}:{2**22 + 12345}")  # above Linux's pid_max: no process
-    assert not sweep._launcher_gone("another-host:1")  # cannot tell: assume alive
-    assert not sweep._launcher_gone(None)
+    assert parent.launcher_gone(f"{host}:{2**22 + 12345}")  # above Linux's pid_max: no process
+    assert not parent.launcher_gone("another-host:1")  # cannot tell: assume alive
+    assert not parent.launcher_gone(None)
 
 
 def _record(job: int, outcome: str, val_loss: float | None, **extra) -> dict:

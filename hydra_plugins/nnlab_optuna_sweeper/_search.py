@@ -43,9 +43,10 @@ from hydra_plugins.nnlab_optuna_sweeper._study import (
 )
 from nnlab.checkpoint import atomic_write_text
 from nnlab.tracking import launchers
+from nnlab.tracking.parent import launcher_gone, launcher_tag
 from nnlab.tracking.schema import SWEEP_FILE, Tag
 from nnlab.tracking.search import STUDY_FILE
-from nnlab.tracking.sweep import SweepContext, _launcher_gone, _launcher_tag
+from nnlab.tracking.sweep import SweepContext
 
 FINISHED_OK = ("completed", "early_stopped")
 
@@ -98,7 +99,7 @@ class Search:
         self.threaded = self.n_jobs > 1 and launchers.is_parallel(config.hydra.launcher)
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.tag = _launcher_tag()
+        self.tag = launcher_tag()
         self.study: optuna.Study | None = None
         self.returns: list = []
         self.errors: list[BaseException] = []
@@ -138,7 +139,7 @@ class Search:
         """Fail the RUNNING trials of launches that are gone, and ask their params again."""
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = t.user_attrs.get(LAUNCHER_ATTR)
-            if owner and not _launcher_gone(owner):
+            if owner and not launcher_gone(owner):
                 continue  # another launch, alive (or on another host): its trial
             self.study.tell(t.number, state=TrialState.FAIL)
             self.study.enqueue_trial(t.params, user_attrs={REQUEUED_ATTR: t.number})

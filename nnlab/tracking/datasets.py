@@ -90,8 +90,9 @@ def _schema(data: Any) -> str:
     return json.dumps({"mlflow_colspec": cols})
 
 
-def dataset_inputs(data: Any, data_cfg: dict) -> list:
-    """The trial's training and validation splits as ``mlflow.entities.DatasetInput`` s.
+def dataset_records(data: Any, data_cfg: dict) -> list[dict]:
+    """The trial's training and validation splits as plain dicts (JSON-able, no MLflow import):
+    what a worker of a parallel sweep leaves in ``run.json`` for the sweep's writer.
 
     Parameters
     ----------
@@ -100,11 +101,9 @@ def dataset_inputs(data: Any, data_cfg: dict) -> list:
     data_cfg : dict
         The trial's ``data`` config: name and source.
     """
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
     name, source_type, source = source_of(data_cfg)
     schema = _schema(data)
-    inputs = []
+    records = []
     for context, x, y in (
         ("training", data.x_train, data.y_train),
         ("validation", data.x_val, data.y_val),
@@ -118,16 +117,37 @@ def dataset_inputs(data: Any, data_cfg: dict) -> list:
                 "num_classes": data.n_classes,
             }
         )
-        entity = Dataset(
-            name=name,
-            digest=digest(x, y, data.mean, data.std),
-            source_type=source_type,
-            source=source,
-            schema=schema,
-            profile=profile,
+        records.append(
+            {
+                "name": name,
+                "digest": digest(x, y, data.mean, data.std),
+                "source_type": source_type,
+                "source": source,
+                "schema": schema,
+                "profile": profile,
+                "context": context,
+            }
         )
-        inputs.append(DatasetInput(entity, [InputTag(CONTEXT_TAG, context)]))
-    return inputs
+    return records
+
+
+def inputs_of(records: list[dict]) -> list:
+    """``dataset_records`` as ``mlflow.entities.DatasetInput`` s."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    return [
+        DatasetInput(
+            Dataset(**{k: v for k, v in r.items() if k != "context"}),
+            [InputTag(CONTEXT_TAG, r["context"])],
+        )
+        for r in records
+    ]
+
+
+def dataset_inputs(data: Any, data_cfg: dict) -> list:
+    """The trial's training and validation splits as ``mlflow.entities.DatasetInput`` s
+    (see :func:`dataset_records` for the parameters)."""
+    return inputs_of(dataset_records(data, data_cfg))
 
 
 def log_datasets(client: Any, run_id: str, data: Any, data_cfg: dict) -> None:

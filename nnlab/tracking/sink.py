@@ -52,6 +52,50 @@ def log_params(c: Any, run_id: str, params: dict[str, Any]) -> None:
         c.log_batch(run_id, params=list(chunk))
 
 
+def link_tree(src: Path, dst: Path) -> None:
+    """Put ``src``'s files under ``dst``: hard links where the file system allows, else copies.
+
+    A local store's artifacts are files beside the job directory: a link costs one system call
+    where MLflow's upload copies each file (~1 ms each, a dozen per trial). Safe because nnlab
+    never rewrites a job's file in place (every write is a new file renamed over the old).
+    """
+    import os
+    import shutil
+
+    for root, _dirs, files in os.walk(src):
+        target = dst / Path(root).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            source, dest = Path(root) / name, target / name
+            try:
+                os.link(source, dest)
+            except FileExistsError:  # uploaded before: replace it, never write through a link
+                dest.unlink()
+                os.link(source, dest)
+            except OSError:  # another file system, or links not allowed: a copy
+                shutil.copyfile(source, dest)
+
+
+def upload_artifacts(c: Any, run_id: str, artifact_uri: str | None, directory: Path) -> None:
+    """Upload ``directory``'s files to the run's artifact root in one call.
+
+    With the run's artifact URI known (from ``create_run``) the repository is built from it
+    directly: ``MlflowClient.log_artifacts`` would first fetch the whole run to find it.
+    """
+    if artifact_uri is None:
+        c.log_artifacts(run_id, str(directory))
+        return
+    if artifact_uri.startswith("file:"):  # the local store's own directory
+        from urllib.parse import unquote, urlsplit
+
+        link_tree(directory, Path(unquote(urlsplit(artifact_uri).path)))
+        return
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(artifact_uri, tracking_uri=c.tracking_uri)
+    repo.log_artifacts(str(directory))
+
+
 class MlflowSink(Sink):
     """One MLflow run: params once, epoch metrics batched, tags + artifacts + status at the end.
 
@@ -179,18 +223,8 @@ class MlflowSink(Sink):
         self.overhead += time.perf_counter() - t0
 
     def log_artifacts(self, directory: Path) -> None:
-        """Upload ``directory``'s files to the run's artifact root in one call.
-
-        With the run's artifact URI known (from ``create_run``) the repository is built from it
-        directly: ``MlflowClient.log_artifacts`` would first fetch the whole run to find it.
-        """
-        if self.artifact_uri is None:
-            self.client.log_artifacts(self.run_id, str(directory))
-            return
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-        repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.client.tracking_uri)
-        repo.log_artifacts(str(directory))
+        """Upload ``directory``'s files to the run's artifact root in one call."""
+        upload_artifacts(self.client, self.run_id, self.artifact_uri, directory)
 
     def log_datasets(self, data: Any, data_cfg: dict) -> None:
         """The trial's training and validation splits as the run's dataset inputs (one call,

@@ -281,13 +281,15 @@ def probe_directory(path: Path, key: str) -> None:
         ) from None
 
 
-def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str:
-    """Check the store is usable, then ``open_experiment``; every problem is one ConfigError.
+def is_new_sqlite(uri: str) -> bool:
+    """True for a ``sqlite:///`` store whose file does not exist yet (or is empty)."""
+    db = sqlite_path(uri)
+    return db is not None and (not db.exists() or (db.is_file() and db.stat().st_size == 0))
 
-    Order: server port (http), sqlite file's directory, artifact root, store + experiment, the
-    experiment's own (file) artifact location. Nothing is created in the store for a bad input
-    except, at most, the experiment.
-    """
+
+def check_store(uri: str, artifacts: str | None, base: Path) -> None:
+    """The checks that need no MLflow: the server's port (http), the sqlite file and its
+    directory, the artifact root. ConfigError naming the problem and the fix."""
     probe_server(uri)
     db = sqlite_path(uri)
     if db is not None:
@@ -300,6 +302,16 @@ def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str
         probe_directory(
             (base / (artifacts or "mlruns")).resolve(), f"tracking.artifacts={artifacts!r}"
         )
+
+
+def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str:
+    """Check the store is usable, then ``open_experiment``; every problem is one ConfigError.
+
+    Order: server port (http), sqlite file's directory, artifact root, store + experiment, the
+    experiment's own (file) artifact location. Nothing is created in the store for a bad input
+    except, at most, the experiment.
+    """
+    check_store(uri, artifacts, base)
     try:
         exp_id = open_experiment(uri, name, artifacts, base)
         exp = client(uri).get_experiment(exp_id)

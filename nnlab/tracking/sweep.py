@@ -19,8 +19,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import socket
 import sys
 import time
 import uuid
@@ -30,18 +28,19 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-import nnlab
 from nnlab.build import check_model_fits, load_data
 from nnlab.checkpoint import atomic_write_text
 from nnlab.config import ConfigError, full_error, to_plain, validate
 from nnlab.provenance import source_tags
 from nnlab.tracking import launchers, search
+from nnlab.tracking.parent import end_parent, reopen_parent, start_parent, unfinished_trials
 from nnlab.tracking.registry import register_sweep_best
-from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Artifact, Tag
-from nnlab.tracking.sink import log_params
+from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Tag
 from nnlab.tracking.store import (
+    check_store,
     client,
     finished_trials,
+    is_new_sqlite,
     one_line,
     prepare_store,
     resolve_uri,
@@ -73,10 +72,11 @@ class SweepContext:
     launch_dir: str = ""  # relative paths of every trial (checkpoints) start here
     remote: bool = False  # trials are submitit jobs (nnlab.tracking.launchers)
     search: dict = field(default_factory=dict)  # a search's study (nnlab.tracking.search), or {}
+    writer: bool = False  # the launcher uploads the trials (nnlab.tracking.writer), not they
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1))
+        atomic_write_text(path, json.dumps(asdict(self), indent=1), sync=False)
 
     @classmethod
     def load(cls, path: Path) -> SweepContext:
@@ -217,80 +217,6 @@ def sweep_signature(experiment: str, jobs: list[list[str]], config: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _launcher_tag() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _launcher_gone(tag: str | None) -> bool:
-    """True when ``host:pid`` names a process of this host that no longer exists."""
-    host, _, pid = (tag or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
-def reopen_parent(ctx: SweepContext) -> str | None:
-    """Reuse the parent run of an interrupted run of the same sweep; return its id or None.
-
-    The latest parent with the same ``nnlab.sweep_hash`` is reused when it ended KILLED (Ctrl-C,
-    SIGTERM) or is still RUNNING although its launcher process is gone (``kill -9``). Its trials
-    that FINISHED are skipped, interrupted ones resume into their own runs, so the sweep ends
-    with one parent holding every trial.
-    """
-    from mlflow.entities import RunTag
-
-    c = client(ctx.uri)
-    query = f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.SWEEP_HASH}` = '{ctx.sweep_hash}'"
-    latest = c.search_runs(
-        [ctx.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
-    )
-    if not latest:
-        return None
-    run = latest[0]
-    status, tags = run.info.status, run.data.tags
-    gone = status == "RUNNING" and _launcher_gone(tags.get(Tag.LAUNCHER))
-    if not (status == "KILLED" or gone or (ctx.search and status == "FINISHED")):  # 1 study, 1 run
-        return None
-    ctx.parent_run_id = run.info.run_id
-    ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
-    c.update_run(ctx.parent_run_id, "RUNNING")
-    resumes = int(tags.get(Tag.RESUMES, "0")) + 1
-    c.log_batch(
-        ctx.parent_run_id,
-        tags=[RunTag(Tag.LAUNCHER, _launcher_tag()), RunTag(Tag.RESUMES, str(resumes))],
-    )
-    return ctx.parent_run_id
-
-
-def start_parent(ctx: SweepContext, config: Any, experiment_name: str) -> str:
-    """Create the sweep's parent run (tags + the sweep's own params)."""
-    c = client(ctx.uri)
-    task = " ".join(config.hydra.overrides.task)
-    tags = {
-        Tag.ROLE: "sweep",
-        Tag.SWEEP_ID: ctx.sweep_id,
-        Tag.SWEEP_HASH: ctx.sweep_hash,
-        Tag.LAUNCHER: _launcher_tag(),
-        Tag.VERSION: nnlab.__version__,
-        **ctx.git,
-    }
-    run = c.create_run(ctx.experiment_id, run_name=f"sweep {task}"[:250] or "sweep", tags=tags)
-    params = {
-        "sweep.overrides": task,
-        "sweep.n_trials": ctx.n_trials,
-        "sweep.parallel": ctx.parallel,
-        "experiment_name": experiment_name,
-    }
-    log_params(c, run.info.run_id, params)
-    return run.info.run_id
-
-
 def open_sweep(config: Any) -> SweepContext:
     """Validate the sweep, open its store, experiment and parent run; write ``sweep.json``."""
     base = Path(config.hydra.runtime.cwd)
@@ -325,27 +251,11 @@ def open_sweep(config: Any) -> SweepContext:
     shared = remote_setup(config, ctx, base_cfg) if ctx.remote else []
     header = f"{ctx.n_trials or '?'} trials"
     if tracking["backend"] == "mlflow":
-        ctx.uri = resolve_uri(tracking["uri"], base)
-        ctx.git = source_tags()
-        try:
-            ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
-            if launchers.is_slurm(config.hydra.launcher):
-                check_artifacts_shared(ctx.uri, ctx.experiment_id, name)
-        except ConfigError as exc:
-            fail_config(str(exc))
-        if not tracking["rerun"] and not ctx.search:  # each trial looks its hash up here
-            ctx.skip = finished_trials(ctx.uri, ctx.experiment_id)
-        reused = reopen_parent(ctx)
-        if reused is None:
-            ctx.parent_run_id = start_parent(ctx, config, name)
-        if ctx.search:
-            search.tag_parent(ctx.uri, ctx.parent_run_id, ctx.search, None)
-        header += (
-            f", experiment {name!r} (id {ctx.experiment_id}), parent run {ctx.parent_run_id}"
-            + (" (resumed: same sweep as an interrupted one)" if reused else "")
-        )
+        header += open_tracking(ctx, config, base_cfg)
     Path(ctx.results_dir).mkdir(parents=True, exist_ok=True)
     ctx.save(sweep_dir / SWEEP_FILE)
+    if ctx.writer:
+        _SWEEP["writer"].start()
     _SWEEP.update(ctx=ctx, config=base_cfg, started=time.perf_counter(), shared=shared)
     print(
         f"nnlab sweep {ctx.sweep_id}: {header}\n  outputs: {sweep_dir}  "
@@ -367,6 +277,53 @@ def open_sweep(config: Any) -> SweepContext:
         )
         _SWEEP["lines"].start()
     return ctx
+
+
+def open_tracking(ctx: SweepContext, config: Any, plain: dict) -> str:
+    """The store, experiment and parent run of the sweep; what the header says of them.
+
+    A parallel sweep (joblib) is uploaded by one writer thread of this process
+    (:mod:`nnlab.tracking.writer`): its workers never import MLflow. On a new sqlite store
+    nothing can be skipped or resumed, so the writer opens the store itself while the first
+    trials train (after the checks that need no MLflow).
+    """
+    from nnlab.tracking.writer import SweepWriter
+
+    tracking, name, base = plain["tracking"], plain["experiment_name"], Path(ctx.launch_dir)
+    ctx.uri = resolve_uri(tracking["uri"], base)
+    ctx.git = source_tags()
+    ctx.writer = ctx.parallel and not ctx.remote and not ctx.search
+    task = " ".join(config.hydra.overrides.task)
+    try:
+        if ctx.writer and is_new_sqlite(ctx.uri):
+            check_store(ctx.uri, tracking["artifacts"], base)
+            sweep_file = Path(ctx.sweep_dir) / SWEEP_FILE
+
+            def setup() -> None:
+                ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
+                ctx.parent_run_id = start_parent(ctx, task, name)
+                ctx.save(sweep_file)  # for nnlab.recover: the parent to close
+
+            _SWEEP["writer"] = SweepWriter(ctx, setup)
+            return f", experiment {name!r} in a new store {ui_command(ctx.uri).split()[-1]}"
+        ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
+        if launchers.is_slurm(config.hydra.launcher):
+            check_artifacts_shared(ctx.uri, ctx.experiment_id, name)
+    except ConfigError as exc:
+        fail_config(str(exc))
+    if not tracking["rerun"] and not ctx.search:  # each trial looks its hash up here
+        ctx.skip = finished_trials(ctx.uri, ctx.experiment_id)
+    reused = reopen_parent(ctx)
+    if reused is None:
+        ctx.parent_run_id = start_parent(ctx, task, name)
+    if ctx.search:
+        search.tag_parent(ctx.uri, ctx.parent_run_id, ctx.search, None)
+    if ctx.writer:
+        _SWEEP["writer"] = SweepWriter(ctx, reopen=unfinished_trials(ctx) if reused else None)
+    return (
+        f", experiment {name!r} (id {ctx.experiment_id}), parent run {ctx.parent_run_id}"
+        + (" (resumed: same sweep as an interrupted one)" if reused else "")
+    )
 
 
 def remote_setup(config: Any, ctx: SweepContext, plain: dict) -> list[str]:
@@ -465,6 +422,22 @@ def summary_lines(
     return lines, counts, best
 
 
+def _writer_done(writer: Any, ctx: SweepContext, records: list[dict]) -> None:
+    """Let the writer upload the last trials; give the records their run ids (and errors)."""
+    writer.close()
+    results = writer.results()
+    for r in records:
+        run_id, error = results.get(r["job"], (None, None))
+        r["run_id"] = run_id or r.get("run_id")
+        if error is not None and r["outcome"] != "skipped":
+            r["tracking_error"] = error
+            r["job_dir"] = str(writer.jobs[f"{r['job']:05d}"].run_file.parent)
+        path = Path(ctx.results_dir) / f"job{r['job']:05d}.json"
+        atomic_write_text(path, json.dumps(r, default=float), sync=False)
+    stats = json.dumps(writer.stats(), indent=1)
+    atomic_write_text(Path(ctx.results_dir) / "writer.json", stats, sync=False)
+
+
 def close_sweep() -> None:
     """Print the summary, close the parent run, build the report if asked; exit 1 on a loss.
 
@@ -475,6 +448,8 @@ def close_sweep() -> None:
     if _SWEEP.get("lines") is not None:
         _SWEEP.pop("lines").stop()
     records = [json.loads(p.read_text()) for p in sorted(Path(ctx.results_dir).glob("job*.json"))]
+    if _SWEEP.get("writer") is not None:
+        _writer_done(_SWEEP.pop("writer"), ctx, records)
     elapsed = time.perf_counter() - _SWEEP["started"]
     study = search.study_summary(ctx.results_dir) if ctx.search else None
     if study is not None:  # this launch ran `launched` of the study's trials
@@ -497,7 +472,7 @@ def close_sweep() -> None:
         try:
             if study is not None:
                 search.tag_parent(ctx.uri, ctx.parent_run_id, ctx.search, study)
-            _end_parent(ctx, counts, best, "\n".join(lines), status)
+            end_parent(ctx, counts, best, "\n".join(lines), status)
         except Exception as exc:
             lines.append(f"  could not close the parent run in MLflow: {one_line(exc)}")
             untracked += 1
@@ -506,20 +481,6 @@ def close_sweep() -> None:
         _maybe_report(_SWEEP["config"], ctx)
     if counts["failed"] or counts["killed"] or missing or untracked:
         raise SystemExit(1)
-
-
-def _end_parent(
-    ctx: SweepContext, counts: dict, best: dict | None, summary: str, status: str
-) -> None:
-    from mlflow.entities import RunTag
-
-    c = client(ctx.uri)
-    tags = [RunTag(Tag.count(o), str(n)) for o, n in counts.items()]
-    if best and best.get("run_id"):
-        tags.append(RunTag(Tag.BEST_RUN_ID, best["run_id"]))
-    c.log_batch(ctx.parent_run_id, tags=tags)
-    c.log_text(ctx.parent_run_id, summary + "\n", Artifact.SUMMARY)
-    c.set_terminated(ctx.parent_run_id, status)
 
 
 def abort_sweep() -> None:
@@ -531,6 +492,8 @@ def abort_sweep() -> None:
     ctx: SweepContext | None = _SWEEP.get("ctx")
     if _SWEEP.get("lines") is not None:
         _SWEEP.pop("lines").stop()
+    if _SWEEP.get("writer") is not None:  # what the trials left: uploaded, the running KILLED
+        _SWEEP.pop("writer").close(interrupted=True)
     if ctx is None or not ctx.parent_run_id:
         return
     from mlflow.entities import RunTag

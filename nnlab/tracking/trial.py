@@ -32,6 +32,7 @@ from nnlab.checkpoint import Checkpointer, CheckpointError, CheckpointSchedule, 
 from nnlab.config import ConfigError, validate
 from nnlab.jobdir import LocalHistory, write_artifacts
 from nnlab.provenance import source_tags
+from nnlab.tracking.datasets import dataset_records
 from nnlab.tracking.launchers import sigterm_interrupts
 from nnlab.tracking.pyfunc import logged_model_tag, write_trial_model
 from nnlab.tracking.schema import (
@@ -53,6 +54,7 @@ from nnlab.tracking.store import (
     ui_command,
 )
 from nnlab.tracking.sweep import SweepContext, fmt, record_trial
+from nnlab.tracking.writer import announce
 from nnlab.train import Sink, TrainResult, TrainState, train
 
 
@@ -77,6 +79,9 @@ class TrialRecord:
     tracking_error: str | None = None
     job_dir: str | None = None
     prior_outcome: str | None = None
+    # wall-clock (unix) times: when training began and the trial ended (a sweep's fixed cost)
+    train_started: float | None = None
+    ended: float | None = None
 
 
 @dataclass
@@ -266,6 +271,8 @@ class Trial:
         self.schedule: CheckpointSchedule | None = None
         self.tracking_error: str | None = None
         self.pruning: Sink | None = None  # a search's trial: reports to the Optuna study
+        # a parallel sweep's trial: the launcher's writer uploads its job dir (no MLflow here)
+        self.writer = place.ctx is not None and place.ctx.writer
 
     def run(self) -> None:
         self.prepare()
@@ -320,7 +327,8 @@ class Trial:
 
     def choose_resume(self) -> None:
         """Resume into the interrupted run when the store still has it; else train afresh."""
-        if self.resume is not None and self.uri is not None and self.ckmeta.get("run_id"):
+        direct = self.uri is not None and not self.writer  # the writer reopens by config hash
+        if self.resume is not None and direct and self.ckmeta.get("run_id"):
             status = _prior_status(self.uri, self.ckmeta["run_id"], self.exp_id)
             if status == "FINISHED":  # stale: that run ended and was tracked; train afresh
                 self.resume = None
@@ -347,7 +355,9 @@ class Trial:
             **(ctx.git if ctx and ctx.git else source_tags()),
         }
         if ctx is not None:
-            tags |= {Tag.SWEEP_ID: ctx.sweep_id, Tag.PARENT: ctx.parent_run_id}
+            tags[Tag.SWEEP_ID] = ctx.sweep_id
+        if ctx is not None and ctx.parent_run_id:  # a writer's new store: the writer adds it
+            tags[Tag.PARENT] = ctx.parent_run_id
         if self.resume is not None:
             tags[Tag.RESUMED_FROM_EPOCH] = str(self.resume.epoch)
         if self.pruning is not None:
@@ -357,7 +367,7 @@ class Trial:
     def open_sinks(self) -> None:
         plain, record, tr = self.plain, self.record, self.plain["trainer"]
         params, tags = flatten(plain), self.tags()
-        if self.uri is not None:
+        if self.uri is not None and not self.writer:
             try:
                 self.sink = MlflowSink(
                     self.uri,
@@ -396,14 +406,20 @@ class Trial:
             "tracked": None if self.uri is not None else False,
             "error": self.tracking_error,
         }
+        interval = tr["checkpoint"]["interval"]
+        if self.writer:  # what the writer needs; history.csv as fresh as the live curves
+            meta |= self.writer_meta()
+            interval = min(interval, plain["tracking"]["flush_interval"])
         self.local = LocalHistory(
             self.artifact_dir,
             self.place.out / RUN_FILE,
             meta,
             self.resume,
-            interval=tr["checkpoint"]["interval"],
+            interval=interval,
             sync=tr["checkpoint"]["sync"],
         )
+        if self.writer:
+            announce(self.place.ctx.results_dir, record.job, self.place.out / RUN_FILE)
         if self.ckpt is not None:
             # the MLflow sink flushes only right after a save: the store never holds an epoch
             # the checkpoint lacks (a resume backfills the steps it misses)
@@ -414,6 +430,18 @@ class Trial:
             self.schedule = CheckpointSchedule(
                 self.save_checkpoint, tr["checkpoint"]["interval"], after_save
             )
+
+    def writer_meta(self) -> dict[str, Any]:
+        """``run.json``'s extra keys for the sweep's writer: datasets, the checkpoint to delete
+        once the run is uploaded (``trainer.checkpoint.keep=false``)."""
+        plain = self.plain
+        extra: dict[str, Any] = {
+            "checkpoint": str(self.ckpt.path) if self.ckpt is not None else None,
+            "keep_checkpoint": bool(plain["trainer"]["checkpoint"]["keep"]),
+        }
+        if plain["tracking"].get("log_datasets", True):
+            extra["datasets"] = dataset_records(self.data, plain["data"])
+        return extra
 
     def save_checkpoint(self, state: TrainState) -> None:
         if self.ckpt is None:
@@ -444,6 +472,7 @@ class Trial:
             on_checkpoint=self.schedule.on_state if self.schedule is not None else None,
         )
         ctx = self.place.ctx
+        self.record.train_started = time.time()
         if ctx is None or not ctx.parallel:
             return train(self.plain, sinks, **kwargs)
         # one BLAS thread per trial when trials share the cores
@@ -485,7 +514,8 @@ class Trial:
         else:
             self.finish(outcome, result, None)
             keep = self.plain["trainer"]["checkpoint"]["keep"]
-            if self.ckpt is not None and not keep and self.tracking_error is None:
+            done = self.tracking_error is None and not self.writer  # the writer deletes it
+            if self.ckpt is not None and not keep and done:
                 self.ckpt.delete()  # training ended and the tracker has it all
         self.summarize(outcome, result)
 
@@ -514,12 +544,13 @@ class Trial:
             say(f"nnlab: could not write artifacts to {self.artifact_dir}: {exc}")
         if result is not None and plain["tracking"].get("log_model", True):  # artifacts/model/
             write_trial_model(self.artifact_dir, self.data, self.record.run_id, self.sink)
-        local.write_meta(outcome=outcome)
+        end_tags = {}
+        if result is not None and result.stopped_epoch is not None:
+            end_tags[Tag.STOPPED_EPOCH] = str(result.stopped_epoch)
+        local.write_meta(outcome=outcome, end_tags=end_tags)  # the writer's cue: all is written
         if self.sink is None:
             return
-        tags = {Tag.OUTCOME: outcome, **logged_model_tag(self.artifact_dir)}
-        if result is not None and result.stopped_epoch is not None:
-            tags[Tag.STOPPED_EPOCH] = str(result.stopped_epoch)
+        tags = {Tag.OUTCOME: outcome, **logged_model_tag(self.artifact_dir), **end_tags}
         try:
             self.sink.finish(outcome, tags, self.artifact_dir)
         except Exception as exc:  # never hide the training error behind a tracking error
@@ -532,6 +563,7 @@ class Trial:
         record, rows = self.record, self.local.rows
         record.outcome = outcome
         record.seconds = time.perf_counter() - self.t_start
+        record.ended = time.time()
         record.tracking_s = self.sink.overhead if self.sink else 0.0
         record.checkpoint_s = self.ckpt.seconds if self.ckpt is not None else 0.0
         record.epochs_run = len(rows)

@@ -1,0 +1,115 @@
+"""The sweep's parent run: created once per sweep, reopened by an interrupted one, ended with
+the summary. ``nnlab.launcher`` (host:pid) tells a live launcher from a dead one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import nnlab
+from nnlab.tracking.schema import Artifact, Tag
+from nnlab.tracking.sink import log_params
+from nnlab.tracking.store import client
+
+
+def launcher_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def launcher_gone(tag: str | None) -> bool:
+    """True when ``host:pid`` names a process of this host that no longer exists."""
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def reopen_parent(ctx: Any) -> str | None:
+    """Reuse the parent run of an interrupted run of the same sweep; return its id or None.
+
+    The latest parent with the same ``nnlab.sweep_hash`` is reused when it ended KILLED (Ctrl-C,
+    SIGTERM) or is still RUNNING although its launcher process is gone (``kill -9``). Its trials
+    that FINISHED are skipped, interrupted ones resume into their own runs, so the sweep ends
+    with one parent holding every trial.
+    """
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    query = f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.SWEEP_HASH}` = '{ctx.sweep_hash}'"
+    latest = c.search_runs(
+        [ctx.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
+    )
+    if not latest:
+        return None
+    run = latest[0]
+    status, tags = run.info.status, run.data.tags
+    gone = status == "RUNNING" and launcher_gone(tags.get(Tag.LAUNCHER))
+    if not (status == "KILLED" or gone or (ctx.search and status == "FINISHED")):  # 1 study, 1 run
+        return None
+    ctx.parent_run_id = run.info.run_id
+    ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
+    c.update_run(ctx.parent_run_id, "RUNNING")
+    resumes = int(tags.get(Tag.RESUMES, "0")) + 1
+    c.log_batch(
+        ctx.parent_run_id,
+        tags=[RunTag(Tag.LAUNCHER, launcher_tag()), RunTag(Tag.RESUMES, str(resumes))],
+    )
+    return ctx.parent_run_id
+
+
+def start_parent(ctx: Any, task: str, experiment_name: str) -> str:
+    """Create the sweep's parent run (tags + the sweep's own params); ``task`` is the sweep's
+    command-line overrides, joined."""
+    c = client(ctx.uri)
+    tags = {
+        Tag.ROLE: "sweep",
+        Tag.SWEEP_ID: ctx.sweep_id,
+        Tag.SWEEP_HASH: ctx.sweep_hash,
+        Tag.LAUNCHER: launcher_tag(),
+        Tag.VERSION: nnlab.__version__,
+        **ctx.git,
+    }
+    run = c.create_run(ctx.experiment_id, run_name=f"sweep {task}"[:250] or "sweep", tags=tags)
+    params = {
+        "sweep.overrides": task,
+        "sweep.n_trials": ctx.n_trials,
+        "sweep.parallel": ctx.parallel,
+        "experiment_name": experiment_name,
+    }
+    log_params(c, run.info.run_id, params)
+    return run.info.run_id
+
+
+def end_parent(ctx: Any, counts: dict, best: dict | None, summary: str, status: str) -> None:
+    """Tag the counts and the best run, attach the summary, set the final status."""
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    tags = [RunTag(Tag.count(o), str(n)) for o, n in counts.items()]
+    if best and best.get("run_id"):
+        tags.append(RunTag(Tag.BEST_RUN_ID, best["run_id"]))
+    c.log_batch(ctx.parent_run_id, tags=tags)
+    c.log_text(ctx.parent_run_id, summary + "\n", Artifact.SUMMARY)
+    c.set_terminated(ctx.parent_run_id, status)
+
+
+def unfinished_trials(ctx: Any) -> dict[str, str]:
+    """config hash -> run id of the reopened parent's trials that did not finish (the newest of
+    each): a parallel sweep's writer continues these runs (``nnlab.tracking.writer``)."""
+    c = client(ctx.uri)
+    query = f"tags.`{Tag.PARENT}` = '{ctx.parent_run_id}' and attributes.status != 'FINISHED'"
+    found: dict[str, str] = {}
+    for run in c.search_runs(
+        [ctx.experiment_id], query, max_results=5000, order_by=["attributes.start_time DESC"]
+    ):
+        found.setdefault(run.data.tags.get(Tag.CONFIG_HASH, ""), run.info.run_id)
+    found.pop("", None)
+    return found
