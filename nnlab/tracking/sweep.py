@@ -320,9 +320,9 @@ def open_tracking(ctx: SweepContext, config: Any, plain: dict) -> str:
         search.tag_parent(ctx.uri, ctx.parent_run_id, ctx.search, None)
     if ctx.writer:
         _SWEEP["writer"] = SweepWriter(ctx, reopen=unfinished_trials(ctx) if reused else None)
+    resumed = " (resumed: same sweep as an interrupted one)" if reused else ""
     return (
-        f", experiment {name!r} (id {ctx.experiment_id}), parent run {ctx.parent_run_id}"
-        + (" (resumed: same sweep as an interrupted one)" if reused else "")
+        f", experiment {name!r} (id {ctx.experiment_id}), parent run {ctx.parent_run_id}{resumed}"
     )
 
 
