@@ -1,27 +1,41 @@
-"""Tracking cost: the flagship sweep with ``tracking=none`` against the default sqlite store,
-and the per-run cost of the MLflow calls, phase by phase.
+"""Tracking cost: what MLflow tracking adds to the flagship sweep, on sqlite and on a server.
 
-1. Sweep, side by side: ``python -m nnlab.run -m +experiment=lr_vs_epochs`` exactly as a user
-   runs it (its own launcher preset), once with ``tracking=none`` and once with the default
-   store, each in a fresh temp directory (so the sqlite store is created, as on a first run).
-   ``report.enabled=false`` in both: the report is timed in the analysis section.
-   ``--quick`` sweeps one seed and one batch size (36 trials instead of 324).
-2. Per run: the real ``nnlab.tracking.run_trial`` on flagship trials (no Hydra), with the cached
-   ``MlflowClient``'s methods wrapped by timers, so each call the tracking code makes is charged
-   to its phase: create (create_run), params, metrics (buffered log_batch), artifacts
-   (log_artifacts), end (outcome tags + set_terminated). Their sum is the sink's own
-   ``overhead``; the median over runs is compared with the 50 ms goal. The sqlite journal mode
-   the store ended up in (nnlab switches it to WAL) is recorded.
+1. Sweep pairs: ``python -m nnlab.run -m +experiment=lr_vs_epochs report.enabled=false``
+   exactly as a user runs it (its own joblib launcher preset), with ``tracking=none`` and with
+   the default sqlite store, as interleaved pairs (none, sqlite, none, sqlite, ...), each in a
+   fresh temp directory (so the sqlite store is created, as on a first run). Before each pair
+   the machine's load is probed (1-min load average, and free cores as the scaling section
+   measures them), because other work on the 2 cores slows a sweep more than tracking does.
+   Per pair: the tracked / untracked wall-time ratio; over pairs: its median.
+   ``--quick`` sweeps one seed and one batch size (28 trials instead of 252).
+2. Fixed cost of a sweep: (first trial's ``train_started`` - the moment the benchmark started
+   the process) + (the moment the process exited - the last trial's ``ended``): start-up,
+   imports, store set-up before training, and whatever the launcher does after it.
+3. Per-trial tracking cost: in a parallel sweep one writer thread of the launching process
+   uploads every trial and writes ``writer.json`` (store time per trial); without it, the
+   trials' own ``tracking_s`` (their time in MLflow calls) is used.
+4. A local MLflow server (``--workers 1``, job execution off): one flagship sweep with
+   ``tracking=server``, its per-trial cost, raw ``MlflowClient`` calls against it (create_run,
+   log_batch of 100 metrics: median of 20 each) and its memory (RSS summed over its processes).
+   The same raw calls and memory for a server as ``mlflow server`` starts by default (4
+   workers) are the comparison. Every server is stopped (its process group) whatever happens.
+5. Single run (``python -m nnlab.run`` without ``-m``: the trial talks to MLflow itself): the
+   real ``nnlab.tracking.run_trial`` with the cached ``MlflowClient``'s methods wrapped by
+   timers, charged to create (create_run), params, metrics, artifacts, end.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from benchmarks.common import REPO, Skipped, module_available, run_worker, summarize, worker_env
@@ -29,6 +43,9 @@ from benchmarks.common import REPO, Skipped, module_available, run_worker, summa
 EXPERIMENT = "lr_vs_epochs"
 QUICK_OVERRIDES = ["seed=0", "batch_size=256"]
 PHASES = ("create", "params", "metrics", "artifacts", "end")
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
+RAW_CALLS = 20  # timed create_run and log_batch calls against a server
+BATCH = 100  # metrics per timed log_batch
 
 
 def _check() -> None:
@@ -37,6 +54,9 @@ def _check() -> None:
             raise Skipped(f"{mod} not available yet")
     if not (REPO / "conf" / "experiment" / f"{EXPERIMENT}.yaml").exists():
         raise Skipped(f"conf/experiment/{EXPERIMENT}.yaml not available yet")
+
+
+# ----------------------------------------------------------------------------------- sweeps
 
 
 def run_sweep(
@@ -53,16 +73,47 @@ def run_sweep(
     env.update(env_extra or {})
     exp = [f"+experiment={experiment}"] if experiment else []
     cmd = [sys.executable, "-m", "nnlab.run", "-m", *exp, *overrides]
-    t0 = time.perf_counter()
+    started_at, t0 = time.time(), time.perf_counter()
     p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - t0
+    wall, exited_at = time.perf_counter() - t0, time.time()
     if p.returncode:
         raise RuntimeError(f"{' '.join(cmd[2:])} failed ({p.returncode}): {p.stderr[-1500:]}")
-    records = [json.loads(f.read_text()) for f in workdir.glob("multirun/**/.nnlab/*/job*.json")]
-    tracking = [r.get("tracking_s", 0.0) for r in records]
     return {
         "command": " ".join(["python", *cmd[1:]]),
         "wall_s": wall,
+        **sweep_facts(workdir, started_at, exited_at),
+        "last_lines": p.stdout.strip().splitlines()[-4:],
+        # nnlab prints the launching process's set-up time and the sweep's own duration
+        "setup_s": _seconds(r"set-up ([0-9.]+)s", p.stdout),
+        "sweep_s": _seconds(r"trials in ([0-9.]+)s", p.stdout),
+    }
+
+
+def sweep_facts(workdir: Path, started_at: float, exited_at: float) -> dict:
+    """What a finished sweep's records in ``workdir`` say: trial times, the fixed cost (the
+    launch before the first trial trained + after the last trial ended; ``None`` when the
+    records carry no ``train_started``/``ended``) and the per-trial tracking cost, from the
+    sweep writer's ``writer.json`` when there is one, else from the trials' ``tracking_s``.
+
+    ``started_at``, ``exited_at``: unix times the process was started and had exited.
+    """
+    results = [d for d in workdir.glob("multirun/**/.nnlab/*") if d.is_dir()]
+    records = [json.loads(f.read_text()) for d in results for f in sorted(d.glob("job*.json"))]
+    writer_files = [d / "writer.json" for d in results if (d / "writer.json").exists()]
+    writer = json.loads(writer_files[0].read_text()) if writer_files else None
+    tracking = [r.get("tracking_s") or 0.0 for r in records]
+    starts = [r["train_started"] for r in records if r.get("train_started")]
+    ends = [r["ended"] for r in records if r.get("ended")]
+    fixed = None
+    if starts and ends:
+        fixed = {"before_s": min(starts) - started_at, "after_s": exited_at - max(ends)}
+        fixed["total_s"] = fixed["before_s"] + fixed["after_s"]
+    if writer is not None:
+        per = {"source": "sweep writer", "values": writer.get("per_trial_s") or []}
+    else:
+        per = {"source": "in the trials", "values": tracking}
+    per["median_s"] = statistics.median(per["values"]) if per["values"] else None
+    return {
         "n_trials": len(records),
         "trial_seconds_sum": sum(r.get("seconds", 0.0) for r in records),
         "tracking_s_sum": sum(tracking),
@@ -70,10 +121,9 @@ def run_sweep(
         "train_s_sum": sum(r.get("train_s") or 0.0 for r in records),
         "checkpoint_s_sum": sum(r.get("checkpoint_s") or 0.0 for r in records),
         "tracking_s_median": statistics.median(tracking) if tracking else None,
-        "last_lines": p.stdout.strip().splitlines()[-4:],
-        # nnlab prints the launching process's set-up time and the sweep's own duration
-        "setup_s": _seconds(r"set-up ([0-9.]+)s", p.stdout),
-        "sweep_s": _seconds(r"trials in ([0-9.]+)s", p.stdout),
+        "fixed_cost": fixed,
+        "per_trial": per,
+        "writer": writer and {k: v for k, v in writer.items() if k != "per_trial_s"},
     }
 
 
@@ -84,10 +134,238 @@ def _seconds(pattern: str, text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def load_probe() -> dict:
+    """How busy the machine is right now: 1-min load average and free cores (2.0 = idle)."""
+    from benchmarks.sweep_scaling import capacity
+
+    return {"loadavg_1min": os.getloadavg()[0], "free_cores": capacity()}
+
+
+def sweep_pairs(overrides: list[str], n_pairs: int, tmp: Path) -> list[dict]:
+    """``n_pairs`` x (tracking=none, then sqlite), each sweep in a fresh directory, the
+    machine's load probed before each pair."""
+    pairs = []
+    for i in range(n_pairs):
+        pair: dict = {"load": load_probe()}
+        for mode, extra in (("none", ["tracking=none"]), ("sqlite", [])):
+            d = tmp / f"pair{i}-{mode}"
+            d.mkdir()
+            pair[mode] = run_sweep(overrides + extra, d)
+        pair["ratio"] = pair["sqlite"]["wall_s"] / pair["none"]["wall_s"]
+        pairs.append(pair)
+        print(f"  {pair_line(i, pair)}", flush=True)
+    return pairs
+
+
+def pair_line(i: int, pair: dict) -> str:
+    load = pair["load"]
+    fixed = " / ".join(
+        f"{(pair[m]['fixed_cost'] or {}).get('total_s', float('nan')):.1f}"
+        for m in ("none", "sqlite")
+    )
+    return (
+        f"pair {i + 1}: free cores {load['free_cores']:.2f}, load {load['loadavg_1min']:.2f}: "
+        f"none {pair['none']['wall_s']:.1f} s, sqlite {pair['sqlite']['wall_s']:.1f} s "
+        f"-> x{pair['ratio']:.3f}; fixed cost none / sqlite {fixed} s"
+    )
+
+
+# ----------------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServer:
+    """``mlflow server`` on a free local port in its own process group, artifacts served
+    through it; ``workers=None`` starts it as ``mlflow server`` does by default (4 workers,
+    job execution as configured). :meth:`stop` ends the whole group."""
+
+    def __init__(self, root: Path, workers: int | None = 1) -> None:
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        root.mkdir(parents=True, exist_ok=True)
+        cmd = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += [] if workers is None else ["--workers", str(workers)]
+        cmd += ["--backend-store-uri", f"sqlite:///{root / 'srv.db'}"]
+        cmd += ["--serve-artifacts", "--artifacts-destination", str(root / "art")]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env.update(SERVER_ENV if workers is not None else {})
+        self.command = " ".join(cmd)
+        self.log = (root / "server.log").open("w")
+        self.proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self.pid = self.proc.pid
+
+    def wait_ready(self, timeout: float = 180.0) -> float:
+        """Seconds until ``/health`` answers; the log's tail if the server dies or never does."""
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - t0
+            except OSError:
+                time.sleep(0.5)
+        tail = Path(self.log.name).read_text()[-1500:]
+        raise RuntimeError(f"{self.command} did not answer on {self.uri}: {tail}")
+
+    def wait_idle(self, timeout: float = 90.0) -> float:
+        """Seconds until the server's processes use under 5% of a core over a second: a
+        default server answers ``/health`` while its other workers still import MLflow."""
+        t0 = time.perf_counter()
+        tick = os.sysconf("SC_CLK_TCK")
+        while time.perf_counter() - t0 < timeout:
+            before = sum(_cpu_ticks(p) for p in process_tree(self.pid))
+            time.sleep(1.0)
+            if sum(_cpu_ticks(p) for p in process_tree(self.pid)) - before < 0.05 * tick:
+                break
+        return time.perf_counter() - t0
+
+    def rss(self) -> dict:
+        """Resident memory summed over the server's process tree (shared pages count in
+        every process that maps them, as ``ps`` shows them)."""
+        pids = process_tree(self.pid)
+        total = sum(_vm_rss(p) for p in pids)
+        return {"rss_mb": total / 2**20, "processes": len(pids)}
+
+    def stop(self) -> None:
+        """SIGTERM to the group, then SIGKILL to whatever of it is left (uvicorn's workers)."""
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+            time.sleep(0.5)  # the workers leave after their parent
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.log.close()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from ``/proc/<pid>/stat``'s parent ids."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grew = {pid}, True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in tree and p not in tree}
+        tree |= new
+        grew = bool(new)
+    return sorted(tree)
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _vm_rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def raw_calls(uri: str, n: int = RAW_CALLS, batch: int = BATCH) -> dict:
+    """In a fresh process: ``n`` timed ``create_run`` and ``n`` ``log_batch`` of ``batch``
+    metrics (5 names x steps, as epochs log them) on one reused connection, after one warm-up
+    of each."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.create_experiment(f"raw-calls-{time.time_ns()}")
+    now = int(time.time() * 1000)
+
+    def metrics(k: int) -> list:
+        return [Metric(f"m{j % 5}", float(j), now, k * batch + j) for j in range(batch)]
+
+    run_ids, create, log = [], [], []
+    for _ in range(n + 1):
+        t0 = time.perf_counter()
+        run_ids.append(client.create_run(exp).info.run_id)
+        create.append(time.perf_counter() - t0)
+    for i, run_id in enumerate(run_ids):
+        t0 = time.perf_counter()
+        client.log_batch(run_id, metrics=metrics(i))
+        log.append(time.perf_counter() - t0)
+    return {
+        "n": n,
+        "batch": batch,
+        "create_run_s": summarize(create[1:]),
+        "log_batch_s": summarize(log[1:]),
+    }
+
+
+def server_calls(uri: str) -> dict:
+    """:func:`raw_calls` in its own process (MLflow is imported there, not here)."""
+    cmd = [sys.executable, "-m", "benchmarks.tracking_cost", "raw-calls", uri]
+    p = subprocess.run(cmd, cwd=REPO, env=worker_env(), capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    if p.returncode:
+        raise RuntimeError(f"raw calls against {uri} failed: {p.stderr[-1500:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def server_section(overrides: list[str], tmp: Path) -> dict:
+    """The flagship sweep against a ``--workers 1`` server; raw calls and memory of it and of a
+    default (4-worker) server."""
+    out: dict = {}
+    for name, workers in (("workers1", 1), ("default", None)):
+        srv = MlflowServer(tmp / f"server-{name}", workers=workers)
+        try:
+            r: dict = {"command": srv.command, "ready_s": srv.wait_ready()}
+            r["idle_after_s"] = srv.wait_idle()
+            if workers == 1:
+                d = tmp / "sweep-server"
+                d.mkdir()
+                extra = ["tracking=server", f"tracking.uri={srv.uri}"]
+                r["sweep"] = run_sweep(overrides + extra, d)
+            r["calls"] = server_calls(srv.uri)
+            r.update(srv.rss())
+        finally:
+            srv.stop()
+        out[name] = r
+        print(f"  {server_line(name, r)}", flush=True)
+    return out
+
+
+def server_line(name: str, r: dict) -> str:
+    c = r["calls"]
+    return (
+        f"server {name}: create_run {1000 * c['create_run_s']['median']:.1f} ms, "
+        f"log_batch({c['batch']}) {1000 * c['log_batch_s']['median']:.1f} ms "
+        f"(median of {c['n']}); RSS {r['rss_mb']:.0f} MB in {r['processes']} processes"
+    )
+
+
+# ------------------------------------------------------------------------------- single run
+
+
 def phases(spec: dict) -> dict:
     """In a worker process: ``n`` flagship trials through ``run_trial``, MLflow calls timed."""
-    import os
-
     from hydra import compose, initialize_config_dir
 
     from nnlab import tracking
@@ -163,50 +441,100 @@ def _journal_mode(path: Path) -> str:
         return str(con.execute("PRAGMA journal_mode").fetchone()[0])
 
 
+# ---------------------------------------------------------------------------------- section
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
 def run(quick: bool = False, core: int = 0) -> dict:
     _check()
     overrides = ["report.enabled=false"] + (QUICK_OVERRIDES if quick else [])
-    sweeps = {}
     with tempfile.TemporaryDirectory(prefix="nnlab-bench-tracking-") as tmp:
-        for mode, extra in (("none", ["tracking=none"]), ("sqlite", [])):
-            d = Path(tmp) / mode
-            d.mkdir()
-            sweeps[mode] = run_sweep(overrides + extra, d)
-            print(
-                f"  sweep tracking={mode:<6} {sweeps[mode]['n_trials']} trials "
-                f"in {sweeps[mode]['wall_s']:.1f} s",
-                flush=True,
-            )
-        d = Path(tmp) / "phases"
+        pairs = sweep_pairs(overrides, 3 if quick else 5, Path(tmp))
+        server = server_section(overrides, Path(tmp))
+        d = Path(tmp) / "single"
         d.mkdir()
         spec = {"kind": "tracking_phases", "workdir": str(d), "runs": 10 if quick else 30,
                 "epochs": 40}  # fmt: skip
-        per_run = run_worker(spec, core=core)
-    t_none, t_sql = sweeps["none"]["wall_s"], sweeps["sqlite"]["wall_s"]
-    per_run["total_median_s"] = per_run["total_s"]["median"]
-    ph = per_run["phase_median_s"]
-    return {
+        single = run_worker(spec, core=core)
+    single["total_median_s"] = single["total_s"]["median"]
+    srv_sweep = server["workers1"]["sweep"]
+    out: dict = {
         "quick": quick,
-        "sweeps": sweeps,
-        "added_share": t_sql / t_none - 1.0,
-        "overhead_share": 1.0 - t_none / t_sql,
-        "per_run": per_run,
-        "summary": [
-            f"flagship sweep ({sweeps['sqlite']['n_trials']} trials): tracking=none "
-            f"{t_none:.1f} s, sqlite {t_sql:.1f} s -> tracking adds {100 * (t_sql / t_none - 1):.0f}%"
-            f" ({100 * (1 - t_none / t_sql):.0f}% of the tracked wall time)",
-            f"trials' own tracking_s: median {1000 * (sweeps['sqlite']['tracking_s_median'] or 0):.0f}"
-            f" ms, sum {sweeps['sqlite']['tracking_s_sum']:.1f} s; launcher set-up "
-            f"{sweeps['none']['setup_s']} s (none) vs {sweeps['sqlite']['setup_s']} s (sqlite)",
-            *(
-                f"  {mode:<6}: trials' own time {sw['trial_seconds_sum']:.1f} s = training "
-                f"{sw['train_s_sum']:.1f} s (checkpoints {sw['checkpoint_s_sum']:.1f} s) + "
-                f"tracking {sw['tracking_s_sum']:.1f} s + rest; wall {sw['wall_s']:.1f} s"
-                for mode, sw in sweeps.items()
-            ),
-            f"per run (run_trial, {per_run['runs']} runs x {per_run['epochs']} epochs): median "
-            f"{1000 * per_run['total_median_s']:.1f} ms = "
-            + " + ".join(f"{k} {1000 * v:.1f}" for k, v in ph.items())
-            + f" (sqlite journal: {per_run['journal_mode']})",
-        ],
+        "pairs": pairs,
+        "ratios": [p["ratio"] for p in pairs],
+        "median_ratio": statistics.median(p["ratio"] for p in pairs),
+        "fixed_cost_s": {
+            m: _median([(p[m]["fixed_cost"] or {}).get("total_s") for p in pairs])
+            for m in ("none", "sqlite")
+        },
+        "per_trial": {
+            "sqlite": {
+                "source": pairs[0]["sqlite"]["per_trial"]["source"],
+                "median_s": _median([v for p in pairs for v in p["sqlite"]["per_trial"]["values"]]),
+            },
+            "server": {k: srv_sweep["per_trial"][k] for k in ("source", "median_s")},
+        },
+        "server": server,
+        "single_run": single,
     }
+    out["fixed_cost_s"]["server"] = (srv_sweep["fixed_cost"] or {}).get("total_s")
+    out["summary"] = summary_lines(out)
+    return out
+
+
+def summary_lines(out: dict) -> list[str]:
+    pairs, fx, pt = out["pairs"], out["fixed_cost_s"], out["per_trial"]
+    srv, dflt, single = out["server"]["workers1"], out["server"]["default"], out["single_run"]
+    sweep = srv["sweep"]
+
+    def med(mode: str, key: str) -> str:
+        v = _median([p[mode][key] for p in pairs])
+        return "-" if v is None else f"{v:.1f}"
+
+    def writer_part(w: dict | None) -> str:
+        return "" if not w else f"; writer set-up {w['setup_s']:.1f} s, drain {w['drain_s']:.2f} s"
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{1000 * v:.1f} ms"
+
+    def sec(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f} s"
+
+    return [
+        f"flagship sweep ({pairs[0]['sqlite']['n_trials']} trials), {len(pairs)} interleaved "
+        "pairs tracking=none / sqlite (free cores: 2 = idle machine):",
+        *(f"  {pair_line(i, p)}" for i, p in enumerate(pairs)),
+        f"tracked / untracked wall, median of pairs: x{out['median_ratio']:.3f} "
+        f"(walls: none {med('none', 'wall_s')} s, sqlite {med('sqlite', 'wall_s')} s, medians)",
+        f"fixed cost (launch -> first trial trains + last trial ends -> exit), median: "
+        f"none {sec(fx['none'])}, sqlite {sec(fx['sqlite'])}, server {sec(fx['server'])}; "
+        f"launcher set-up (header line) none {med('none', 'setup_s')} s, "
+        f"sqlite {med('sqlite', 'setup_s')} s" + writer_part(pairs[-1]["sqlite"]["writer"]),
+        f"per trial ({pt['sqlite']['source']}), sqlite: median {ms(pt['sqlite']['median_s'])}",
+        f"server ({srv['command'].split(' --backend')[0]}, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="
+        f"false): sweep {sweep['n_trials']} trials in {sweep['wall_s']:.1f} s; per trial "
+        f"({pt['server']['source']}) median {ms(pt['server']['median_s'])}"
+        + writer_part(sweep["writer"]),
+        f"  raw MlflowClient calls, --workers 1: create_run "
+        f"{ms(srv['calls']['create_run_s']['median'])}, log_batch({srv['calls']['batch']}) "
+        f"{ms(srv['calls']['log_batch_s']['median'])}; RSS {srv['rss_mb']:.0f} MB "
+        f"({srv['processes']} processes)",
+        f"  raw MlflowClient calls, default server (4 workers): create_run "
+        f"{ms(dflt['calls']['create_run_s']['median'])}, log_batch({dflt['calls']['batch']}) "
+        f"{ms(dflt['calls']['log_batch_s']['median'])}; RSS {dflt['rss_mb']:.0f} MB "
+        f"({dflt['processes']} processes)",
+        f"single run (python -m nnlab.run without -m; run_trial, {single['runs']} runs x "
+        f"{single['epochs']} epochs): median {ms(single['total_median_s'])} = "
+        + " + ".join(f"{k} {1000 * v:.1f}" for k, v in single["phase_median_s"].items())
+        + f" (sqlite journal: {single['journal_mode']})",
+    ]
+
+
+if __name__ == "__main__":  # python -m benchmarks.tracking_cost raw-calls <uri>
+    if sys.argv[1:2] != ["raw-calls"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m benchmarks.tracking_cost raw-calls <tracking server uri>")
+    print(json.dumps(raw_calls(sys.argv[2])))

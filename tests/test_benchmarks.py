@@ -87,3 +87,85 @@ def test_shared_initial_weights_and_targets():
     x, y = make_data(TINY)
     t = targets(TINY, y)
     assert t.shape == (200, 4) and np.array_equal(t.argmax(1), y) and t.sum() == 200
+
+
+# ------------------------------------------------------------------------- tracking section
+
+
+def _sweep_dir(tmp_path: Path, records: list[dict], writer: dict | None = None) -> Path:
+    """A finished sweep's results as nnlab writes them: one record per trial (+ writer.json)."""
+    results = tmp_path / "multirun" / "2026-01-01" / "00-00-00" / ".nnlab" / "abc123"
+    results.mkdir(parents=True)
+    for job, rec in enumerate(records):
+        (results / f"job{job:05d}.json").write_text(json.dumps({"job": job, **rec}))
+    if writer is not None:
+        (results / "writer.json").write_text(json.dumps(writer))
+    return tmp_path
+
+
+def test_tracking_sweep_facts_fixed_cost_and_per_trial_source(tmp_path):
+    from benchmarks.tracking_cost import sweep_facts
+
+    recs = [
+        {"train_started": 103.0, "ended": 104.0, "tracking_s": 0.03, "seconds": 1.0},
+        {"train_started": 102.5, "ended": 106.0, "tracking_s": 0.01, "seconds": 3.5},
+        {"train_started": 104.0, "ended": 105.0, "tracking_s": 0.02, "seconds": 1.0},
+    ]
+    d = _sweep_dir(tmp_path, recs)
+    f = sweep_facts(d, started_at=100.0, exited_at=107.5)
+    assert f["n_trials"] == 3
+    # first training began 2.5 s after the launch, the process exited 1.5 s after the last end
+    assert f["fixed_cost"] == {"before_s": 2.5, "after_s": 1.5, "total_s": 4.0}
+    assert f["per_trial"]["source"] == "in the trials"
+    assert f["per_trial"]["median_s"] == pytest.approx(0.02)
+    assert f["writer"] is None
+
+    writer = {"trials": 3, "per_trial_s": [0.004, 0.006, 0.1], "setup_s": 0.9, "drain_s": 0.2,
+              "errors": 0}  # fmt: skip
+    (next(d.glob("multirun/**/.nnlab/abc123")) / "writer.json").write_text(json.dumps(writer))
+    f = sweep_facts(d, started_at=100.0, exited_at=107.5)
+    assert f["per_trial"]["source"] == "sweep writer"
+    assert f["per_trial"]["median_s"] == pytest.approx(0.006)
+    assert f["writer"]["setup_s"] == 0.9 and "per_trial_s" not in f["writer"]
+
+
+def test_tracking_sweep_facts_without_wall_clock_fields(tmp_path):
+    from benchmarks.tracking_cost import sweep_facts
+
+    d = _sweep_dir(tmp_path, [{"tracking_s": 0.0, "seconds": 1.0}])
+    assert sweep_facts(d, 0.0, 1.0)["fixed_cost"] is None
+
+
+def test_tracking_goal_lines_read_the_section():
+    res = {
+        "tracking": {
+            "median_ratio": 1.1,
+            "per_trial": {"sqlite": {"median_s": 0.02}, "server": {"median_s": 0.05}},
+            "fixed_cost_s": {"sqlite": 1.5},
+        }
+    }
+    goals = {g["goal"]: g for g in bench_run.goals(res)}
+    assert goals["tracked / untracked sweep wall, median of pairs"]["met"] is True
+    assert goals["tracking per trial, sqlite, median (s)"]["met"] is False
+    assert goals["tracking per trial, server, median (s)"]["measured"] == 0.05
+    assert goals["sweep fixed cost, sqlite (s)"]["met"] is True
+    table = bench_run.format_table(res)
+    assert "tracking per trial, sqlite, median (s)" in table and "MISSED" in table
+
+
+@pytest.mark.slow
+def test_tracking_server_answers_raw_calls_and_is_stopped(tmp_path):
+    from benchmarks.tracking_cost import MlflowServer, process_tree, server_calls
+
+    srv = MlflowServer(tmp_path / "srv", workers=1)
+    try:
+        assert srv.wait_ready() > 0
+        calls = server_calls(srv.uri)
+        mem = srv.rss()
+        group = process_tree(srv.pid)
+    finally:
+        srv.stop()
+    assert len(calls["create_run_s"]["values"]) == 20 and calls["log_batch_s"]["median"] > 0
+    assert mem["rss_mb"] > 50 and mem["processes"] >= 1
+    # nothing of the server's process group is left running
+    assert not [p for p in group if Path(f"/proc/{p}").exists()]
