@@ -492,8 +492,11 @@ def abort_sweep() -> None:
     ctx: SweepContext | None = _SWEEP.get("ctx")
     if _SWEEP.get("lines") is not None:
         _SWEEP.pop("lines").stop()
+    killed = 0
     if _SWEEP.get("writer") is not None:  # what the trials left: uploaded, the running KILLED
-        _SWEEP.pop("writer").close(interrupted=True)
+        writer = _SWEEP.pop("writer")
+        writer.close(interrupted=True)
+        killed = writer.killed
     if ctx is None or not ctx.parent_run_id:
         return
     from mlflow.entities import RunTag
@@ -521,7 +524,7 @@ def abort_sweep() -> None:
     c.set_terminated(ctx.parent_run_id, "KILLED")
     print(
         f"nnlab: sweep {ctx.sweep_id} interrupted; parent run {ctx.parent_run_id} and "
-        f"{len(running)} running trials marked KILLED. Run the same command to resume.",
+        f"{len(running) + killed} running trials marked KILLED. Run the same command to resume.",
         file=sys.stderr,
         flush=True,
     )

@@ -82,6 +82,7 @@ class SweepWriter:
         self.jobs: dict[str, Upload] = {}
         self.error: str | None = None  # the store could not be opened: nothing is uploaded
         self.setup_s = self.drain_s = 0.0
+        self.killed = 0  # runs ended KILLED (Ctrl-C, SIGTERM)
         self._stop = threading.Event()
         self._end_running = False  # the final pass ends trials still "running" as killed
         self._thread = threading.Thread(target=self._main, name="nnlab-sweep-writer", daemon=True)
@@ -178,7 +179,7 @@ class SweepWriter:
             up.run_id = reopened
             c.update_run(reopened, "RUNNING")
             c.log_batch(reopened, tags=[RunTag(k, v) for k, v in tags.items()])
-            for key in series:  # steps it already holds are not sent again
+            for key in c.get_run(reopened).data.metrics:  # steps it holds are not sent again
                 logged = c.get_metric_history(reopened, key)
                 up.last_step[key] = max((m.step for m in logged), default=0)
             return []
@@ -238,6 +239,7 @@ class SweepWriter:
             upload_artifacts(self.client, up.run_id, up.artifact_uri, artifacts)
         self.client.set_terminated(up.run_id, STATUS[outcome])
         up.done = True
+        self.killed += outcome == "killed"
         checkpoint = meta.get("checkpoint")
         if checkpoint and outcome in DONE_OUTCOMES and not meta.get("keep_checkpoint"):
             for path in (Path(checkpoint), Path(checkpoint).with_suffix(".lock")):
