@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 from benchmarks.common import REPO, Skipped, module_available, run_worker, summarize, worker_env
@@ -128,8 +130,6 @@ def sweep_facts(workdir: Path, started_at: float, exited_at: float) -> dict:
 
 
 def _seconds(pattern: str, text: str) -> float | None:
-    import re
-
     m = re.search(pattern, text)
     return float(m.group(1)) if m else None
 
@@ -228,6 +228,10 @@ class MlflowServer:
             if sum(_cpu_ticks(p) for p in process_tree(self.pid)) - before < 0.05 * tick:
                 break
         return time.perf_counter() - t0
+
+    def log_lines(self) -> list[str]:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace").splitlines()
 
     def rss(self) -> dict:
         """Resident memory summed over the server's process tree (shared pages count in
@@ -342,13 +346,30 @@ def server_section(overrides: list[str], tmp: Path) -> dict:
                 d = tmp / "sweep-server"
                 d.mkdir()
                 extra = ["tracking=server", f"tracking.uri={srv.uri}"]
+                n0 = len(srv.log_lines())
                 r["sweep"] = run_sweep(overrides + extra, d)
+                counts = request_counts(srv.log_lines()[n0:])
+                n = max(r["sweep"]["n_trials"], 1)
+                r["requests_per_trial"] = {k: v / n for k, v in counts.most_common()}
             r["calls"] = server_calls(srv.uri)
             r.update(srv.rss())
         finally:
             srv.stop()
         out[name] = r
         print(f"  {server_line(name, r)}", flush=True)
+    return out
+
+
+def request_counts(lines: list[str]) -> Counter:
+    """Requests in uvicorn's access log lines, by method and endpoint (artifact paths as one)."""
+    out: Counter = Counter()
+    for m in re.finditer(r'"(GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)', "\n".join(lines)):
+        path = m.group(2)
+        if "/mlflow-artifacts/" in path:
+            path = "mlflow-artifacts"
+        else:
+            path = path.split("/mlflow/", 1)[-1]
+        out[f"{m.group(1)} {path}"] += 1
     return out
 
 
@@ -482,6 +503,13 @@ def run(quick: bool = False, core: int = 0) -> dict:
         "single_run": single,
     }
     out["fixed_cost_s"]["server"] = (srv_sweep["fixed_cost"] or {}).get("total_s")
+    out["fixed_cost_parts_s"] = {  # medians: launch -> first training, last end -> exit
+        m: {
+            part: _median([(p[m]["fixed_cost"] or {}).get(part) for p in pairs])
+            for part in ("before_s", "after_s")
+        }
+        for m in ("none", "sqlite")
+    }
     out["summary"] = summary_lines(out)
     return out
 
@@ -504,6 +532,14 @@ def summary_lines(out: dict) -> list[str]:
     def sec(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f} s"
 
+    def parts(mode: str) -> str:
+        b, a = (out["fixed_cost_parts_s"][mode][k] for k in ("before_s", "after_s"))
+        return "" if b is None else f" ({b:.2f} before + {a:.2f} after)"
+
+    requests = sorted(srv["requests_per_trial"].items(), key=lambda kv: -kv[1])
+    shown = [(k, v) for k, v in requests if v >= 0.1]
+    other = sum(v for k, v in requests if v < 0.1)
+
     return [
         f"flagship sweep ({pairs[0]['sqlite']['n_trials']} trials), {len(pairs)} interleaved "
         "pairs tracking=none / sqlite (free cores: 2 = idle machine):",
@@ -511,14 +547,17 @@ def summary_lines(out: dict) -> list[str]:
         f"tracked / untracked wall, median of pairs: x{out['median_ratio']:.3f} "
         f"(walls: none {med('none', 'wall_s')} s, sqlite {med('sqlite', 'wall_s')} s, medians)",
         f"fixed cost (launch -> first trial trains + last trial ends -> exit), median: "
-        f"none {sec(fx['none'])}, sqlite {sec(fx['sqlite'])}, server {sec(fx['server'])}; "
-        f"launcher set-up (header line) none {med('none', 'setup_s')} s, "
+        f"none {sec(fx['none'])}{parts('none')}, sqlite {sec(fx['sqlite'])}{parts('sqlite')}, "
+        f"server {sec(fx['server'])}; launcher set-up (header line) none {med('none', 'setup_s')} s, "
         f"sqlite {med('sqlite', 'setup_s')} s" + writer_part(pairs[-1]["sqlite"]["writer"]),
         f"per trial ({pt['sqlite']['source']}), sqlite: median {ms(pt['sqlite']['median_s'])}",
         f"server ({srv['command'].split(' --backend')[0]}, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="
         f"false): sweep {sweep['n_trials']} trials in {sweep['wall_s']:.1f} s; per trial "
         f"({pt['server']['source']}) median {ms(pt['server']['median_s'])}"
         + writer_part(sweep["writer"]),
+        f"  requests per trial: {sum(srv['requests_per_trial'].values()):.1f} = "
+        + ", ".join(f"{k} {v:.1f}" for k, v in shown)
+        + f", other {other:.2f}",
         f"  raw MlflowClient calls, --workers 1: create_run "
         f"{ms(srv['calls']['create_run_s']['median'])}, log_batch({srv['calls']['batch']}) "
         f"{ms(srv['calls']['log_batch_s']['median'])}; RSS {srv['rss_mb']:.0f} MB "

@@ -153,6 +153,24 @@ def test_tracking_goal_lines_read_the_section():
     assert "tracking per trial, sqlite, median (s)" in table and "MISSED" in table
 
 
+def test_tracking_server_requests_counted_by_endpoint():
+    from benchmarks.tracking_cost import request_counts
+
+    log = [
+        'INFO:     127.0.0.1:1 - "POST /api/2.0/mlflow/runs/create HTTP/1.1" 200 OK',
+        'INFO:     127.0.0.1:1 - "POST /api/2.0/mlflow/runs/log-batch HTTP/1.1" 200 OK',
+        'INFO:     127.0.0.1:1 - "POST /api/2.0/mlflow/runs/log-batch HTTP/1.1" 200 OK',
+        'INFO:     127.0.0.1:1 - "PUT /api/2.0/mlflow-artifacts/artifacts/1/a/model.npz HTTP/1.1"',
+        'INFO:     127.0.0.1:1 - "PUT /api/2.0/mlflow-artifacts/artifacts/1/a/x.csv HTTP/1.1"',
+        "INFO:     Shutting down",
+    ]
+    assert request_counts(log) == {
+        "POST runs/create": 1,
+        "POST runs/log-batch": 2,
+        "PUT mlflow-artifacts": 2,
+    }
+
+
 @pytest.mark.slow
 def test_tracking_server_answers_raw_calls_and_is_stopped(tmp_path):
     from benchmarks.tracking_cost import MlflowServer, process_tree, server_calls
