@@ -224,3 +224,43 @@ def test_interrupted_parallel_sweep_resumes_into_the_same_runs(make_launch_dir, 
         for metric in ("loss", "val_loss", "epoch_time"):
             assert steps(cwd, run.info.run_id, metric) == list(range(1, 13)), (name, metric)
     assert not list((cwd / ".nnlab/checkpoints/par").glob("*.npz"))  # uploaded: deleted
+
+
+@pytest.mark.slow
+def test_server_dies_mid_parallel_sweep_and_recover_completes_it(tmp_path: Path) -> None:
+    from helpers import free_port, start_mlflow_server, stop_mlflow_server
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    srv = ("--backend-store-uri", "sqlite:///srv.db")
+    server = start_mlflow_server(tmp_path, port, *srv)
+    args = ("-m", "lr=0.1,0.01,0.001", "epochs=10", "debug.epoch_delay=0.4", "tracking=server",
+            f"tracking.uri={uri}", "experiment_name=out", "trainer.checkpoint.interval=0",
+            *PARALLEL, *TINY)  # fmt: skip
+    try:
+        with running(tmp_path, *args) as proc:
+            wait_for_epoch(tmp_path, "out", 3, proc, timeout=180)
+            stop_mlflow_server(server)
+            out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, err
+        assert "MLflow error on" in err and "Retrying" not in err
+        sweep_dir = next(tmp_path.glob("multirun/*/*"))
+        assert f"python -m nnlab.recover {sweep_dir}" in out
+        jobs = sorted(sweep_dir.glob("*/run.json"))
+        assert len(jobs) == 3
+        assert all(json.loads(j.read_text())["outcome"] == "completed" for j in jobs)
+        assert any(json.loads(j.read_text())["tracked"] is False for j in jobs)
+
+        server = start_mlflow_server(tmp_path, port, *srv)  # back, with what it had before
+        rec = cli(tmp_path, str(sweep_dir), module="nnlab.recover")
+        assert rec.returncode == 0, rec.stderr
+        assert "closed parent run" in rec.stdout
+        trials = runs(uri, "out", "trial")
+        assert sorted(t.info.run_name for t in trials) == ["lr=0.001", "lr=0.01", "lr=0.1"]
+        for t in trials:
+            assert t.info.status == "FINISHED" and t.data.tags["nnlab.outcome"] == "completed"
+            assert steps(uri, t.info.run_id, "loss") == list(range(1, 11)), t.info.run_name
+        (parent,) = runs(uri, "out", "sweep")
+        assert parent.info.status == "FINISHED"
+    finally:
+        stop_mlflow_server(server)

@@ -87,6 +87,8 @@ def _quiet_mlflow() -> None:
 
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a server that went away: one nnlab line says so, not a "Retrying ..." line per attempt
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 @functools.cache
