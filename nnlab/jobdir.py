@@ -53,8 +53,10 @@ def write_artifacts(
     tb: str | None,
     save_model: bool,
     sync: bool = True,
+    batches: list[tuple[int, float]] | None = None,
 ) -> None:
-    """config.yaml, overrides.yaml, history.csv, model.npz, traceback.txt into ``out``.
+    """config.yaml, overrides.yaml, history.csv, batch_loss.csv (``batches``: (step, loss)
+    pairs, if any), model.npz, traceback.txt into ``out``.
 
     Atomic; ``sync`` also fsyncs each file (``trainer.checkpoint.sync``: power-loss safety).
     """
@@ -65,6 +67,8 @@ def write_artifacts(
         Artifact.OVERRIDES: OmegaConf.to_yaml(OmegaConf.create(overrides)),
         Artifact.HISTORY: history_csv(rows),
     }
+    if batches:
+        texts[Artifact.BATCH_LOSS] = batch_csv(batches)
     if tb is not None:
         texts[Artifact.TRACEBACK] = tb
     for name, text in texts.items():

@@ -539,6 +539,7 @@ class Trial:
                 tb,
                 bool(plain["tracking"].get("log_model", True)),
                 plain["trainer"]["checkpoint"]["sync"],
+                local.batches,
             )
         except Exception as exc:
             say(f"nnlab: could not write artifacts to {self.artifact_dir}: {exc}")
