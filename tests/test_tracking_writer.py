@@ -140,6 +140,11 @@ def test_parallel_sweep_files_runs_as_a_serial_one_and_only_the_launcher_imports
     jobs = [json.loads(p.read_text()) for p in parallel.glob("multirun/*/*/.nnlab/*/job*.json")]
     assert {j["run_id"] for j in jobs} == {r.info.run_id for r in runs(parallel, "same", "trial")}
 
+    again = cli(parallel, *args, *PARALLEL)  # the store read without MLflow: both skipped
+    assert again.returncode == 0, again.stderr
+    assert "in sqlite:///" in again.stdout and "skipped          2" in again.stdout
+    assert len(runs(parallel, "same", "trial")) == 2 and len(runs(parallel, "same", "sweep")) == 2
+
 
 def test_live_curves_reach_the_store_while_a_parallel_trial_trains(launch_dir: Path) -> None:
     args = ("-m", "lr=0.1", "epochs=12", "debug.epoch_delay=0.5", "experiment_name=live",
@@ -187,6 +192,15 @@ def test_interrupted_parallel_sweep_resumes_into_the_same_runs(make_launch_dir, 
     cwd = make_launch_dir("interrupted")
     with running(cwd, *SLOW_SWEEP) as proc:
         wait_for_epoch(cwd, "par", 3, proc)
+
+        def both_live() -> bool:  # the writer opens the store while the trials start
+            try:
+                trials = runs(cwd, "par", "trial")
+            except Exception:  # no experiment yet
+                return False
+            return len(trials) == 2 and all(steps(cwd, t.info.run_id, "loss") for t in trials)
+
+        wait_until(both_live, proc, "both trials' runs with steps in MLflow", 120, 0.2)
         proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
         if how == "ctrl-c":
             _, err = proc.communicate(timeout=120)

@@ -32,37 +32,47 @@ def launcher_gone(tag: str | None) -> bool:
     return False
 
 
+def reusable(status: str, tags: dict[str, str], search: bool) -> bool:
+    """Whether the latest parent of the same sweep (its ``status`` and ``tags``) is reopened:
+    it ended KILLED (Ctrl-C, SIGTERM), or is still RUNNING although its launcher process is gone
+    (``kill -9``); a search's parent is reopened FINISHED too (one study, one run)."""
+    gone = status == "RUNNING" and launcher_gone(tags.get(Tag.LAUNCHER))
+    return status == "KILLED" or gone or (search and status == "FINISHED")
+
+
 def reopen_parent(ctx: Any) -> str | None:
     """Reuse the parent run of an interrupted run of the same sweep; return its id or None.
 
-    The latest parent with the same ``nnlab.sweep_hash`` is reused when it ended KILLED (Ctrl-C,
-    SIGTERM) or is still RUNNING although its launcher process is gone (``kill -9``). Its trials
-    that FINISHED are skipped, interrupted ones resume into their own runs, so the sweep ends
-    with one parent holding every trial.
+    The latest parent with the same ``nnlab.sweep_hash`` is reused when :func:`reusable`. Its
+    trials that FINISHED are skipped, interrupted ones resume into their own runs, so the sweep
+    ends with one parent holding every trial.
     """
-    from mlflow.entities import RunTag
-
     c = client(ctx.uri)
     query = f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.SWEEP_HASH}` = '{ctx.sweep_hash}'"
     latest = c.search_runs(
         [ctx.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
     )
-    if not latest:
+    if not latest or not reusable(latest[0].info.status, latest[0].data.tags, bool(ctx.search)):
         return None
     run = latest[0]
-    status, tags = run.info.status, run.data.tags
-    gone = status == "RUNNING" and launcher_gone(tags.get(Tag.LAUNCHER))
-    if not (status == "KILLED" or gone or (ctx.search and status == "FINISHED")):  # 1 study, 1 run
-        return None
     ctx.parent_run_id = run.info.run_id
-    ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
+    ctx.sweep_id = run.data.tags.get(Tag.SWEEP_ID, ctx.sweep_id)
+    take_over(ctx, run.data.tags)
+    return ctx.parent_run_id
+
+
+def take_over(ctx: Any, tags: dict[str, str]) -> None:
+    """Mark the reopened parent ``ctx.parent_run_id`` RUNNING under this launcher (``tags``:
+    its tags before, for the count of resumes)."""
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
     c.update_run(ctx.parent_run_id, "RUNNING")
     resumes = int(tags.get(Tag.RESUMES, "0")) + 1
     c.log_batch(
         ctx.parent_run_id,
         tags=[RunTag(Tag.LAUNCHER, launcher_tag()), RunTag(Tag.RESUMES, str(resumes))],
     )
-    return ctx.parent_run_id
 
 
 def start_parent(ctx: Any, task: str, experiment_name: str) -> str:

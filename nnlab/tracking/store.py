@@ -327,6 +327,12 @@ def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str
             f"tracking.uri={uri!r}: cannot open the MLflow store ({one_line(exc)}); check the "
             "URI, or move a damaged sqlite file aside"
         ) from None
+    probe_location(location, name)
+    return exp_id
+
+
+def probe_location(location: str, name: str) -> None:
+    """An experiment's ``file:`` artifact location must be writable (ConfigError if not)."""
     if location.startswith("file:"):
         from urllib.parse import unquote, urlsplit
 
@@ -334,7 +340,6 @@ def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str
             Path(unquote(urlsplit(location).path)),
             f"experiment {name!r} artifact location {location}",
         )
-    return exp_id
 
 
 def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:

@@ -37,10 +37,8 @@ from nnlab.tracking.parent import end_parent, reopen_parent, start_parent, unfin
 from nnlab.tracking.registry import register_sweep_best
 from nnlab.tracking.schema import OUTCOMES, SWEEP_FILE, Tag
 from nnlab.tracking.store import (
-    check_store,
     client,
     finished_trials,
-    is_new_sqlite,
     one_line,
     prepare_store,
     resolve_uri,
@@ -283,11 +281,11 @@ def open_tracking(ctx: SweepContext, config: Any, plain: dict) -> str:
     """The store, experiment and parent run of the sweep; what the header says of them.
 
     A parallel sweep (joblib) is uploaded by one writer thread of this process
-    (:mod:`nnlab.tracking.writer`): its workers never import MLflow. On a new sqlite store
-    nothing can be skipped or resumed, so the writer opens the store itself while the first
-    trials train (after the checks that need no MLflow).
+    (:mod:`nnlab.tracking.writer`): its workers never import MLflow. On a sqlite store, what
+    the sweep must know before its first trial is read without MLflow
+    (:func:`nnlab.tracking.writer.quick_setup`) and the writer opens the store meanwhile.
     """
-    from nnlab.tracking.writer import SweepWriter
+    from nnlab.tracking.writer import SweepWriter, quick_setup
 
     tracking, name, base = plain["tracking"], plain["experiment_name"], Path(ctx.launch_dir)
     ctx.uri = resolve_uri(tracking["uri"], base)
@@ -295,17 +293,10 @@ def open_tracking(ctx: SweepContext, config: Any, plain: dict) -> str:
     ctx.writer = ctx.parallel and not ctx.remote and not ctx.search
     task = " ".join(config.hydra.overrides.task)
     try:
-        if ctx.writer and is_new_sqlite(ctx.uri):
-            check_store(ctx.uri, tracking["artifacts"], base)
-            sweep_file = Path(ctx.sweep_dir) / SWEEP_FILE
-
-            def setup() -> None:
-                ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
-                ctx.parent_run_id = start_parent(ctx, task, name)
-                ctx.save(sweep_file)  # for nnlab.recover: the parent to close
-
-            _SWEEP["writer"] = SweepWriter(ctx, setup)
-            return f", experiment {name!r} in a new store {ui_command(ctx.uri).split()[-1]}"
+        quick = quick_setup(ctx, plain, task) if ctx.writer else None
+        if quick is not None:  # the writer opens the store while the first trials train
+            _SWEEP["writer"], header = quick
+            return header
         ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
         if launchers.is_slurm(config.hydra.launcher):
             check_artifacts_shared(ctx.uri, ctx.experiment_id, name)

@@ -34,6 +34,7 @@ from nnlab.tracking.schema import (
     MAX_PARAMS_PER_BATCH,
     RUN_OUTCOMES,
     STATUS,
+    SWEEP_FILE,
     Artifact,
     Tag,
     param_value,
@@ -42,6 +43,64 @@ from nnlab.tracking.schema import (
 POLL_S = 0.2  # seconds between scans of the sweep's job directories
 JOBS_DIR = "jobs"  # <results dir>/jobs/<job number>: the path of that trial's run.json
 DONE_OUTCOMES = ("completed", "early_stopped", "diverged", "pruned")  # checkpoint not needed
+
+
+def quick_setup(ctx: Any, plain: dict, task: str) -> tuple[SweepWriter, str] | None:
+    """A parallel sweep's set-up on a sqlite store, without importing MLflow here.
+
+    The store is checked (file, directories) and read (:mod:`nnlab.tracking.store_index`) for
+    the trials to skip and the parent to continue; the writer, once started, opens the store,
+    creates the experiment and the parent run (or takes the interrupted one over) while the first
+    trials train. Returns (writer, what the header says), or None when MLflow must be asked
+    (another store, a schema this MLflow does not write, a deleted experiment).
+    """
+    from nnlab.tracking.parent import reusable, start_parent, take_over, unfinished_trials
+    from nnlab.tracking.store import (
+        check_store,
+        is_new_sqlite,
+        prepare_store,
+        probe_location,
+        sqlite_path,
+        ui_command,
+    )
+    from nnlab.tracking.store_index import StoreIndex, read_index
+
+    db, tracking, name = sqlite_path(ctx.uri), plain["tracking"], plain["experiment_name"]
+    if db is None:
+        return None
+    base = Path(ctx.launch_dir)
+    check_store(ctx.uri, tracking["artifacts"], base)
+    new = is_new_sqlite(ctx.uri)
+    index = StoreIndex() if new else read_index(db, name, ctx.sweep_hash)
+    if index is None:
+        return None
+    if index.artifact_location:
+        probe_location(index.artifact_location, name)
+    ctx.experiment_id = index.experiment_id
+    if not tracking["rerun"]:
+        ctx.skip = index.finished
+    previous = index.parent
+    reused = previous is not None and reusable(previous[1], previous[2], False)
+    if reused:
+        ctx.parent_run_id, tags = previous[0], previous[2]
+        ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
+    sweep_file = Path(ctx.sweep_dir) / SWEEP_FILE
+
+    def setup() -> dict[str, str] | None:
+        ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
+        reopen = None
+        if reused:
+            take_over(ctx, tags)
+            reopen = unfinished_trials(ctx)
+        else:
+            ctx.parent_run_id = start_parent(ctx, task, name)
+        ctx.save(sweep_file)  # for nnlab.recover: the parent to close
+        return reopen
+
+    where = ("a new store " if new else "") + ui_command(ctx.uri).split()[-1]
+    if reused:
+        where += f", parent run {ctx.parent_run_id} (resumed: same sweep as an interrupted one)"
+    return SweepWriter(ctx, setup), f", experiment {name!r} in {where}"
 
 
 def announce(results_dir: str | Path, job: int, run_file: Path) -> None:
@@ -66,15 +125,16 @@ class Upload:
 class SweepWriter:
     """The thread that uploads a parallel sweep's trials (see the module docstring).
 
-    ``setup`` (optional) runs first, in the thread: it opens a new store and sets
-    ``ctx.experiment_id`` and ``ctx.parent_run_id`` while the first trials already train.
-    ``reopen`` maps config hash -> run id of the unfinished trials of a reopened parent.
+    ``setup`` (optional) runs first, in the thread, while the first trials already train: it
+    opens the store, sets ``ctx.experiment_id`` and ``ctx.parent_run_id`` and returns what
+    ``reopen`` holds otherwise: config hash -> run id of the unfinished trials of a reopened
+    parent (:func:`quick_setup`).
     """
 
     def __init__(
         self,
         ctx: Any,
-        setup: Callable[[], None] | None = None,
+        setup: Callable[[], dict[str, str] | None] | None = None,
         reopen: dict[str, str] | None = None,
         poll: float = POLL_S,
     ):
@@ -107,7 +167,7 @@ class SweepWriter:
         t0 = time.perf_counter()
         try:
             if self.setup is not None:
-                self.setup()
+                self.reopen.update(self.setup() or {})
             self.client = client(self.ctx.uri)
             self.store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
             self.bulk = hasattr(self.store, "engine") and self.ctx.uri.startswith("sqlite:")
