@@ -18,11 +18,11 @@ after recording. Ctrl-C / SIGTERM marks the run KILLED, keeps its checkpoint and
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 import traceback
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,12 @@ from nnlab.config import ConfigError, validate
 from nnlab.jobdir import LocalHistory, write_artifacts
 from nnlab.provenance import source_tags
 from nnlab.tracking.datasets import dataset_records
+from nnlab.tracking.job import JobPlace, TrialRecord, run_name
 from nnlab.tracking.launchers import sigterm_interrupts
 from nnlab.tracking.pyfunc import logged_model_tag, write_trial_model
 from nnlab.tracking.schema import (
     RUN_FILE,
     RUN_FORMAT,
-    SWEEP_FILE,
     Tag,
     config_hash,
     flatten,
@@ -53,81 +53,9 @@ from nnlab.tracking.store import (
     runs_url,
     ui_command,
 )
-from nnlab.tracking.sweep import SweepContext, fmt, record_trial
+from nnlab.tracking.sweep import fmt, record_trial
 from nnlab.tracking.writer import announce
 from nnlab.train import Sink, TrainResult, TrainState, train
-
-
-@dataclass
-class TrialRecord:
-    """What a finished trial reports (to the sweep summary, as ``job#####.json``)."""
-
-    job: int
-    name: str
-    config_hash: str
-    outcome: str = "failed"
-    run_id: str | None = None
-    loss: float | None = None
-    val_loss: float | None = None
-    seconds: float = 0.0
-    tracking_s: float = 0.0
-    checkpoint_s: float = 0.0
-    epochs_run: int = 0
-    train_s: float | None = None
-    blas_threads: int | None = None
-    error: str | None = None
-    tracking_error: str | None = None
-    job_dir: str | None = None
-    prior_outcome: str | None = None
-    # wall-clock (unix) times: when training began and the trial ended (a sweep's fixed cost)
-    train_started: float | None = None
-    ended: float | None = None
-
-
-@dataclass
-class JobPlace:
-    """Where a job runs: launch dir, job dir, its overrides, its sweep (None: a single run)."""
-
-    base: Path
-    out: Path
-    overrides: list[str]
-    job: int
-    ctx: SweepContext | None
-
-    @classmethod
-    def from_hydra(cls) -> JobPlace:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if not HydraConfig.initialized():  # called as a function, outside Hydra
-            out = Path.cwd() / "outputs" / f"run-{uuid.uuid4().hex[:8]}"
-            return cls(Path.cwd(), out, [], 0, None)
-        hc = HydraConfig.get()
-        base = Path(hc.runtime.cwd)
-        if hc.mode != RunMode.MULTIRUN:
-            return cls(base, Path(hc.runtime.output_dir), list(hc.overrides.task), 0, None)
-        ctx = SweepContext.load(base / hc.sweep.dir / SWEEP_FILE)
-        if ctx.launch_dir:  # a cluster job may run elsewhere: paths start at the launch dir
-            base = Path(ctx.launch_dir)
-        return cls(base, Path(hc.runtime.output_dir), list(hc.overrides.task), int(hc.job.num), ctx)
-
-
-def run_name(overrides: list[str], varying: list[str] | None, plain: dict) -> str:
-    """``lr=0.01 batch_size=16 epochs=50``: the overrides that vary across the sweep.
-
-    A single run (``varying is None``) is named by the three axes plus its other overrides.
-    """
-    if varying:
-        keys = [o.split("=", 1)[0] for o in overrides]
-        return " ".join(o for o, k in zip(overrides, keys, strict=True) if k in varying)
-    axes = [f"{k}={plain[k]}" for k in ("lr", "batch_size", "epochs")]
-    extra = [
-        o
-        for o in overrides
-        if o.split("=", 1)[0].lstrip("+~") not in ("lr", "batch_size", "epochs")
-        and not o.lstrip("+~").startswith(("tracking", "hydra"))
-    ]
-    return " ".join(axes + extra)
 
 
 def run_trial(cfg: Any) -> dict:
@@ -422,11 +350,15 @@ class Trial:
             announce(self.place.ctx.results_dir, record.job, self.place.out / RUN_FILE)
         if self.ckpt is not None:
             # the MLflow sink flushes only right after a save: the store never holds an epoch
-            # the checkpoint lacks (a resume backfills the steps it misses)
+            # the checkpoint lacks (a resume backfills the steps it misses); in a parallel
+            # sweep history.csv, which the writer uploads, is rewritten only then
             after_save = None
             if self.sink is not None:
                 self.sink.auto_flush = False
                 after_save = self.sink.maybe_flush
+            elif self.writer:
+                local = self.local
+                local.interval, after_save = math.inf, lambda _epoch: local.write()
             self.schedule = CheckpointSchedule(
                 self.save_checkpoint, tr["checkpoint"]["interval"], after_save
             )
