@@ -79,7 +79,10 @@ def run_sweep(
     p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     wall, exited_at = time.perf_counter() - t0, time.time()
     if p.returncode:
-        raise RuntimeError(f"{' '.join(cmd[2:])} failed ({p.returncode}): {p.stderr[-1500:]}")
+        out = "\n".join(p.stdout.strip().splitlines()[-12:])
+        raise RuntimeError(
+            f"{' '.join(cmd[2:])} failed ({p.returncode}) in {workdir}:\n{out}\n{p.stderr[-1500:]}"
+        )
     return {
         "command": " ".join(["python", *cmd[1:]]),
         "wall_s": wall,
@@ -144,16 +147,28 @@ def load_probe() -> dict:
 def sweep_pairs(overrides: list[str], n_pairs: int, tmp: Path) -> list[dict]:
     """``n_pairs`` x (tracking=none, then sqlite), each sweep in a fresh directory, the
     machine's load probed before each pair."""
-    pairs = []
-    for i in range(n_pairs):
+    pairs: list[dict] = []
+    failures: list[str] = []  # a failed sweep is reported and its pair run again (twice at most)
+    for attempt in range(n_pairs + 2):
+        if len(pairs) == n_pairs:
+            break
         pair: dict = {"load": load_probe()}
-        for mode, extra in (("none", ["tracking=none"]), ("sqlite", [])):
-            d = tmp / f"pair{i}-{mode}"
-            d.mkdir()
-            pair[mode] = run_sweep(overrides + extra, d)
+        try:
+            for mode, extra in (("none", ["tracking=none"]), ("sqlite", [])):
+                d = tmp / f"pair{attempt}-{mode}"
+                d.mkdir()
+                pair[mode] = run_sweep(overrides + extra, d)
+        except RuntimeError as exc:
+            failures.append(str(exc))
+            print(f"  FAILED: {exc}", flush=True)
+            continue
         pair["ratio"] = pair["sqlite"]["wall_s"] / pair["none"]["wall_s"]
         pairs.append(pair)
-        print(f"  {pair_line(i, pair)}", flush=True)
+        print(f"  {pair_line(len(pairs) - 1, pair)}", flush=True)
+    if len(pairs) < n_pairs:
+        raise RuntimeError(f"{len(failures)} sweeps failed:\n" + "\n".join(failures))
+    if failures:
+        pairs[0]["failures_before"] = failures
     return pairs
 
 
@@ -343,11 +358,19 @@ def server_section(overrides: list[str], tmp: Path) -> dict:
             r: dict = {"command": srv.command, "ready_s": srv.wait_ready()}
             r["idle_after_s"] = srv.wait_idle()
             if workers == 1:
-                d = tmp / "sweep-server"
-                d.mkdir()
                 extra = ["tracking=server", f"tracking.uri={srv.uri}"]
-                n0 = len(srv.log_lines())
-                r["sweep"] = run_sweep(overrides + extra, d)
+                for attempt in (1, 2):  # a failed sweep is reported and run again once
+                    d = tmp / f"sweep-server{attempt}"
+                    d.mkdir()
+                    n0 = len(srv.log_lines())
+                    try:
+                        r["sweep"] = run_sweep(overrides + extra, d)
+                        break
+                    except RuntimeError as exc:
+                        if attempt == 2:
+                            raise
+                        r["failure_before"] = str(exc)
+                        print(f"  FAILED: {exc}", flush=True)
                 counts = request_counts(srv.log_lines()[n0:])
                 n = max(r["sweep"]["n_trials"], 1)
                 r["requests_per_trial"] = {k: v / n for k, v in counts.most_common()}
@@ -544,6 +567,10 @@ def summary_lines(out: dict) -> list[str]:
         f"flagship sweep ({pairs[0]['sqlite']['n_trials']} trials), {len(pairs)} interleaved "
         "pairs tracking=none / sqlite (free cores: 2 = idle machine):",
         *(f"  {pair_line(i, p)}" for i, p in enumerate(pairs)),
+        *(
+            f"  FAILED sweep (its pair run again): {f.splitlines()[0]} ... {f.splitlines()[-1]}"
+            for f in pairs[0].get("failures_before", [])
+        ),
         f"tracked / untracked wall, median of pairs: x{out['median_ratio']:.3f} "
         f"(walls: none {med('none', 'wall_s')} s, sqlite {med('sqlite', 'wall_s')} s, medians)",
         f"fixed cost (launch -> first trial trains + last trial ends -> exit), median: "
