@@ -144,6 +144,39 @@ def load_probe() -> dict:
     return {"loadavg_1min": os.getloadavg()[0], "free_cores": capacity()}
 
 
+def replay(sweep_dir: Path, uri: str, experiment: str) -> dict:
+    """The sweep writer alone: a finished sweep's job directories uploaded again, into
+    ``experiment`` of the store at ``uri``, while nothing else runs (the writer's own cost per
+    trial, without the trials competing for the cores). Wall and thread-CPU medians."""
+    import shutil
+
+    from nnlab.tracking.parent import start_parent
+    from nnlab.tracking.store import prepare_store
+    from nnlab.tracking.sweep import SweepContext
+    from nnlab.tracking.writer import SweepWriter
+
+    work = sweep_dir.parent / f"{sweep_dir.name}-replay-{experiment}"
+    shutil.copytree(sweep_dir, work)
+    ctx = SweepContext(**json.loads((work / ".nnlab" / "sweep.json").read_text()))
+    ctx.uri, ctx.sweep_dir = uri, str(work)
+    ctx.results_dir = str(work / ".nnlab" / Path(ctx.results_dir).name)
+    for entry in (Path(ctx.results_dir) / "jobs").iterdir():  # the copies' run.json files
+        entry.write_text(entry.read_text().replace(str(sweep_dir), str(work)))
+    base = Path(ctx.launch_dir)
+    ctx.experiment_id = prepare_store(uri, experiment, "mlruns", base)
+    ctx.parent_run_id = start_parent(ctx, "replay", experiment)
+    writer = SweepWriter(ctx)
+    writer.start()
+    writer.close()
+    stats = writer.stats()
+    return {
+        "uri": uri,
+        "trials": stats["trials"],
+        "median_s": _median(stats["per_trial_s"]),
+        "cpu_median_s": _median(stats["per_trial_cpu_s"]),
+    }
+
+
 def sweep_pairs(overrides: list[str], n_pairs: int, tmp: Path) -> list[dict]:
     """``n_pairs`` x (tracking=none, then sqlite), each sweep in a fresh directory, the
     machine's load probed before each pair."""
@@ -195,8 +228,8 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """``mlflow server`` on a free local port in its own process group, artifacts served
-    through it; ``workers=None`` starts it as ``mlflow server`` does by default (4 workers,
+    """``mlflow server`` on a free local port in its own process group, artifacts in a local
+    directory the client writes itself; ``workers=None`` starts it as ``mlflow server`` does by default (4 workers,
     job execution as configured). :meth:`stop` ends the whole group."""
 
     def __init__(self, root: Path, workers: int | None = 1) -> None:
@@ -206,7 +239,9 @@ class MlflowServer:
         cmd = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += [] if workers is None else ["--workers", str(workers)]
         cmd += ["--backend-store-uri", f"sqlite:///{root / 'srv.db'}"]
-        cmd += ["--serve-artifacts", "--artifacts-destination", str(root / "art")]
+        # the local recipe (docs/tracking.md): artifacts written by the client into a directory
+        # of this machine, not uploaded through the server one request per file
+        cmd += ["--no-serve-artifacts", "--default-artifact-root", str((root / "art").resolve())]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env.update(SERVER_ENV if workers is not None else {})
         self.command = " ".join(cmd)
@@ -374,6 +409,8 @@ def server_section(overrides: list[str], tmp: Path) -> dict:
                 counts = request_counts(srv.log_lines()[n0:])
                 n = max(r["sweep"]["n_trials"], 1)
                 r["requests_per_trial"] = {k: v / n for k, v in counts.most_common()}
+                r["idle_after_sweep_s"] = srv.wait_idle()
+                r["replay"] = replay(next(d.glob("multirun/*/*")), srv.uri, "replay")
             r["calls"] = server_calls(srv.uri)
             r.update(srv.rss())
         finally:
@@ -498,6 +535,9 @@ def run(quick: bool = False, core: int = 0) -> dict:
     overrides = ["report.enabled=false"] + (QUICK_OVERRIDES if quick else [])
     with tempfile.TemporaryDirectory(prefix="nnlab-bench-tracking-") as tmp:
         pairs = sweep_pairs(overrides, 3 if quick else 5, Path(tmp))
+        last = next(Path(tmp).glob("pair*-sqlite/multirun/*/*"), None) if pairs else None
+        db = Path(tmp) / "replay.db"
+        sqlite_replay = replay(last, f"sqlite:///{db}", "replay") if last else None
         server = server_section(overrides, Path(tmp))
         d = Path(tmp) / "single"
         d.mkdir()
@@ -524,6 +564,7 @@ def run(quick: bool = False, core: int = 0) -> dict:
         },
         "server": server,
         "single_run": single,
+        "replay": {"sqlite": sqlite_replay, "server": server["workers1"].get("replay")},
     }
     out["fixed_cost_s"]["server"] = (srv_sweep["fixed_cost"] or {}).get("total_s")
     out["fixed_cost_parts_s"] = {  # medians: launch -> first training, last end -> exit
@@ -577,7 +618,14 @@ def summary_lines(out: dict) -> list[str]:
         f"none {sec(fx['none'])}{parts('none')}, sqlite {sec(fx['sqlite'])}{parts('sqlite')}, "
         f"server {sec(fx['server'])}; launcher set-up (header line) none {med('none', 'setup_s')} s, "
         f"sqlite {med('sqlite', 'setup_s')} s" + writer_part(pairs[-1]["sqlite"]["writer"]),
-        f"per trial ({pt['sqlite']['source']}), sqlite: median {ms(pt['sqlite']['median_s'])}",
+        f"per trial ({pt['sqlite']['source']}), sqlite: median {ms(pt['sqlite']['median_s'])} "
+        "wall in the sweep (the cores busy with trials)",
+        *(
+            f"per trial, the writer alone replaying a sweep's {r['trials']} job dirs into an idle "
+            f"{kind} store: median {ms(r['median_s'])} wall, {ms(r['cpu_median_s'])} of its CPU"
+            for kind, r in out["replay"].items()
+            if r
+        ),
         f"server ({srv['command'].split(' --backend')[0]}, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="
         f"false): sweep {sweep['n_trials']} trials in {sweep['wall_s']:.1f} s; per trial "
         f"({pt['server']['source']}) median {ms(pt['server']['median_s'])}"

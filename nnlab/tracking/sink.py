@@ -85,8 +85,8 @@ def upload_artifacts(c: Any, run_id: str, artifact_uri: str | None, directory: P
     if artifact_uri is None:
         c.log_artifacts(run_id, str(directory))
         return
-    if artifact_uri.startswith("file:"):  # the local store's own directory
-        from urllib.parse import unquote, urlsplit
+    if artifact_uri.startswith(("file:", "/")):  # a directory of this machine (a local store,
+        from urllib.parse import unquote, urlsplit  # or a server that does not proxy artifacts)
 
         link_tree(directory, Path(unquote(urlsplit(artifact_uri).path)))
         return

@@ -119,7 +119,8 @@ class Upload:
     seen: tuple = ()  # (size, mtime) of the history files at the last upload
     done: bool = False
     error: str | None = None
-    seconds: float = 0.0  # the writer's time on this trial
+    seconds: float = 0.0  # the writer's time on this trial (wall clock)
+    cpu_seconds: float = 0.0  # of which the writer thread's own CPU time
 
 
 class SweepWriter:
@@ -192,7 +193,7 @@ class SweepWriter:
                 up = self.jobs[entry.name] = Upload(Path(entry.read_text()))
             if up.done or up.error is not None:
                 continue
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 self.sync(up)
             except Exception as exc:
@@ -204,6 +205,7 @@ class SweepWriter:
                     "on, its history is kept in its job directory"
                 )
             up.seconds += time.perf_counter() - t0
+            up.cpu_seconds += time.thread_time() - c0
 
     def sync(self, up: Upload) -> None:
         """Bring trial ``up``'s run level with its job directory."""
@@ -337,10 +339,11 @@ class SweepWriter:
 
     def stats(self) -> dict:
         """What the benchmark reads (``writer.json``)."""
-        per_trial = [up.seconds for up in self.jobs.values() if up.done]
+        done = [up for up in self.jobs.values() if up.done]
         return {
-            "trials": len(per_trial),
-            "per_trial_s": per_trial,
+            "trials": len(done),
+            "per_trial_s": [up.seconds for up in done],
+            "per_trial_cpu_s": [up.cpu_seconds for up in done],
             "setup_s": self.setup_s,
             "drain_s": self.drain_s,
             "errors": sum(up.error is not None for up in self.jobs.values()),
