@@ -60,8 +60,9 @@ def test_bulk_insert_reads_back_like_log_batch(tracking_store) -> None:
     c.log_batch(
         by_api, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()]
     )
+    c.set_terminated(by_api, "FINISHED")
     by_bulk = c.create_run(exp_id, run_name="bulk").info.run_id
-    insert_new_run(store, by_bulk, params, metrics, tags)
+    insert_new_run(store, by_bulk, params, metrics, tags, "FINISHED")
 
     a, b = c.get_run(by_api).data, c.get_run(by_bulk).data
     assert b.params == a.params and len(b.params) == 30
@@ -77,7 +78,18 @@ def test_bulk_insert_reads_back_like_log_batch(tracking_store) -> None:
             for run in (by_api, by_bulk)
         ]
         assert history[0] == history[1], key
-    for query in ("metrics.loss < 0.25", "metrics.tie = 2.0", "metrics.grad > 2.5"):
+    api, bulk = c.get_run(by_api).info, c.get_run(by_bulk).info
+    assert (
+        (bulk.status, bulk.lifecycle_stage)
+        == (api.status, api.lifecycle_stage)
+        == (
+            "FINISHED",
+            "active",
+        )
+    )
+    assert bulk.start_time <= bulk.end_time <= int(time.time() * 1000)
+    for query in ("metrics.loss < 0.25", "metrics.tie = 2.0", "metrics.grad > 2.5",
+                  "attributes.status = 'FINISHED' and attributes.end_time > 0"):  # fmt: skip
         found = {r.info.run_id for r in c.search_runs([exp_id], query)} & {by_api, by_bulk}
         assert found == {by_api, by_bulk}, query
 

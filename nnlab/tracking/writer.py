@@ -223,9 +223,11 @@ class SweepWriter:
         params = self._open(up, meta, series) if up.run_id is None else []
         metrics = self._new_points(up, series)
         tags = self._end_tags(up, meta, outcome) if final else {}
-        self._send(up, params, metrics, tags)
+        if final:  # the files first: a run is never FINISHED without them
+            self._upload_artifacts(up)
+        ended = self._send(up, params, metrics, tags, STATUS[outcome] if final else None)
         if final:
-            self._close(up, meta, outcome)
+            self._close(up, meta, outcome, ended)
 
     # --- the store calls ---------------------------------------------------------------------
 
@@ -258,15 +260,18 @@ class SweepWriter:
                 say(f"nnlab: could not log the datasets of MLflow run {up.run_id}: {one_line(exc)}")
         return [Param(k, param_value(v)) for k, v in (meta.get("params") or {}).items()]
 
-    def _send(self, up: Upload, params: list, metrics: list, tags: dict[str, str]) -> None:
-        """params, metrics and tags in as few ``log_batch`` calls as MLflow's limits allow
-        (a run created just now, on sqlite: one transaction, :func:`insert_new_run`)."""
+    def _send(
+        self, up: Upload, params: list, metrics: list, tags: dict[str, str], status: str | None
+    ) -> bool:
+        """params, metrics and tags in as few ``log_batch`` calls as MLflow's limits allow; a
+        run created just now, on sqlite: one transaction (:func:`insert_new_run`), which also
+        ends it with ``status`` if given. True when the run was ended here."""
         from mlflow.entities import RunTag
 
         if params and self.bulk:
             try:
-                insert_new_run(self.store, up.run_id, params, metrics, tags)
-                return
+                insert_new_run(self.store, up.run_id, params, metrics, tags, status)
+                return status is not None
             except Exception as exc:  # another schema than this MLflow's: the API from now on
                 self.bulk = False
                 from nnlab.tracking.store import one_line
@@ -279,6 +284,7 @@ class SweepWriter:
             m = metrics[: MAX_ENTITIES_PER_BATCH - len(p) - len(t)]
             self.client.log_batch(up.run_id, metrics=m, params=p, tags=t)
             params, items, metrics = params[len(p) :], items[len(t) :], metrics[len(m) :]
+        return False
 
     def _end_tags(self, up: Upload, meta: dict, outcome: str) -> dict[str, str]:
         from nnlab.tracking.pyfunc import logged_model_tag
@@ -292,14 +298,18 @@ class SweepWriter:
             atomic_write_text(model, json.dumps(info, indent=2) + "\n", sync=False)
         return {**tags, **logged_model_tag(up.run_file.parent / "artifacts")}
 
-    def _close(self, up: Upload, meta: dict, outcome: str) -> None:
-        """Artifacts, status; the checkpoint of a trial that trained to its end is deleted."""
+    def _upload_artifacts(self, up: Upload) -> None:
         from nnlab.tracking.sink import upload_artifacts
 
         artifacts = up.run_file.parent / "artifacts"
         if artifacts.is_dir() and any(artifacts.iterdir()):
             upload_artifacts(self.client, up.run_id, up.artifact_uri, artifacts)
-        self.client.set_terminated(up.run_id, STATUS[outcome])
+
+    def _close(self, up: Upload, meta: dict, outcome: str, ended: bool) -> None:
+        """The status (unless ``ended``); the checkpoint of a trial that trained to its end is
+        deleted; ``run.json`` names the run."""
+        if not ended:
+            self.client.set_terminated(up.run_id, STATUS[outcome])
         up.done = True
         self.killed += outcome == "killed"
         checkpoint = meta.get("checkpoint")
@@ -350,8 +360,11 @@ class SweepWriter:
         }
 
 
-def insert_new_run(store: Any, run_id: str, params: list, metrics: list, tags: dict) -> None:
-    """A run's params, metrics (and their latest values) and tags in one transaction.
+def insert_new_run(
+    store: Any, run_id: str, params: list, metrics: list, tags: dict, status: str | None = None
+) -> None:
+    """A run's params, metrics (and their latest values), tags and, if given, its final
+    ``status`` (with the end time, as ``set_terminated``) in one transaction.
 
     For a run created a moment ago, on sqlite, and never logged to. ``log_batch`` builds an ORM
     object per metric and looks up each key's latest value: ~25 ms for a 40-epoch trial here.
@@ -360,8 +373,14 @@ def insert_new_run(store: Any, run_id: str, params: list, metrics: list, tags: d
     does (highest step, then timestamp, then value), in ~2 ms. tests/test_tracking_writer.py
     checks that such a run reads back through ``MlflowClient`` exactly as a ``log_batch`` one.
     """
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlTag
-    from sqlalchemy import insert
+    from mlflow.store.tracking.dbmodels.models import (
+        SqlLatestMetric,
+        SqlMetric,
+        SqlParam,
+        SqlRun,
+        SqlTag,
+    )
+    from sqlalchemy import insert, update
 
     rows: list[dict] = []
     latest: dict[str, dict] = {}
@@ -389,6 +408,12 @@ def insert_new_run(store: Any, run_id: str, params: list, metrics: list, tags: d
             conn.execute(
                 insert(SqlTag.__table__),
                 [{"key": k, "value": v, "run_uuid": run_id} for k, v in tags.items()],
+            )
+        if status is not None:
+            runs = SqlRun.__table__
+            end = int(time.time() * 1000)
+            conn.execute(
+                update(runs).where(runs.c.run_uuid == run_id).values(status=status, end_time=end)
             )
 
 
