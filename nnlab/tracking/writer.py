@@ -2,14 +2,15 @@
 
 In a joblib sweep every worker process would otherwise import MLflow (2-3 s) and open the store
 (~1.5 s), and the trials would queue on sqlite's single writer. Instead the trials of a parallel
-sweep only write their job directories - ``run.json``, ``artifacts/history.csv`` rewritten every
-``tracking.flush_interval`` seconds, the artifacts at the end: what ``nnlab.recover`` reads too -
-and announce them in ``<results dir>/jobs/``. This thread, started by the sweep's set-up, uploads
+sweep only write their job directories - ``run.json``, ``artifacts/history.csv`` rewritten
+right after each checkpoint save (so never ahead of the checkpoint; every
+``tracking.flush_interval`` seconds without checkpoints), the artifacts at the end: what
+``nnlab.recover`` reads too - and announce them in ``<results dir>/jobs/``. This thread, started by the sweep's set-up, uploads
 them while they train:
 
 - a trial seen for the first time: its run is created (tags, params, datasets), or, when the
   sweep reopened an interrupted parent, that config's unfinished run is reopened;
-- every poll: the history's new steps (live curves in the UI, about ``flush_interval`` behind);
+- every poll: the history's new steps (live curves in the UI, a checkpoint interval behind);
 - once ``run.json`` holds the outcome: the last steps, outcome tags, artifacts, then the status.
 
 Every metric step reaches its run once: only steps above the last one logged are sent. A store
