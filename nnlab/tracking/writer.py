@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nnlab.checkpoint import atomic_write_text
+from nnlab.config import ConfigError
 from nnlab.jobdir import read_history
 from nnlab.tracking.schema import (
     MAX_ENTITIES_PER_BATCH,
@@ -174,7 +175,7 @@ class SweepWriter:
             self.store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
             self.bulk = hasattr(self.store, "engine") and self.ctx.uri.startswith("sqlite:")
         except Exception as exc:  # ConfigError included: the trials go on, kept locally
-            self.error = str(exc) if type(exc).__name__ == "ConfigError" else one_line(exc)
+            self.error = str(exc) if isinstance(exc, ConfigError) else one_line(exc)
             say(f"nnlab: the sweep's MLflow store cannot be used ({self.error}); the trials go on")
         self.setup_s = time.perf_counter() - t0
         while True:
