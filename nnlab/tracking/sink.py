@@ -32,15 +32,24 @@ def unlogged(c: Any, run_id: str | None, series: Series) -> list:
     A resumed or recovered run thus ends with each step exactly once, whatever was flushed
     before the interruption.
     """
+    last = {}
+    for key in series:
+        logged = c.get_metric_history(run_id, key) if run_id is not None else []
+        last[key] = max((m.step for m in logged), default=0)
+    return points_after(series, last)
+
+
+def points_after(series: Series, last: dict[str, int]) -> list:
+    """The points of ``series`` above ``last[metric]`` (0 if absent), as Metrics stamped now."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    missing = []
-    for key, points in series.items():
-        logged = c.get_metric_history(run_id, key) if run_id is not None else []
-        last = max((m.step for m in logged), default=0)
-        missing += [Metric(key, float(v), now, int(s)) for s, v in points if s > last]
-    return missing
+    return [
+        Metric(key, float(v), now, int(s))
+        for key, points in series.items()
+        for s, v in points
+        if s > last.get(key, 0)
+    ]
 
 
 def log_params(c: Any, run_id: str, params: dict[str, Any]) -> None:

@@ -34,6 +34,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
+def say(message: str) -> None:
+    """One line for the user on stderr (progress and warnings; stdout has the results)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (at most 300 characters)."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")

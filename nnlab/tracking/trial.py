@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 import traceback
 from dataclasses import asdict
@@ -51,6 +50,7 @@ from nnlab.tracking.store import (
     prepare_store,
     resolve_uri,
     runs_url,
+    say,
     ui_command,
 )
 from nnlab.tracking.sweep import fmt, record_trial
@@ -145,11 +145,6 @@ def open_study_trial(search: dict, number: int, plain: dict) -> Sink:
             f"search: cannot open trial {number} of study {search['study']} in "
             f"{search['journal']} ({one_line(exc)})"
         ) from None
-
-
-def say(message: str) -> None:
-    """One line for the user on stderr (progress and warnings; stdout has the results)."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def _prior_status(uri: str, run_id: str, experiment_id: str) -> str | None:

@@ -41,6 +41,7 @@ from nnlab.tracking.schema import (
     Tag,
     param_value,
 )
+from nnlab.tracking.store import one_line, say
 
 POLL_S = 0.2  # seconds between scans of the sweep's job directories
 JOBS_DIR = "jobs"  # <results dir>/jobs/<job number>: the path of that trial's run.json
@@ -165,7 +166,7 @@ class SweepWriter:
         self.drain_s = time.perf_counter() - t0
 
     def _main(self) -> None:
-        from nnlab.tracking.store import client, one_line
+        from nnlab.tracking.store import client
 
         t0 = time.perf_counter()
         try:
@@ -199,8 +200,6 @@ class SweepWriter:
             try:
                 self.sync(up)
             except Exception as exc:
-                from nnlab.tracking.store import one_line
-
                 up.error = one_line(exc)
                 say(
                     f"nnlab: MLflow error on {up.run_file.parent} ({up.error}); the trial goes "
@@ -257,8 +256,6 @@ class SweepWriter:
             try:
                 c.log_inputs(up.run_id, datasets=inputs_of(meta["datasets"]))
             except Exception as exc:  # the run goes on without its Dataset column
-                from nnlab.tracking.store import one_line
-
                 say(f"nnlab: could not log the datasets of MLflow run {up.run_id}: {one_line(exc)}")
         return [Param(k, param_value(v)) for k, v in (meta.get("params") or {}).items()]
 
@@ -276,8 +273,6 @@ class SweepWriter:
                 return status is not None
             except Exception as exc:  # another schema than this MLflow's: the API from now on
                 self.bulk = False
-                from nnlab.tracking.store import one_line
-
                 say(f"nnlab: bulk insert unavailable ({one_line(exc)}); using MLflow's log_batch")
         items = [RunTag(k, v) for k, v in tags.items()]
         while params or metrics or items:
@@ -324,15 +319,13 @@ class SweepWriter:
 
     @staticmethod
     def _new_points(up: Upload, series: dict) -> list:
-        from mlflow.entities import Metric
+        """The points above the steps already sent, as Metrics; they count as sent from now."""
+        from nnlab.tracking.sink import points_after
 
-        now = int(time.time() * 1000)
-        new = []
+        new = points_after(series, up.last_step)
         for key, points in series.items():
-            last = up.last_step.get(key, 0)
-            new += [Metric(key, float(v), now, int(s)) for s, v in points if s > last]
             if points:
-                up.last_step[key] = max(last, max(s for s, _ in points))
+                up.last_step[key] = max(up.last_step.get(key, 0), max(s for s, _ in points))
         return new
 
     # --- what the sweep's end needs -----------------------------------------------------------
@@ -440,9 +433,3 @@ def _mark_untracked(up: Upload, error: str) -> None:
         atomic_write_text(up.run_file, json.dumps(meta, indent=1, default=str), sync=False)
     except (OSError, ValueError):
         pass
-
-
-def say(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr, flush=True)
