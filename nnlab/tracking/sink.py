@@ -86,11 +86,14 @@ def link_tree(src: Path, dst: Path) -> None:
 
 
 def upload_artifacts(c: Any, run_id: str, artifact_uri: str | None, directory: Path) -> None:
-    """Upload ``directory``'s files to the run's artifact root in one call.
+    """Upload ``directory``'s files to the run's artifact root in one call (nothing when it is
+    missing or empty).
 
     With the run's artifact URI known (from ``create_run``) the repository is built from it
     directly: ``MlflowClient.log_artifacts`` would first fetch the whole run to find it.
     """
+    if not directory.is_dir() or not any(directory.iterdir()):
+        return
     if artifact_uri is None:
         c.log_artifacts(run_id, str(directory))
         return
@@ -226,7 +229,7 @@ class MlflowSink(Sink):
         self.client.log_batch(self.run_id, metrics=self.buffer, tags=items)
         self.buffer.clear()
         self.last_flush = time.perf_counter()
-        if artifact_dir is not None and artifact_dir.is_dir() and any(artifact_dir.iterdir()):
+        if artifact_dir is not None:
             self.log_artifacts(artifact_dir)
         self.client.set_terminated(self.run_id, STATUS[outcome])
         self.overhead += time.perf_counter() - t0

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnlab.checkpoint import atomic_write_text
+from nnlab.checkpoint import Checkpointer, atomic_write_text
 from nnlab.config import ConfigError
 from nnlab.jobdir import read_history
 from nnlab.tracking.schema import (
@@ -41,6 +41,7 @@ from nnlab.tracking.schema import (
     Tag,
     param_value,
 )
+from nnlab.tracking.sink import upload_artifacts
 from nnlab.tracking.store import one_line, say
 
 POLL_S = 0.2  # seconds between scans of the sweep's job directories
@@ -164,6 +165,19 @@ class SweepWriter:
         self._stop.set()
         self._thread.join()
         self.drain_s = time.perf_counter() - t0
+        for name, error in self._missed().items():
+            _mark_untracked(self.jobs[name], error)
+
+    def _missed(self) -> dict[str, str]:
+        """job name -> why MLflow did not get that trial whole."""
+        missed = {}
+        for name, up in self.jobs.items():
+            error = up.error or self.error
+            if error is None and not up.done:
+                error = "its run was not closed"
+            if error is not None:
+                missed[name] = error
+        return missed
 
     def _main(self) -> None:
         from nnlab.tracking.store import client
@@ -225,7 +239,9 @@ class SweepWriter:
         metrics = self._new_points(up, series)
         tags = self._end_tags(up, meta, outcome) if final else {}
         if final:  # the files first: a run is never FINISHED without them
-            self._upload_artifacts(up)
+            upload_artifacts(
+                self.client, up.run_id, up.artifact_uri, up.run_file.parent / "artifacts"
+            )
         ended = self._send(up, params, metrics, tags, STATUS[outcome] if final else None)
         if final:
             self._close(up, meta, outcome, ended)
@@ -295,13 +311,6 @@ class SweepWriter:
             atomic_write_text(model, json.dumps(info, indent=2) + "\n", sync=False)
         return {**tags, **logged_model_tag(up.run_file.parent / "artifacts")}
 
-    def _upload_artifacts(self, up: Upload) -> None:
-        from nnlab.tracking.sink import upload_artifacts
-
-        artifacts = up.run_file.parent / "artifacts"
-        if artifacts.is_dir() and any(artifacts.iterdir()):
-            upload_artifacts(self.client, up.run_id, up.artifact_uri, artifacts)
-
     def _close(self, up: Upload, meta: dict, outcome: str, ended: bool) -> None:
         """The status (unless ``ended``); the checkpoint of a trial that trained to its end is
         deleted; ``run.json`` names the run."""
@@ -311,8 +320,7 @@ class SweepWriter:
         self.killed += outcome == "killed"
         checkpoint = meta.get("checkpoint")
         if checkpoint and outcome in DONE_OUTCOMES and not meta.get("keep_checkpoint"):
-            for path in (Path(checkpoint), Path(checkpoint).with_suffix(".lock")):
-                path.unlink(missing_ok=True)  # trained and tracked: nothing to resume
+            Checkpointer(Path(checkpoint)).delete()  # trained and tracked: nothing to resume
         meta.update(run_id=up.run_id, experiment_id=self.ctx.experiment_id, outcome=outcome)
         meta.update(tracked=True, error=None)
         atomic_write_text(up.run_file, json.dumps(meta, indent=1, default=str), sync=False)
@@ -332,15 +340,8 @@ class SweepWriter:
 
     def results(self) -> dict[int, tuple[str | None, str | None]]:
         """job number -> (run id, error) of every trial the writer saw."""
-        out = {}
-        for name, up in self.jobs.items():
-            error = up.error or self.error
-            if error is None and not up.done:
-                error = "its run was not closed"
-            out[int(name)] = (up.run_id, error)
-            if error is not None:
-                _mark_untracked(up, error)
-        return out
+        missed = self._missed()
+        return {int(name): (up.run_id, missed.get(name)) for name, up in self.jobs.items()}
 
     def stats(self) -> dict:
         """What the benchmark reads (``writer.json``)."""
