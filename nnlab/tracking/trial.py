@@ -330,9 +330,10 @@ class Trial:
             "error": self.tracking_error,
         }
         interval = tr["checkpoint"]["interval"]
-        if self.writer:  # what the writer needs; history.csv as fresh as the live curves
-            meta |= self.writer_meta()
-            interval = min(interval, plain["tracking"]["flush_interval"])
+        if self.writer:  # what the writer needs; history.csv as fresh as the live curves, and
+            meta |= self.writer_meta()  # with a checkpoint, rewritten only right after a save
+            flush = plain["tracking"]["flush_interval"]
+            interval = math.inf if self.ckpt is not None else min(interval, flush)
         self.local = LocalHistory(
             self.artifact_dir,
             self.place.out / RUN_FILE,
@@ -353,7 +354,7 @@ class Trial:
                 after_save = self.sink.maybe_flush
             elif self.writer:
                 local = self.local
-                local.interval, after_save = math.inf, lambda _epoch: local.write()
+                after_save = lambda _epoch: local.write()  # noqa: E731
             self.schedule = CheckpointSchedule(
                 self.save_checkpoint, tr["checkpoint"]["interval"], after_save
             )
