@@ -249,6 +249,20 @@ def steps(where: Path | str, run_id: str, metric: str) -> list[int]:
     return sorted(m.step for m in client(where).get_metric_history(run_id, metric))
 
 
+def rerun_resumes_parent(
+    cwd: Path, args: tuple[str, ...] | list[str], experiment: str, parent: Any
+) -> subprocess.CompletedProcess:
+    """Run an interrupted sweep's command again: it must succeed, say it resumed, and end the
+    same parent run FINISHED. Returns the second run's process."""
+    again = cli(cwd, *args)
+    assert again.returncode == 0, again.stderr
+    assert "(resumed: same sweep as an interrupted one)" in again.stdout
+    (parent_after,) = runs(cwd, experiment, "sweep")
+    assert parent_after.info.run_id == parent.info.run_id
+    assert parent_after.info.status == "FINISHED"
+    return again
+
+
 def download(where: Path | str, run_id: str, path: str, dst: Path) -> Path:
     return Path(client(where).download_artifacts(run_id, path, str(dst)))
 

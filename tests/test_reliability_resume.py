@@ -21,6 +21,7 @@ from helpers import (
     client,
     compose,
     history_rows,
+    rerun_resumes_parent,
     running,
     runs,
     steps,
@@ -195,12 +196,7 @@ def test_killed_sweep_resumes_under_the_same_parent(make_launch_dir) -> None:
     (parent,) = runs(cwd, "sw", "sweep")
     assert parent.info.status == "RUNNING"  # its launcher died
 
-    again = cli(cwd, *args)
-    assert again.returncode == 0, again.stderr
-    assert "(resumed: same sweep as an interrupted one)" in again.stdout
-    (parent_after,) = runs(cwd, "sw", "sweep")
-    assert parent_after.info.run_id == parent.info.run_id
-    assert parent_after.info.status == "FINISHED"
+    again = rerun_resumes_parent(cwd, args, "sw", parent)
     trials = runs(cwd, "sw", "trial")
     assert len(trials) == 2
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}

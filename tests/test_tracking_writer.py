@@ -14,7 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, cli, client, env, running, runs, steps, wait_for_epoch, wait_until
+from helpers import (
+    TINY,
+    cli,
+    client,
+    env,
+    rerun_resumes_parent,
+    running,
+    runs,
+    steps,
+    wait_for_epoch,
+    wait_until,
+)
 
 from nnlab.tracking.writer import insert_new_run
 
@@ -235,12 +246,7 @@ def test_interrupted_parallel_sweep_resumes_into_the_same_runs(make_launch_dir, 
         time.sleep(5)  # the orphaned workers end their trials (and release their checkpoints)
         kill_orphans(cwd)  # loky's idle workers would linger for 5 minutes
 
-    again = cli(cwd, *SLOW_SWEEP)
-    assert again.returncode == 0, again.stderr
-    assert "(resumed: same sweep as an interrupted one)" in again.stdout
-    (parent_after,) = runs(cwd, "par", "sweep")
-    assert parent_after.info.run_id == parent.info.run_id
-    assert parent_after.info.status == "FINISHED"
+    rerun_resumes_parent(cwd, SLOW_SWEEP, "par", parent)
     after = {r.info.run_name: r for r in runs(cwd, "par", "trial")}
     assert set(after) == {"lr=0.1", "lr=0.01"}
     for name, run in after.items():
