@@ -119,7 +119,7 @@ def importances(tags: dict[str, str], trials: pd.DataFrame, direction: str) -> d
     fewer than two completed or nothing varies)."""
     import optuna
 
-    from hydra_plugins.nnlab_optuna_sweeper._space import parse
+    from nnlab.search.space import parse
 
     space = parse(None, list(json.loads(tags.get("optuna.space", "{}")).values()))
     complete = trials[trials["state"] == "COMPLETE"]

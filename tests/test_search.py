@@ -22,9 +22,9 @@ from hydra.errors import HydraException
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hydra_plugins.nnlab_optuna_sweeper._search import study_state
-from hydra_plugins.nnlab_optuna_sweeper._space import parse
-from hydra_plugins.nnlab_optuna_sweeper._study import PruningSink, storage
+from nnlab.search.loop import study_state
+from nnlab.search.space import parse
+from nnlab.search.study import PruningSink, storage
 from nnlab.train import train
 
 SEARCH = ("hydra/sweeper=optuna", "trainer.verbose=0", *TINY)

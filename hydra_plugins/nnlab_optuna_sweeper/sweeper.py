@@ -2,9 +2,9 @@
 
 The launching process asks the study for a trial, launches it as one Hydra job whose number is
 the study trial's number, and tells the study its result; ``n_jobs`` trials are in flight at
-once. The trials report every epoch to the study themselves (``_study.PruningSink``). The work
-is in ``_search`` (imported on use: Hydra's plugin scan skips modules named ``_*``, so Optuna
-is imported only by a search).
+once. The trials report every epoch to the study themselves
+(:class:`nnlab.search.study.PruningSink`). The work is in :mod:`nnlab.search.loop`, imported on
+use, so Optuna is imported only by a search.
 """
 
 from __future__ import annotations
@@ -33,6 +33,6 @@ class NnlabOptunaSweeper(LaunchingSweeper):
         self.params = dict(params or {})
 
     def sweep(self, arguments: list[str]) -> list:
-        from hydra_plugins.nnlab_optuna_sweeper._search import Search
+        from nnlab.search.loop import Search
 
         return Search(self, list(arguments)).run()

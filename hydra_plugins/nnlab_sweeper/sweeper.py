@@ -46,7 +46,7 @@ class NnlabSweeper(LaunchingSweeper):
     def sweep(self, arguments: list[str]) -> list:
         from omegaconf import OmegaConf
 
-        from hydra_plugins.nnlab_sweeper.grid import expand
+        from nnlab.sweep.grid import expand
 
         params = [f"{k}={v}" for k, v in self.params.items()]
         jobs, _ = expand(self.hydra_context.config_loader, params + list(arguments))

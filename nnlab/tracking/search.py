@@ -23,13 +23,13 @@ STUDY_FILE = "study.json"  # in the sweep's results dir: the sweeper's end-of-se
 
 
 def search_plan(config: Any) -> Any:
-    """The :class:`~hydra_plugins.nnlab_optuna_sweeper._space.SearchPlan` of a search, None for
+    """The :class:`~nnlab.search.space.SearchPlan` of a search, None for
     other sweepers; a bad setting or search space exits 2 (one line) before anything is tracked
     (Hydra would turn a callback's exception into a warning and go on)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    from hydra_plugins.nnlab_optuna_sweeper._space import is_search_sweeper, plan
+    from nnlab.search.space import is_search_sweeper, plan
     from nnlab.tracking.sweep import fail_config
 
     if not is_search_sweeper(config.hydra.sweeper):

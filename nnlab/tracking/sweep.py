@@ -129,7 +129,7 @@ def grid_jobs(config: Any) -> tuple[list[list[str]], list[str]] | None:
     """
     from hydra.core.global_hydra import GlobalHydra
 
-    from hydra_plugins.nnlab_sweeper.grid import expand, is_grid_sweeper
+    from nnlab.sweep.grid import expand, is_grid_sweeper
 
     if not is_grid_sweeper(config.hydra.sweeper):
         return None

@@ -137,7 +137,7 @@ def open_study_trial(search: dict, number: int, plain: dict) -> Sink:
     """The sink of study trial ``number`` (``hydra/sweeper=optuna``): reports the objective
     every epoch, stops training when the pruner says so. ConfigError if the study is unusable."""
     try:
-        from hydra_plugins.nnlab_optuna_sweeper._study import PruningSink
+        from nnlab.search.study import PruningSink
 
         return PruningSink(search, number, int(plain["trainer"]["epochs"]))
     except Exception as exc:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins.nnlab_optuna_sweeper.config import PRUNERS, SAMPLERS
 from nnlab.config import MONITORS, ConfigError
+from nnlab.search.settings import PRUNERS, SAMPLERS
 
 SEARCH_TARGET = "hydra_plugins.nnlab_optuna_sweeper.sweeper.NnlabOptunaSweeper"
 DIRECTIONS = ("minimize", "maximize")

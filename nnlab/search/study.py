@@ -19,7 +19,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hydra_plugins.nnlab_optuna_sweeper._space import SearchSpace
+from nnlab.search.space import SearchSpace
 from nnlab.train import Sink
 
 # Optuna logs every tell at INFO; nnlab prints its own line per trial

@@ -30,8 +30,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hydra_plugins.nnlab_optuna_sweeper._space import parse
-from hydra_plugins.nnlab_optuna_sweeper._study import (
+from nnlab.checkpoint import atomic_write_text
+from nnlab.search.space import parse
+from nnlab.search.study import (
     EPOCHS_ATTR,
     LAUNCHER_ATTR,
     OUTCOME_ATTR,
@@ -41,7 +42,6 @@ from hydra_plugins.nnlab_optuna_sweeper._study import (
     make_sampler,
     storage,
 )
-from nnlab.checkpoint import atomic_write_text
 from nnlab.tracking import launchers
 from nnlab.tracking.parent import launcher_gone, launcher_tag
 from nnlab.tracking.schema import SWEEP_FILE, Tag
