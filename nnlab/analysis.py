@@ -144,7 +144,9 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     -------
     pandas.DataFrame, shape (n_trials, n_columns)
         Columns ``run_id``, ``run_name``, ``status``, ``outcome``, ``stopped_epoch`` (Int64, 1-based,
-        missing unless the run stopped early), ``start_time`` (UTC), ``sweep_id``, ``lr`` (float64),
+        missing unless the run stopped early), ``start_time`` (UTC), ``sweep_id``,
+        ``search_trial`` (Int64: the Optuna study's trial number of a search's trial, 0-based;
+        missing for a grid's), ``lr`` (float64),
         ``batch_size``, ``epochs``, ``seed`` (int64), every other param under its dotted key
         (numeric ones cast), and ``final_<metric>`` (float64) for every logged metric. Sweep
         parent runs are excluded. Sorted by lr, batch_size, epochs, seed.
@@ -175,6 +177,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
                 "stopped_epoch": tags.get(Tag.STOPPED_EPOCH),
                 "start_time": run.info.start_time,
                 "sweep_id": tags.get(Tag.SWEEP_ID, tags.get(Tag.PARENT)),
+                "search_trial": tags.get(Tag.OPTUNA_TRIAL),
             }
             row.update(run.data.params)
             param_keys.update(run.data.params)
@@ -197,7 +200,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     for p in missing:  # a plain run logged without a sweep axis still gets the column
         frame[p] = np.nan
     frame = _cast_params(frame, sorted(param_keys))
-    frame["stopped_epoch"] = pd.to_numeric(frame["stopped_epoch"], errors="coerce").astype("Int64")
+    for col in ("stopped_epoch", "search_trial"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
     for key in metric_keys:
         col = frame[f"final_{key}"].astype("float64")

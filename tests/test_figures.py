@@ -3,7 +3,7 @@
 The figures are pure functions of tables, so the inputs here are hand-built frames shaped like
 ``nnlab.analysis``'s (a small synthetic sweep with a best lr in the middle of the range, a
 diverging lr, an lr that never learns and one diverged seed among good ones) passed through the
-real ``nnlab.report_tables`` functions. Each figure exposes what it places as ``fig.nnlab_data``;
+real ``nnlab.report.tables`` functions. Each figure exposes what it places as ``fig.nnlab_data``;
 the tests recompute the expected values from the raw frames independently, and check that the
 exposed values are the ones actually drawn (lines, patches, markers on the axes)."""
 
@@ -18,7 +18,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.patches import Rectangle
 
 from nnlab import figures as fg
-from nnlab import report_tables as rt
+from nnlab.report import tables as rt
 
 METRIC = "loss"
 LRS = (1e-3, 1e-2, 1e-1, 3.0, 100.0)  # 3.0 never learns, 100.0 diverges at epoch 2

@@ -14,7 +14,8 @@ import pytest
 from helpers import cli
 
 from nnlab.analysis import load_histories, load_runs
-from nnlab.report import FIGURES, build_report
+from nnlab.report import build_report
+from nnlab.report.flagship import FIGURES
 
 EXPERIMENT = "small"
 # 1e30 overflows at once: those trials must end diverged. 1e3 saturates the network at the first
@@ -333,7 +334,8 @@ def test_sweep_writes_the_report_and_failed_trials_are_reported(tmp_path):
 def test_an_unknown_outcome_is_counted_in_the_count_sentence_not_in_the_caution():
     """Runs still RUNNING in an experiment whose runs differ in a param: the count sentence says
     "1 running" and the Caution sentence lists only the params (hand-built frames, no store)."""
-    from nnlab import report_tables as rt
+    from nnlab.report import findings as fd
+    from nnlab.report import tables as rt
 
     runs = pd.DataFrame({"run_id": list("abcd"), "lr": [0.01, 0.01, 0.1, 0.1], "batch_size": 16,
                          "epochs": 2, "seed": [0, 1, 0, 1],
@@ -341,6 +343,6 @@ def test_an_unknown_outcome_is_counted_in_the_count_sentence_not_in_the_caution(
                          "data.noise": ["0.1", "0.2", "0.1", "0.1"]})  # fmt: skip
     curves = runs.assign(best=[0.3, np.inf, 0.2, 0.25], not_learning=False,
                          epochs_to_target=[np.inf, np.inf, 2, 2])  # fmt: skip
-    s = rt.compute_findings(runs, curves, rt.per_lr(curves), 0.25, "loss").sentences
+    s = fd.compute_findings(runs, curves, rt.per_lr(curves), 0.25, "loss").sentences
     assert s[0].endswith("0 killed, 1 running.")
     assert s[1].startswith("Caution") and s[1].endswith("data.noise: 0.1, 0.2.")

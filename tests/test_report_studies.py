@@ -1,4 +1,4 @@
-"""The two studies' tables and findings (nnlab.report_studies, nnlab.figures.studies).
+"""The two studies' tables and findings (nnlab.report.claim, schedules, studies; figures.studies).
 
 Fast tests build frames by hand that force each verdict (held / held in part / did not hold,
 better / no difference / worse than the constant rate) and check the tables, the findings and
@@ -18,9 +18,11 @@ import pytest
 from helpers import cli
 
 from nnlab import figures as fg
-from nnlab import report_studies as rs
-from nnlab import report_tables as rt
 from nnlab.analysis import load_histories, load_runs
+from nnlab.report import claim as rc
+from nnlab.report import schedules as rsc
+from nnlab.report import studies
+from nnlab.report import tables as rt
 
 METRIC = "val_loss"
 BUDGET = 20
@@ -103,7 +105,7 @@ def expected_claim(t: pd.DataFrame) -> dict:
 
 def test_each_setup_gets_its_own_target_and_its_own_verdict():
     runs, hist = _frames()
-    per_lr = rs.claim_per_lr(runs, hist, METRIC)
+    per_lr = rc.claim_per_lr(runs, hist, METRIC)
     assert set(map(tuple, per_lr[["dataset", "optimizer"]].to_numpy())) == set(CURVES)
     assert (per_lr["schedule"] == "constant").all()  # no schedule param: a constant rate
     for (ds, opt), grp in per_lr.groupby(["dataset", "optimizer"]):
@@ -114,7 +116,7 @@ def test_each_setup_gets_its_own_target_and_its_own_verdict():
         per_lr_best = mine.assign(best=mine["run_id"].map(best)).groupby("lr")["best"].median()
         assert grp["target"].iloc[0] == pytest.approx(1.25 * per_lr_best.min())
         np.testing.assert_allclose(grp.set_index("lr")["median_best"], per_lr_best)
-    claim = rs.claim_table(per_lr, METRIC)
+    claim = rc.claim_table(per_lr, METRIC)
     got = {(r["dataset"], r["optimizer"]): r["verdict"] for r in claim.to_dict("records")}
     assert got == EXPECTED
     for row in claim.to_dict("records"):
@@ -127,8 +129,8 @@ def test_each_setup_gets_its_own_target_and_its_own_verdict():
 
 def test_claim_rows_carry_the_deciding_numbers_and_go_to_json():
     runs, hist = _frames()
-    per_lr = rs.claim_per_lr(runs, hist, METRIC)
-    claim = rs.claim_table(per_lr, METRIC)
+    per_lr = rc.claim_per_lr(runs, hist, METRIC)
+    claim = rc.claim_table(per_lr, METRIC)
     row = claim[(claim["dataset"] == "easy") & (claim["optimizer"] == "adam")].iloc[0]
     t = _setup(per_lr, "easy", "adam").set_index("lr")
     assert row["fastest_epochs"] == t.loc[0.1, "median_epochs_to_target"]
@@ -137,7 +139,7 @@ def test_claim_rows_carry_the_deciding_numbers_and_go_to_json():
     assert row["seed_spread"] == pytest.approx(t.loc[[0.1, 1e-3], "seed_std_best"].max())
     assert row["gap"] > row["seed_spread"] > 0
     assert (row["claim_faster"], row["claim_less_accurate"]) == (True, True)
-    objects = json.loads(json.dumps(rs.claim_findings(claim)))  # JSON-safe, one per set-up
+    objects = json.loads(json.dumps(rc.claim_findings(claim)))  # JSON-safe, one per set-up
     assert [(o["dataset"], o["optimizer"], o["verdict"]) for o in objects] == [
         (r["dataset"], r["optimizer"], r["verdict"]) for r in claim.to_dict("records")
     ]
@@ -156,30 +158,30 @@ def test_claim_rows_carry_the_deciding_numbers_and_go_to_json():
 )
 def test_edge_verdicts(curves, verdict):
     runs, hist = _frames({("d", "adam"): curves})
-    claim = rs.claim_table(rs.claim_per_lr(runs, hist, METRIC), METRIC)
+    claim = rc.claim_table(rc.claim_per_lr(runs, hist, METRIC), METRIC)
     assert claim["verdict"].tolist() == [verdict]
 
 
 def test_a_verdict_sentence_maps_to_its_key_by_its_longest_head():
-    assert rs.verdict_key("Held only in part (a larger lr was faster): x") == "held in part"
-    assert rs.verdict_key("Held: x") == "held"
-    assert rs.verdict_key("Did not hold: x") == "did not hold"
+    assert rc.verdict_key("Held only in part (a larger lr was faster): x") == "held in part"
+    assert rc.verdict_key("Held: x") == "held"
+    assert rc.verdict_key("Did not hold: x") == "did not hold"
     with pytest.raises(ValueError, match="not a claim verdict"):
-        rs.verdict_key("Mostly held: x")
+        rc.verdict_key("Mostly held: x")
 
 
 def test_no_study_when_the_setup_does_not_vary():
     runs, hist = _frames({("d", "adam"): CURVES[("easy", "adam")]})
-    assert rs.varying_setups(runs) == []
-    assert rs.study(runs, hist, METRIC) is None
+    assert rc.varying_setups(runs) == []
+    assert studies.study(runs, hist, METRIC) is None
     runs, hist = _frames()
-    assert rs.varying_setups(runs) == ["dataset", "optimizer"]
+    assert rc.varying_setups(runs) == ["dataset", "optimizer"]
 
 
 def test_claim_figure_rings_the_tables_fastest_and_most_accurate_lr():
     runs, hist = _frames()
-    per_lr = rs.claim_per_lr(runs, hist, METRIC)
-    claim = rs.claim_table(per_lr, METRIC)
+    per_lr = rc.claim_per_lr(runs, hist, METRIC)
+    claim = rc.claim_table(per_lr, METRIC)
     data = fg.claim_grid(per_lr, claim, METRIC).nnlab_data
     rings = {(m["dataset"], m["variant"], m["kind"]): m["lr"] for m in data["marks"]}
     for r in claim.to_dict("records"):
@@ -234,11 +236,11 @@ def _schedule_runs() -> pd.DataFrame:
 
 
 def test_schedules_are_compared_with_the_best_constant_rate_at_each_budget():
-    by_budget = rs.schedule_by_budget(_schedule_runs(), METRIC)
+    by_budget = rsc.schedule_by_budget(_schedule_runs(), METRIC)
     row = by_budget[(by_budget["schedule"] == "cosine") & (by_budget["lr"] == 0.1)
                     & (by_budget["epochs"] == 20)].iloc[0]  # fmt: skip
     assert row["median_final"] == np.inf and row["not_usable"] == 2  # most seeds diverged
-    vs = rs.schedule_vs_constant(by_budget)
+    vs = rsc.schedule_vs_constant(by_budget)
     got = {(r["schedule"], r["epochs"]): r["result"] for r in vs.to_dict("records")}
     assert got == EXPECTED_RESULT
     for r in vs.to_dict("records"):  # each side is its schedule's best lr at that budget
@@ -249,15 +251,15 @@ def test_schedules_are_compared_with_the_best_constant_rate_at_each_budget():
         assert r["spread"] == pytest.approx(np.std([-0.01, 0, 0.01]))
     cos20 = vs[(vs["schedule"] == "cosine") & (vs["epochs"] == 20)].iloc[0]
     assert cos20["lr"] == 0.01  # the diverged lr is not its best
-    objects, sentences = rs.schedule_findings(vs, METRIC)
+    objects, sentences = rsc.schedule_findings(vs, METRIC)
     assert len(json.loads(json.dumps(objects))) == len(vs)
     assert any("exponential beat the best constant rate" in s and "at 1 of 2 budgets" in s
                for s in sentences)  # fmt: skip
 
 
 def test_schedule_figure_fills_exactly_the_points_that_beat_the_constant_rate():
-    by_budget = rs.schedule_by_budget(_schedule_runs(), METRIC)
-    vs = rs.schedule_vs_constant(by_budget)
+    by_budget = rsc.schedule_by_budget(_schedule_runs(), METRIC)
+    vs = rsc.schedule_vs_constant(by_budget)
     data = fg.schedule_budgets(by_budget, vs, METRIC).nnlab_data
     scheds = ("constant", "cosine", "exponential")
     assert set(data["points"]) == {("moons", "adam", ep, s) for ep in (5, 20) for s in scheds}

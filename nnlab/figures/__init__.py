@@ -1,6 +1,6 @@
 """The report's figures: one function per figure, frames in, matplotlib Figure out.
 
-Every function takes the tidy frames of ``nnlab.analysis`` / ``nnlab.report_tables`` and returns
+Every function takes the tidy frames of ``nnlab.analysis`` / ``nnlab.report.tables`` and returns
 a Figure; ``nnlab.report`` saves them. Each Figure carries ``fig.nnlab_data``, a dict of what it
 places (boxed cells, plotted lines, crosses, bar segments...; keys in each function's docstring),
 so a test can check what a figure shows against the table it was drawn from.

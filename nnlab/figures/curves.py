@@ -16,7 +16,7 @@ from nnlab.figures.style import (
     set_style,
     use_log,
 )
-from nnlab.report_tables import fmt_lr, longest_budget_runs
+from nnlab.report.tables import fmt_lr, longest_budget_runs
 from nnlab.tracking.schema import OK_OUTCOMES
 
 
@@ -119,7 +119,7 @@ def learning_curves(
     target : float, optional
         Drawn as a dashed line.
     stuck : Series of bool, optional
-        ``nnlab.report_tables.not_learning`` flags, indexed like ``runs``.
+        ``nnlab.report.tables.not_learning`` flags, indexed like ``runs``.
 
     Returns
     -------

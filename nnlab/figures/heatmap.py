@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 
 from nnlab.figures.style import BAD_COLOR, attach, set_style, use_log
-from nnlab.report_tables import fmt_lr
+from nnlab.report.tables import fmt_lr
 
 _PIVOTED = ("median_final", "not_usable", "not_learning", "runs", "grey")
 
@@ -86,7 +86,7 @@ def budget_heatmap(budget: pd.DataFrame, metric: str) -> plt.Figure:
     Parameters
     ----------
     budget : DataFrame
-        ``nnlab.report_tables.final_by_budget``: one row per (batch_size, lr, epochs).
+        ``nnlab.report.tables.final_by_budget``: one row per (batch_size, lr, epochs).
     metric : str
         Name shown on the colour bar.
 

@@ -16,7 +16,7 @@ from nnlab.figures.style import (
     set_style,
     use_log,
 )
-from nnlab.report_tables import fmt_lr
+from nnlab.report.tables import fmt_lr
 from nnlab.tracking.schema import OK_OUTCOMES
 
 # ---------------------------------------------------------------------- 3 speed vs quality
@@ -178,7 +178,7 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
     Parameters
     ----------
     lr_batch : DataFrame
-        ``nnlab.report_tables.per_lr_batch``: one row per (lr, batch_size).
+        ``nnlab.report.tables.per_lr_batch``: one row per (lr, batch_size).
     metric : str
         Metric name for the labels.
     target : float
@@ -221,7 +221,7 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
     Parameters
     ----------
     best : DataFrame
-        ``nnlab.report_tables.best_lr_per_budget``: ``batch_size, epochs, best_lr, ...``.
+        ``nnlab.report.tables.best_lr_per_budget``: ``batch_size, epochs, best_lr, ...``.
     lrs : iterable of float
         Learning rates with a usable result (the y ticks).
 
@@ -288,7 +288,7 @@ def batch_size_effect(
     metric : str
         Metric to draw (lower is better).
     stuck : Series of bool, optional
-        ``nnlab.report_tables.not_learning`` flags, indexed like ``runs``.
+        ``nnlab.report.tables.not_learning`` flags, indexed like ``runs``.
 
     Returns
     -------

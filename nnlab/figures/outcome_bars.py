@@ -14,7 +14,7 @@ from nnlab.figures.style import (
     attach,
     set_style,
 )
-from nnlab.report_tables import fmt_lr
+from nnlab.report.tables import fmt_lr
 from nnlab.tracking.schema import OK_OUTCOMES
 
 NO_LEARNING = "no learning"  # the stack of usable runs that never improved on epoch 1
@@ -28,7 +28,7 @@ def outcome_stacks(counts: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     Parameters
     ----------
     counts : DataFrame
-        ``nnlab.report_tables.outcome_counts``: ``lr, batch_size, <outcome>..., total``
+        ``nnlab.report.tables.outcome_counts``: ``lr, batch_size, <outcome>..., total``
         and optionally ``not_learning``.
 
     Returns
@@ -97,7 +97,7 @@ def outcomes(counts: pd.DataFrame) -> plt.Figure:
     Parameters
     ----------
     counts : DataFrame
-        ``nnlab.report_tables.outcome_counts``, one row per (lr, batch_size).
+        ``nnlab.report.tables.outcome_counts``, one row per (lr, batch_size).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""The search figures (``nnlab.report_search``): best so far, objective against lr, every trial's
+"""The search figures (``nnlab.report.search``): best so far, objective against lr, every trial's
 learning curve, parameter importances. Each Figure carries ``fig.nnlab_data``.
 """
 
@@ -21,7 +21,7 @@ def best_so_far(progress: pd.DataFrame, metric: str) -> plt.Figure:
     Parameters
     ----------
     progress : DataFrame
-        ``nnlab.report_search.progress_table``: ``trials_ended``, ``cumulative_epochs``,
+        ``nnlab.report.search.progress_table``: ``trials_ended``, ``cumulative_epochs``,
         ``best_so_far``, ``state``, ``value``, in the order trials ended.
 
     ``fig.nnlab_data``: ``trials`` and ``epochs`` (the x of each step, shape (n,)), ``best``

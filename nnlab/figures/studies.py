@@ -9,8 +9,8 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from nnlab.figures.style import BAD_COLOR, attach, log_ticks, set_style, use_log
-from nnlab.report_studies import best_settings
-from nnlab.report_tables import fmt_lr
+from nnlab.report.schedules import best_settings
+from nnlab.report.tables import fmt_lr
 
 REFERENCE_LR = 1e-3  # the notes' "small" learning rate
 CONSTANT_COLOR = "#000000"
@@ -108,9 +108,9 @@ def claim_grid(per_lr: pd.DataFrame, claim: pd.DataFrame, metric: str) -> plt.Fi
     Parameters
     ----------
     per_lr : DataFrame
-        ``nnlab.report_studies.claim_per_lr``: one row per (set-up, lr).
+        ``nnlab.report.claim.claim_per_lr``: one row per (set-up, lr).
     claim : DataFrame
-        ``nnlab.report_studies.claim_table``: one row per set-up.
+        ``nnlab.report.claim.claim_table``: one row per set-up.
     metric : str
 
     Returns
@@ -198,9 +198,9 @@ def schedule_budgets(by_budget: pd.DataFrame, vs: pd.DataFrame, metric: str) -> 
     Parameters
     ----------
     by_budget : DataFrame
-        ``nnlab.report_studies.schedule_by_budget``: one row per trial setting.
+        ``nnlab.report.schedules.schedule_by_budget``: one row per trial setting.
     vs : DataFrame
-        ``nnlab.report_studies.schedule_vs_constant``.
+        ``nnlab.report.schedules.schedule_vs_constant``.
     metric : str
 
     Returns

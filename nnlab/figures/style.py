@@ -15,7 +15,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from nnlab.report_tables import fmt_lr
+from nnlab.report.tables import fmt_lr
 
 BAD_COLOR = "#d55e00"  # colorblind palette's vermilion: diverged / failed marks
 NO_LEARNING_COLOR = "#e69f00"  # colorblind orange: usable runs that never improved

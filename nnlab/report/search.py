@@ -1,26 +1,24 @@
-"""The search section of a report: what ``python -m nnlab.report`` adds for a search
-(``hydra/sweeper=optuna``); a grid's report is left as it is.
+"""The search section of a report: what ``python -m nnlab.report`` shows for a search
+(``hydra/sweeper=optuna``); None for a grid.
 
 From the store alone (the Optuna journal may be elsewhere): the search's parent run (tagged
 ``optuna.study``), one row per trial from its child runs (``optuna.trial``, ``optuna.state``),
 their learning curves, and Optuna's parameter importances computed on an in-memory copy of the
-study rebuilt from those runs. Four figures (``nnlab.figures.search``), two CSV tables and an
-HTML section inserted into the report's ``index.html`` above its findings.
+study rebuilt from those runs. Four figures (``nnlab.figures.search``) and two CSV tables.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from nnlab.analysis import _client, _experiment_id, load_histories
+from nnlab.report.content import Code, FigureSpec, Paragraph, Section, TableSpec
+from nnlab.report.context import Context
 from nnlab.tracking.schema import Tag
 
 FIGURES = (
@@ -146,10 +144,9 @@ def importances(tags: dict[str, str], trials: pd.DataFrame, direction: str) -> d
     return {k: float(v) for k, v in found.items()}
 
 
-def _section_html(tags: dict[str, str], progress: pd.DataFrame, drawn: dict, skipped: dict,
-                  metric: str) -> str:  # fmt: skip
-    e = html.escape
-    counts = progress["state"].value_counts()
+def _summary(tags: dict[str, str], table: pd.DataFrame, metric: str) -> Paragraph:
+    """The study's settings, counts, epochs, space and best trial, as one paragraph."""
+    counts = table["state"].value_counts()
     best = tags.get("optuna.best_value")
     best_text = ""
     if best is not None:
@@ -158,81 +155,58 @@ def _section_html(tags: dict[str, str], progress: pd.DataFrame, drawn: dict, ski
             for k, v in tags.items()
             if k.startswith("optuna.best.")
         )
-        best_text = f" Best: trial {e(tags.get('optuna.best_trial', '?'))}, {e(metric)} = " \
-            f"{float(best):.4g} ({e(params)})."  # fmt: skip
-    parts = [
-        "<h2 id='search'>Search</h2>",
-        f"<p id='search-summary'>Optuna study <code>{e(tags.get('optuna.study', ''))}</code>: "
-        f"{e(tags.get('optuna.sampler', '?'))} sampler, {e(tags.get('optuna.pruner', '?'))} "
-        f"pruner, {len(progress)} of {e(tags.get('optuna.n_trials', '?'))} trials "
-        f"({', '.join(f'{n} {s.lower()}' for s, n in counts.items())}), "
-        f"{int(progress['epochs'].sum())} epochs trained. Space: "
-        f"{e(', '.join(json.loads(tags.get('optuna.space', '{}')).values()))}.{best_text} "
-        "Tables: <a href='search_trials.csv'>search_trials.csv</a>, "
-        "<a href='search_importance.csv'>search_importance.csv</a>.</p>",
-    ]
-    for key, title in FIGURES:
-        parts.append(f"<h3 id='{key}'>{e(title)}</h3>")
-        if key in drawn:
-            parts.append(
-                f"<figure><img src='{drawn[key]}' alt='{e(title)}'>"
-                f"<figcaption>{e(CAPTIONS[key].format(m=metric))}</figcaption></figure>"
-            )
-        else:
-            parts.append(f"<p><i>Not drawn: {e(skipped.get(key, 'no data'))}.</i></p>")
-    return "\n".join(parts)
+        best_text = (
+            f" Best: trial {tags.get('optuna.best_trial', '?')}, {metric} = {float(best):.4g} "
+            f"({params})."
+        )
+    space = ", ".join(json.loads(tags.get("optuna.space", "{}")).values())
+    return Paragraph(
+        [
+            "Optuna study ",
+            Code(tags.get("optuna.study", "")),
+            f": {tags.get('optuna.sampler', '?')} sampler, {tags.get('optuna.pruner', '?')} "
+            f"pruner, {len(table)} of {tags.get('optuna.n_trials', '?')} trials "
+            f"({', '.join(f'{n} {s.lower()}' for s, n in counts.items())}), "
+            f"{int(table['epochs'].sum())} epochs trained. Space: {space}.{best_text}",
+        ],
+        id="search-summary",
+    )
 
 
-def add_search_section(
-    index: Path, experiment: str, uri: str, progress: Callable[[str], None] | None = None
-) -> bool:
-    """If ``experiment`` holds a search, draw its figures and tables next to ``index`` and
-    insert its section into the page (above the findings); return whether it did."""
-    from nnlab.figures import plt
+def section(ctx: Context) -> Section | None:
+    """The search section of ``ctx.experiment``'s latest search; None for a grid."""
     from nnlab.figures import search as fs
 
-    found = search_trials(experiment, uri)
+    found = search_trials(ctx.experiment, ctx.uri)
     if found is None:
-        return False
+        return None
     tags, trials = found
     metric, direction = tags.get("optuna.objective", "val_loss"), tags.get("optuna.direction")
-    hist = load_histories(experiment, [metric], uri, runs=_runs_frame(trials))
+    hist = load_histories(ctx.experiment, [metric], ctx.uri, runs=_runs_frame(trials))
     table = progress_table(trials, hist, direction or "minimize")
     weights = importances(tags, trials, direction or "minimize")
-    out = index.parent
-    table.to_csv(out / "search_trials.csv", index=False)
-    pd.DataFrame({"param": list(weights), "importance": list(weights.values())}).to_csv(
-        out / "search_importance.csv", index=False
-    )
     makers = {
         "search_progress": lambda: fs.best_so_far(table, metric),
         "search_lr": lambda: fs.objective_vs_lr(trials, hist, metric),
         "search_curves": lambda: fs.trial_curves(trials, hist, metric),
         "search_importance": lambda: fs.importance_bars(weights, metric),
     }
-    drawn, skipped = {}, {}
-    for key, make in makers.items():
-        if progress:
-            progress(f"figure {key} …")
-        (out / f"{key}.png").unlink(missing_ok=True)
-        try:
-            fig = make()
-        except Exception as exc:  # one odd figure must not sink the report
-            skipped[key] = f"drawing failed: {type(exc).__name__}: {exc}"
-            continue
-        fig.savefig(out / f"{key}.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        drawn[key] = f"{key}.png"
-    page = index.read_text(encoding="utf-8")
-    section = _section_html(tags, table, drawn, skipped, metric)
-    marker = "<h2>Findings"  # also "<h2>Findings pooled over all set-ups</h2>"
-    page = (
-        page.replace(marker, section + "\n" + marker, 1)
-        if marker in page
-        else page.replace("</body>", section + "\n</body>", 1)
+    return Section(
+        key="search",
+        title="Search",
+        blocks=[_summary(tags, table, metric)],
+        figures=[
+            FigureSpec(key, title, CAPTIONS[key].format(m=metric), makers[key])
+            for key, title in FIGURES
+        ],
+        tables=[
+            TableSpec("search_trials", table),
+            TableSpec(
+                "search_importance",
+                pd.DataFrame({"param": list(weights), "importance": list(weights.values())}),
+            ),
+        ],
     )
-    index.write_text(page, encoding="utf-8")
-    return True
 
 
 def _runs_frame(trials: pd.DataFrame) -> pd.DataFrame:
