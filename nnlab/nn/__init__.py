@@ -8,11 +8,23 @@
 
 One concept per module: ``activations``, ``losses``, ``optimizers``, ``initializers``,
 ``layers`` (Dense), ``model`` (Sequential), ``callbacks``, ``metrics``, ``io`` (save/load),
-``schedules`` (learning-rate schedules: any optimizer takes one as ``learning_rate``).
+``schedules`` (learning-rate schedules: any optimizer takes one as ``learning_rate``),
+``passes`` (forward and backward passes on preallocated buffers), ``stacked`` (``Stack``: many
+models of one architecture trained in lockstep).
 Imports numpy only.
 """
 
-from . import activations, callbacks, initializers, losses, metrics, optimizers, schedules
+from . import (
+    activations,
+    callbacks,
+    initializers,
+    losses,
+    metrics,
+    optimizers,
+    passes,
+    schedules,
+    stacked,
+)
 from .callbacks import (
     Callback,
     DivergenceGuard,
@@ -32,6 +44,7 @@ from .losses import (
 )
 from .model import DTYPES, Sequential
 from .optimizers import OPTIMIZERS, SGD, Adam, Optimizer, RMSprop
+from .stacked import Stack, compatibility_key
 
 __all__ = [
     "DTYPES",
@@ -53,13 +66,17 @@ __all__ = [
     "ReduceLROnPlateau",
     "Sequential",
     "SparseCategoricalCrossentropy",
+    "Stack",
     "activations",
     "callbacks",
+    "compatibility_key",
     "initializers",
     "load_model",
     "losses",
     "metrics",
     "optimizers",
+    "passes",
     "save_model",
     "schedules",
+    "stacked",
 ]

@@ -1,6 +1,7 @@
 """Activation functions as two name -> function tables (the scikit-learn pattern).
 
-``ACTIVATIONS[name](z, tmp)`` overwrites ``z`` (shape ``(n, units)``) with ``f(z)``.
+``ACTIVATIONS[name](z, tmp)`` overwrites ``z`` (shape ``(n, units)``, or ``(M, n, units)`` for a
+stack of M models) with ``f(z)``.
 ``DERIVATIVES[name](a, delta, tmp)`` overwrites ``delta`` with the gradient with respect to
 the pre-activation, given the stored *output* ``a = f(z)`` and ``delta = dL/da``; for every
 element-wise activation that is ``delta * f'(z)`` with ``f'`` written in terms of ``a``, for
@@ -65,10 +66,10 @@ def tanh(z: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
 
 
 def softmax(z: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
-    """Row-wise ``exp(z - max) / sum(exp(z - max))`` (max-shifted: no overflow)."""
-    z -= np.maximum.reduce(z, axis=1, keepdims=True)
+    """``exp(z - max) / sum(exp(z - max))`` over the last axis (max-shifted: no overflow)."""
+    z -= np.maximum.reduce(z, axis=-1, keepdims=True)
     np.exp(z, out=z)
-    z /= np.add.reduce(z, axis=1, keepdims=True)
+    z /= np.add.reduce(z, axis=-1, keepdims=True)
     return z
 
 
@@ -134,10 +135,10 @@ def tanh_derivative(a: np.ndarray, delta: np.ndarray, tmp: np.ndarray | None = N
 
 
 def softmax_derivative(a: np.ndarray, delta: np.ndarray, tmp: np.ndarray | None = None) -> None:
-    """Jacobian-vector product: ``a * (delta - sum(delta * a, axis=1))``."""
+    """Jacobian-vector product: ``a * (delta - sum(delta * a, axis=-1))``."""
     t = _scratch(a, tmp)
     np.multiply(delta, a, out=t)
-    delta -= np.add.reduce(t, axis=1, keepdims=True)
+    delta -= np.add.reduce(t, axis=-1, keepdims=True)
     delta *= a
 
 

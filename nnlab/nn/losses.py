@@ -16,6 +16,10 @@ any, from_logits=True  linear                      (sigmoid(z) - y) / (n K) or
 other pairs            any                         dL/dp, then the activation's derivative
 =====================  ==========================  ===================================
 
+For a stack of M models (``nnlab.nn.stacked``) outputs, targets and deltas carry a leading model
+axis, (M, n, K), and batch means are a float64 array (M,), one per model, each computed as that
+model alone computes its float.
+
 ``m`` is the mask of probabilities inside Keras's clip range ``(1e-7, 1 - 1e-7)``. Outside it
 the reported (clipped) loss is flat, so its exact derivative is 0 — the same gradient Keras
 computes on the JAX backend. A saturated sigmoid therefore stops learning from that sample; use
@@ -40,6 +44,15 @@ def _clip(p: np.ndarray) -> np.ndarray:
 def _row_sums(a: np.ndarray) -> np.ndarray:
     """Sums over the last axis, kept as a column (np.add.reduce skips ndarray.sum's wrapper)."""
     return np.add.reduce(a, axis=-1, keepdims=True)
+
+
+def _batch_mean(terms: np.ndarray, count: int):
+    """The sum of each model's ``terms`` / ``count``: a float for one model's (n, K) array, a
+    float64 array (M,) for a stack's (M, n, K) (each row summed as the single array is)."""
+    if terms.ndim < 3:
+        return float(terms.sum()) / count
+    sums = np.add.reduce(terms.reshape(terms.shape[0], -1), axis=1)
+    return sums.astype(np.float64) / count
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -121,13 +134,15 @@ class Loss:
         """Per-sample loss with targets as ``prepare_targets`` returns them, (n, K) -> (n,)."""
         return self.per_sample(y, out)
 
-    def batch_mean(self, y: np.ndarray, out: np.ndarray) -> float:
-        """Batch-mean loss with targets as ``prepare_targets`` returns them (a Python float).
+    def batch_mean(self, y: np.ndarray, out: np.ndarray):
+        """Batch-mean loss with targets as ``prepare_targets`` returns them: a Python float, or
+        a float64 array (M,) for a stack's (M, n, K) outputs.
 
         Subclasses compute it as one sum divided by the count: ``ndarray.mean`` costs several
         microseconds of Python overhead per call, which matters at ~100 us per training step.
         """
-        return float(self.dense_per_sample(y, out).mean())
+        values = self.dense_per_sample(y, out)
+        return float(values.mean()) if values.ndim == 1 else values.mean(axis=-1).astype(np.float64)
 
     def check_activation(self, activation: str) -> None:
         """Reject output activations that make this loss meaningless (one-line ValueError)."""
@@ -155,10 +170,11 @@ class Loss:
 
     def value_and_delta(
         self, y: np.ndarray, out: np.ndarray, activation: str, delta: np.ndarray, tmp=None
-    ) -> float:
+    ):
         """Return the batch-mean loss; write dL/dz (z = output pre-activation) into delta.
 
-        y, out, delta: (n, K). ``out`` is the output layer's activation output.
+        y, out, delta: (n, K), or (M, n, K) for a stack (y may stay (n, K), shared); ``out`` is
+        the output layer's activation output. The loss as ``batch_mean`` returns it.
         """
         value = self.batch_mean(y, out)
         if not self.fused_delta(y, out, activation, delta):
@@ -209,7 +225,7 @@ class BinaryCrossentropy(Loss):
             q *= 1.0 - y
             t += q
             np.negative(t, out=t)
-        return float(t.sum()) / out.size
+        return _batch_mean(t, out.shape[-2] * out.shape[-1])
 
     def prepare_targets(self, y, units, dtype, what):
         y = super().prepare_targets(y, units, dtype, what)
@@ -221,7 +237,7 @@ class BinaryCrossentropy(Loss):
         return y
 
     def fused_delta(self, y, out, activation, delta):
-        n, k = out.shape
+        n, k = out.shape[-2:]
         if self.from_logits and activation == "linear":
             delta[...] = out
             activations.sigmoid(delta)
@@ -235,7 +251,7 @@ class BinaryCrossentropy(Loss):
         return True
 
     def output_grad(self, y, out):
-        n, k = out.shape
+        n, k = out.shape[-2:]
         if self.from_logits:
             g = activations.sigmoid(out.copy()) - y
         else:
@@ -262,7 +278,7 @@ class CategoricalCrossentropy(Loss):
             np.minimum(log_p, 1.0 - EPSILON, out=log_p)
             np.log(log_p, out=log_p)
         log_p *= y
-        return -float(log_p.sum()) / out.shape[0]
+        return -_batch_mean(log_p, out.shape[-2])
 
     def prepare_targets(self, y, units, dtype, what):
         if y.ndim == 1 and units > 1:
@@ -283,7 +299,7 @@ class CategoricalCrossentropy(Loss):
             return super().value_and_delta(y, out, activation, delta, tmp)
         # batch_mean and fused_delta in one: the row sums and normalised probabilities they
         # share are computed once (same operations, bit-identical; ~8 us less at 128 x 10)
-        n = out.shape[0]
+        n = out.shape[-2]
         s = _row_sums(out)
         q = np.divide(out, s, out=tmp) if tmp is not None else out / s
         w = y * ((q > EPSILON) & (q < 1.0 - EPSILON))
@@ -291,14 +307,14 @@ class CategoricalCrossentropy(Loss):
         np.minimum(q, 1.0 - EPSILON, out=q)
         np.log(q, out=q)
         q *= y
-        value = -float(q.sum()) / n
+        value = -_batch_mean(q, n)
         np.multiply(out, _row_sums(w) / s, out=delta)
         delta -= w
         delta *= 1.0 / n
         return value
 
     def fused_delta(self, y, out, activation, delta):
-        n = out.shape[0]
+        n = out.shape[-2]
         if self.from_logits and activation == "linear":
             delta[...] = out
             activations.softmax(delta)
@@ -314,7 +330,7 @@ class CategoricalCrossentropy(Loss):
         return True
 
     def output_grad(self, y, out):
-        n = out.shape[0]
+        n = out.shape[-2]
         if self.from_logits:
             g = activations.softmax(out.copy()) * _row_sums(y) - y
         else:
@@ -375,18 +391,18 @@ class MeanSquaredError(Loss):
     def batch_mean(self, y, out):
         d = out - y
         d *= d
-        return float(d.sum()) / out.size
+        return _batch_mean(d, out.shape[-2] * out.shape[-1])
 
     def fused_delta(self, y, out, activation, delta):
         if activation != "linear":
             return False
-        n, k = out.shape
+        n, k = out.shape[-2:]
         np.subtract(out, y, out=delta)
         delta *= 2.0 / (n * k)
         return True
 
     def output_grad(self, y, out):
-        n, k = out.shape
+        n, k = out.shape[-2:]
         return (out - y) * (2.0 / (n * k))
 
 

@@ -60,13 +60,30 @@ HIGHER_IS_BETTER = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy"
                     "sparse_categorical_accuracy")  # fmt: skip
 
 
-def batch_total(fn: MetricFn, y: np.ndarray, out: np.ndarray) -> float:
-    """Sum over the batch of ``fn``'s per-sample values (fast paths for the accuracies)."""
+def batch_total(fn: MetricFn, y: np.ndarray, out: np.ndarray):
+    """Sum over the batch of ``fn``'s per-sample values (fast paths for the accuracies).
+
+    y, out: (n, K) -> a float; or (M, n, K) for a stack of M models (y may stay (n, K),
+    shared) -> a float64 array (M,), each model's total as it computes it alone.
+    """
+    if out.ndim == 3:
+        return _stack_totals(fn, y, out)
     if fn is binary_accuracy:
         return float(np.count_nonzero(np.equal(y, out > 0.5))) / out.shape[-1]
     if fn is categorical_accuracy:
         return float(np.count_nonzero(y.argmax(axis=-1) == out.argmax(axis=-1)))
     return float(fn(y, out).sum())
+
+
+def _stack_totals(fn: MetricFn, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+    m = out.shape[0]
+    if fn is binary_accuracy:
+        hits = np.equal(y, out > 0.5).reshape(m, -1)
+        return np.add.reduce(hits, axis=1, dtype=np.int64) / out.shape[-1]
+    if fn is categorical_accuracy:
+        hits = y.argmax(axis=-1) == out.argmax(axis=-1)
+        return np.add.reduce(hits, axis=1, dtype=np.int64).astype(np.float64)
+    return np.add.reduce(fn(y, out), axis=-1).astype(np.float64)
 
 
 def valid_names() -> list[str]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import activations, losses, optimizers
+from . import activations, losses, optimizers, passes
 from . import callbacks as callbacks_module
 from . import metrics as metrics_module
 from .layers import Dense
@@ -48,16 +48,6 @@ def _resolve_dtype(dtype) -> np.dtype:
     if resolved is None or resolved.name not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
     return resolved
-
-
-class _Buffers:
-    """Work arrays for one batch size n: activations a[i], deltas d[i], scratch t[i]."""
-
-    def __init__(self, n: int, widths: list[int], dtype: np.dtype) -> None:
-        self.a = [np.empty((n, w), dtype) for w in widths]
-        self.d = [np.empty((n, w), dtype) for w in widths]
-        self.t = [np.empty((n, w), dtype) for w in widths]
-        self.ones = np.ones(n, dtype)  # bias gradients as ones @ delta: a BLAS call, ~3x np.sum
 
 
 class Sequential:
@@ -137,38 +127,35 @@ class Sequential:
             return
         input_dim = _check_int("input_dim", input_dim, 1)
         dims = [input_dim] + [layer.units for layer in self.layers]
-        shapes = [s for i, layer in enumerate(self.layers) for s in layer.param_shapes(dims[i])]
-        total = sum(math.prod(s) for s in shapes)
-        self._params = np.empty(total, self.dtype)
+        self._layout = passes.layout(dims)
+        total = passes.size(dims)
         self._grads = np.zeros(total, self.dtype)
-        self._W, self._b, self._gW, self._gb = [], [], [], []
-        offset = 0
+        self._grad_views = passes.Views(self._grads, self._layout)
+        params = np.empty(total, self.dtype)
+        views = passes.Views(params, self._layout)
         for i, layer in enumerate(self.layers):
             kernel, bias = layer.initial_weights(dims[i], self._rng, self.dtype)
-            views = []
-            for value in (kernel, bias):
-                size = value.size
-                views.append(
-                    (
-                        self._params[offset : offset + size].reshape(value.shape),
-                        self._grads[offset : offset + size].reshape(value.shape),
-                    )
-                )
-                views[-1][0][...] = value
-                offset += size
-            (layer.kernel, gk), (layer.bias, gb) = views
-            self._W.append(layer.kernel)
-            self._b.append(layer.bias)
-            self._gW.append(gk)
-            self._gb.append(gb)
-        self._WT = [w.T for w in self._W]
+            views.kernels[i][...] = kernel
+            views.biases[i][...] = bias
+        self._bind_params(params)
         self._forward_fns = [activations.ACTIVATIONS[layer.activation] for layer in self.layers]
         self._derivs = [activations.DERIVATIVES[layer.activation] for layer in self.layers]
-        self._buffers: dict[int, _Buffers] = {}
+        self._buffers: dict[int, passes.Buffers] = {}
         self.input_dim = input_dim
         self.built = True
         if self.optimizer is not None:
             self.optimizer.build(total, self.dtype)
+
+    def _bind_params(self, flat: np.ndarray) -> None:
+        """Keep the weights in ``flat`` (P,), values already in place: each layer's kernel and
+        bias become views into it. A stack (``nnlab.nn.stacked``) binds its members to the rows
+        of one (M, P) array while it trains them, and back to their own vectors after."""
+        self._params = flat
+        self._views = passes.Views(flat, self._layout)
+        for layer, kernel, bias in zip(
+            self.layers, self._views.kernels, self._views.biases, strict=True
+        ):
+            layer.kernel, layer.bias = kernel, bias
 
     def count_params(self) -> int:
         self._maybe_build()
@@ -176,12 +163,17 @@ class Sequential:
 
     # --- weights and state --------------------------------------------------------------
 
+    def _weight_arrays(self) -> list[np.ndarray]:
+        """The live kernel and bias views in Keras order."""
+        views = self._views
+        return [w for pair in zip(views.kernels, views.biases, strict=True) for w in pair]
+
     def get_weights(self) -> list[np.ndarray]:
         """Copies ``[W0 (in, out), b0 (out,), W1, b1, ...]`` (Keras order and shapes)."""
         self._maybe_build()
         if not self.built:
             return []
-        return [w.copy() for pair in zip(self._W, self._b, strict=True) for w in pair]
+        return [w.copy() for w in self._weight_arrays()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Set all weights from a list like ``get_weights()`` returns (values are cast)."""
@@ -189,7 +181,7 @@ class Sequential:
         self._maybe_build()
         if not self.built and weights:
             self.build(int(np.shape(weights[0])[0]))
-        targets = [w for pair in zip(self._W, self._b, strict=True) for w in pair]
+        targets = self._weight_arrays()
         if len(weights) != len(targets):
             raise ValueError(
                 f"set_weights needs {len(targets)} arrays (kernel and bias per layer); "
@@ -324,38 +316,22 @@ class Sequential:
 
     # --- the numerical core -------------------------------------------------------------
 
-    def _get_buffers(self, n: int) -> _Buffers:
+    def _get_buffers(self, n: int) -> passes.Buffers:
         bufs = self._buffers.get(n)
         if bufs is None:
-            bufs = _Buffers(n, [layer.units for layer in self.layers], self.dtype)
+            bufs = passes.Buffers((), n, [layer.units for layer in self.layers], self.dtype)
             self._buffers[n] = bufs
         return bufs
 
-    def _forward(self, x: np.ndarray, bufs: _Buffers) -> np.ndarray:
+    def _forward(self, x: np.ndarray, bufs: passes.Buffers) -> np.ndarray:
         """Output of the network for x (n, in), left in bufs.a[-1]."""
-        a = x
-        for W, b, z, t, f in zip(self._W, self._b, bufs.a, bufs.t, self._forward_fns, strict=True):
-            np.matmul(a, W, out=z)
-            z += b
-            f(z, t)
-            a = z
-        return a
+        return passes.forward(x, self._views, self._forward_fns, bufs)
 
-    def _forward_backward(self, x: np.ndarray, y: np.ndarray, bufs: _Buffers) -> float:
+    def _forward_backward(self, x: np.ndarray, y: np.ndarray, bufs: passes.Buffers) -> float:
         """Batch-mean loss of (x, y); leaves its gradient in ``_grads`` and outputs in bufs."""
-        out = self._forward(x, bufs)
-        last = len(self.layers) - 1
-        loss = self.loss.value_and_delta(
-            y, out, self.layers[-1].activation, bufs.d[last], bufs.t[last]
-        )
-        a, d, t = bufs.a, bufs.d, bufs.t
-        for i in range(last, -1, -1):
-            # d[i] = dL/dz_i: gradients of layer i, then d[i-1] (none for the input)
-            np.matmul((a[i - 1] if i else x).T, d[i], out=self._gW[i])
-            np.dot(bufs.ones, d[i], out=self._gb[i])
-            if i:
-                np.matmul(d[i], self._WT[i], out=d[i - 1])
-                self._derivs[i - 1](a[i - 1], d[i - 1], t[i - 1])
+        out = passes.forward(x, self._views, self._forward_fns, bufs)
+        loss = self.loss.value_and_delta(y, out, self.layers[-1].activation, bufs.d[-1], bufs.t[-1])
+        passes.backward(x.T, self._views, self._grad_views, self._derivs, bufs)
         return loss
 
     def _loss_and_grads(self, x, y) -> tuple[float, np.ndarray]:

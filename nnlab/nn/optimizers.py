@@ -10,6 +10,12 @@ evaluated at ``iterations`` (0 for the first update) before every update, as Ker
 A number may be changed between steps (``opt.learning_rate = 0.01``, what ReduceLROnPlateau and
 LearningRateScheduler do); a schedule may not.
 
+A stack of M models of one architecture (``nnlab.nn.stacked``) keeps its parameters, gradients
+and slots as (M, P) arrays, one row per model, and updates them in one pass per formula step:
+``apply_stacked`` runs the same ``_apply`` with per-model constants of shape (M, 1)
+(``stacked_constants``: each model's rate, Adam's bias correction at each model's own step), so
+every row gets the numbers its model computes alone.
+
 Speed notes (235k float32 parameters, one core): the passes are bound by memory traffic, so
 the vector is updated in L2-sized blocks; the constants enter the element-wise passes as 0-d
 arrays (a NumPy *scalar* operand costs ~0.2 us more per ufunc call) and ``out`` is positional.
@@ -55,8 +61,9 @@ def _check_rate(value) -> float:
 class Optimizer:
     """Base class: holds the step count, the learning rate and per-parameter slot vectors.
 
-    Subclasses set ``name`` and ``slot_names`` and implement ``_apply(params, grads)``; their
-    ``get_config`` reports the rate as ``self._rate_config()``.
+    Subclasses set ``name`` and ``slot_names`` and implement ``_apply``, which reads every
+    constant from its ``k`` argument (0-d arrays for one model, (M, 1) per-model arrays for a
+    stack); their ``get_config`` reports the rate as ``self._rate_config()``.
 
     Parameters
     ----------
@@ -148,20 +155,27 @@ class Optimizer:
                 )
             return
         self._size, self.dtype = size, dtype
-        self.slots = {name: np.zeros(size, dtype) for name in self.slot_names}
         chunk = min(size, self.CHUNK)
-        t1, t2 = np.empty(chunk, dtype), np.empty(chunk, dtype)
-        self._blocks = []  # (start, stop, slot views, scratch views) per block
-        for start in range(0, size, chunk):
-            stop = min(start + chunk, size)
-            views = {k: v[start:stop] for k, v in self.slots.items()}
-            self._blocks.append((start, stop, views, t1[: stop - start], t2[: stop - start]))
+        self._scratch = np.empty(chunk, dtype), np.empty(chunk, dtype)
+        self.bind_slots({name: np.zeros(size, dtype) for name in self.slot_names})
         self._c = {k: dtype.type(v) for k, v in self.get_config().items()
                    if k not in ("name", "learning_rate") and isinstance(v, float)}  # fmt: skip
         # the same values as 0-d arrays, for the element-wise passes
         self._k = {k: np.array(v) for k, v in self._c.items()}
         self._k["learning_rate"] = np.zeros((), dtype)
         self._set_rate(self._current_rate())
+
+    def bind_slots(self, slots: dict[str, np.ndarray]) -> None:
+        """Keep the slots in ``slots`` (name -> (size,) array, values already in place). A stack
+        binds its members' slots to the rows of its (M, size) arrays while it trains them."""
+        self.slots = dict(slots)
+        t1, t2 = self._scratch
+        chunk = t1.size
+        self._blocks = []  # (start, stop, slot views, scratch views) per block
+        for start in range(0, self._size, chunk):
+            stop = min(start + chunk, self._size)
+            views = {k: v[start:stop] for k, v in self.slots.items()}
+            self._blocks.append((start, stop, views, t1[: stop - start], t2[: stop - start]))
 
     def update(self, params: np.ndarray, grads: np.ndarray) -> None:
         """One step, in place: ``params`` and ``grads`` are flat arrays of the built size."""
@@ -178,13 +192,40 @@ class Optimizer:
                 self._apply(params[start:stop], grads[start:stop], slots, t, u, k)
         self.iterations += 1
 
-    def _step_constants(self):
-        """Per-step scalars shared by all blocks (e.g. Adam's bias-corrected rate)."""
-        return None
+    def _step_constants(self) -> dict[str, np.ndarray]:
+        """The constants ``_apply`` reads for the next update (``_k``, with per-step values
+        such as Adam's bias-corrected rate written into it)."""
+        return self._k
 
     def _apply(self, w, g, slots, t, u, k) -> None:
-        """Update one block in place: w, g, slot views and scratch t, u of equal length."""
+        """Update one block in place: w, g, slot views and scratch t, u of equal shape, (n,) or
+        (M, n) for a stack; ``k`` the constants (``_step_constants`` or ``stacked_constants``)."""
         raise NotImplementedError
+
+    # -- a stack of models sharing these settings -------------------------------------------
+
+    def rates(self, count: int) -> np.ndarray:
+        """The learning rates of the next ``count`` updates as ``update`` applies them (in the
+        parameter dtype), if nothing sets the rate in between: (count,)."""
+        if self._schedule is None:
+            return np.full(count, self.dtype.type(self._rate))
+        values = [self._schedule(self.iterations + i) for i in range(count)]
+        return np.array([self.dtype.type(v) for v in values], self.dtype)
+
+    def stacked_constants(self, rates: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
+        """``_apply``'s constants for a stack of models with this optimizer's settings (apart
+        from the rate): ``rates`` each model's learning rate for the update (the dtype),
+        ``steps`` each model's ``iterations`` before it; both of one shape, e.g. (M, 1), or
+        (S, M, 1) for S updates at once. Per-model entries get that shape."""
+        k = dict(self._k)
+        k["learning_rate"] = rates
+        return k
+
+    def apply_stacked(self, params, grads, slots, scratch, constants) -> None:
+        """One update of a stack, in place: ``params``, ``grads``, each slot and both scratch
+        arrays (M, P); ``constants`` from ``stacked_constants`` with (M, 1) entries. The step
+        counts are the caller's (each member's ``iterations``)."""
+        self._apply(params, grads, slots, scratch[0], scratch[1], constants)
 
     # -- resume state ---------------------------------------------------------------------
 
@@ -257,11 +298,11 @@ class SGD(Optimizer):
                 "momentum": self.momentum, "nesterov": self.nesterov}  # fmt: skip
 
     def _apply(self, w, g, slots, t, u, k):
-        np.multiply(g, self._k["learning_rate"], t)  # lr g
+        np.multiply(g, k["learning_rate"], t)  # lr g
         if self.momentum == 0:
             np.subtract(w, t, w)
             return
-        m, v = self._k["momentum"], slots["momentum"]
+        m, v = k["momentum"], slots["momentum"]
         np.multiply(v, m, v)
         np.subtract(v, t, v)
         if self.nesterov:
@@ -298,30 +339,47 @@ class Adam(Optimizer):
     def build(self, size, dtype):
         super().build(size, dtype)
         one = self.dtype.type(1)
-        self._one_minus_b1 = np.array(one - self._c["beta_1"])
-        self._one_minus_b2 = np.array(one - self._c["beta_2"])
-        self._alpha = np.zeros((), self.dtype)
+        self._k["one_minus_beta_1"] = np.array(one - self._c["beta_1"])
+        self._k["one_minus_beta_2"] = np.array(one - self._c["beta_2"])
+        self._k["alpha"] = self._alpha_now = np.zeros((), self.dtype)
+        self._one = one
+
+    def _alpha(self, rate, power_1, power_2):
+        """``rate sqrt(1 - power_2) / (1 - power_1)`` with ``power_i = beta_i ** t``: scalars of
+        the dtype, or arrays of one shape (a stack's models)."""
+        return rate * np.sqrt(self._one - power_2) / (self._one - power_1)
 
     def _step_constants(self):
-        c, step, one = self._c, self.dtype.type(self.iterations + 1), self.dtype.type(1)
-        alpha = (
-            c["learning_rate"] * np.sqrt(one - c["beta_2"] ** step) / (one - c["beta_1"] ** step)
-        )
-        self._alpha[...] = alpha
-        return self._alpha
+        c, step = self._c, self.dtype.type(self.iterations + 1)
+        power_1, power_2 = c["beta_1"] ** step, c["beta_2"] ** step
+        self._alpha_now[...] = self._alpha(c["learning_rate"], power_1, power_2)
+        return self._k
 
-    def _apply(self, w, g, slots, t, u, alpha):
+    def stacked_constants(self, rates, steps):
+        k = super().stacked_constants(rates, steps)
+        # the powers as a lone model computes them (NumPy scalar power): an array power may
+        # take another (SIMD) routine and differ in the last bit. One per distinct step.
+        distinct, where = np.unique(steps, return_inverse=True)
+        t = [self.dtype.type(s + 1) for s in distinct]
+        powers = [
+            np.array([self._c[b] ** ti for ti in t], self.dtype)[where].reshape(np.shape(steps))
+            for b in ("beta_1", "beta_2")
+        ]
+        k["alpha"] = self._alpha(rates, *powers)
+        return k
+
+    def _apply(self, w, g, slots, t, u, k):
         m, v = slots["m"], slots["v"]
         np.subtract(g, m, t)  # m += (g - m) (1 - b1)
-        np.multiply(t, self._one_minus_b1, t)
+        np.multiply(t, k["one_minus_beta_1"], t)
         np.add(m, t, m)
         np.multiply(g, g, t)  # v += (g^2 - v) (1 - b2)
         np.subtract(t, v, t)
-        np.multiply(t, self._one_minus_b2, t)
+        np.multiply(t, k["one_minus_beta_2"], t)
         np.add(v, t, v)
         np.sqrt(v, t)  # w -= alpha m / (sqrt(v) + eps)
-        np.add(t, self._k["epsilon"], t)
-        np.multiply(m, alpha, u)
+        np.add(t, k["epsilon"], t)
+        np.multiply(m, k["alpha"], u)
         np.divide(u, t, u)
         np.subtract(w, u, w)
 
@@ -358,19 +416,19 @@ class RMSprop(Optimizer):
 
     def build(self, size, dtype):
         super().build(size, dtype)
-        self._one_minus_rho = np.array(self.dtype.type(1) - self._c["rho"])
+        self._k["one_minus_rho"] = np.array(self.dtype.type(1) - self._c["rho"])
 
     def _apply(self, w, g, slots, t, u, k):
-        c = self._k
+        c = k
         rho, v = c["rho"], slots["velocity"]
         np.multiply(v, rho, v)  # v = rho v + (1 - rho) g^2
         np.multiply(g, g, t)
-        np.multiply(t, self._one_minus_rho, t)
+        np.multiply(t, c["one_minus_rho"], t)
         np.add(v, t, v)
         if self.centered:
             mg = slots["average_gradient"]
             np.multiply(mg, rho, mg)
-            np.multiply(g, self._one_minus_rho, t)
+            np.multiply(g, c["one_minus_rho"], t)
             np.add(mg, t, mg)
             np.multiply(mg, mg, t)
             np.subtract(v, t, t)
