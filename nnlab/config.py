@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nnlab.config_keys import unknown_key
 from nnlab.data import DATASETS, is_int
 from nnlab.nn import DTYPES, OPTIMIZERS
 from nnlab.nn.activations import ACTIVATIONS
@@ -204,6 +205,7 @@ def validate(cfg: Any) -> dict:
         On the first bad value, with a one-line message naming key, value and what is allowed.
     """
     try:
+        raw = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else None
         plain = to_plain(cfg)
     except Exception as exc:  # a required ??? value, or an interpolation that cannot resolve
         key = getattr(exc, "full_key", None)
@@ -215,6 +217,9 @@ def validate(cfg: Any) -> dict:
     _refuse_targets(plain)
     for key, (ok, allowed) in RULES.items():
         _check(ok(_get(plain, key)), key, _get(plain, key), allowed)
+    unknown = unknown_key(plain, raw)
+    if unknown is not None:
+        raise ConfigError(unknown)
     for key, (ok, allowed) in OPTIONAL_RULES.items():
         section, name = key.split(".")
         if name in plain[section]:

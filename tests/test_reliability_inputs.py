@@ -68,6 +68,16 @@ CASES: dict[str, tuple[list[str], object, str]] = {
     "empty hidden list": (["model.hidden=[]"], None, "model.hidden=[]: must be a non-empty"),
     "zero-width layer": (["model.hidden=[0]"], None, "model.hidden=[0]: must be a non-empty"),
     "unknown key": (["foo=1"], None, "Could not override 'foo'"),
+    # added with +: Hydra takes any key, nnlab's schema does not (issue 25, defect 8)
+    "+learning_rate": (["+learning_rate=0.1"], None, "learning_rate=0.1: not a key nnlab knows"),
+    "+early_stoping": (
+        ["+trainer.early_stoping.enabled=true"],
+        None,
+        "did you mean trainer.early_stopping.enabled?",
+    ),
+    "+model.hiden": (["+model.hiden=[4]"], None, "did you mean model.hidden?"),
+    "+schedule.decay": (["+schedule.decay=0.5"], None, "did you mean schedule.decay_rate"),
+    "+foo": (["+foo=1"], None, "foo=1: not a key nnlab knows"),
     "csv path missing": (["data=csv", "data.target=label"], None, "data.path is required"),
     "csv not found": ([*CSV, "data.path=missing.csv"], None, "missing.csv: file not found"),
     "csv empty": ([*CSV, "data.path=e.csv"], write("e.csv", ""), "e.csv: file is empty"),
