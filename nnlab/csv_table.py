@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnlab.data import DataError, is_int
+from nnlab.data import FLOAT32_MAX, DataError, is_int
 
 
 def check_path(path: object) -> str:
@@ -136,31 +136,60 @@ class CsvTable:
             )
         return hits[0]
 
-    def floats(self, j: int) -> np.ndarray:
-        """Column j as float64, refusing non-numeric, empty and non-finite cells."""
+    def floats(self, j: int, target: bool = False) -> np.ndarray:
+        """Column j as float64, refusing non-numeric, empty, non-finite cells and cells beyond
+        float32's range (nnlab trains in float32: 1e300 would become inf, or swamp the column's
+        standardisation). ``target``: the hint for a text cell maps labels, never drops."""
         cells = [row[j] for row in self.rows]
         try:
             values = np.array(cells, dtype=np.float64)
         except ValueError:
             values = None
-        bad = range(len(cells)) if values is None else np.flatnonzero(~np.isfinite(values))
+        with np.errstate(invalid="ignore"):
+            bad = (
+                range(len(cells))
+                if values is None
+                else np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))  # NaN, inf, overflow
+            )
         for i in bad:
             cell = cells[i]
             where = f"{self.source}: line {self.lines[i]}, column {self.label(j)}"
             if cell == "":
                 raise DataError(f"{where}: empty cell; fill it in or delete the row")
             if not is_number(cell):
-                raise DataError(
-                    f"{where}: {cell!r} is not a number; fix the cell, or leave the column out "
-                    f"with features=[...]"
+                fix = (
+                    self.label_mapping(j)
+                    if target
+                    else ("fix the cell, or leave the column out with features=[...]")
                 )
+                raise DataError(f"{where}: {cell!r} is not a number; {fix}")
             if not math.isfinite(float(cell)):
                 raise DataError(
                     f"{where}: {cell!r} is not a finite number; fill it in or delete the row"
                 )
+            if abs(float(cell)) > FLOAT32_MAX:
+                raise DataError(
+                    f"{where}: {cell!r} overflows float32, the type nnlab trains in (largest "
+                    f"magnitude {FLOAT32_MAX:.4g}); rescale the column (e.g. its log, or other "
+                    "units) or fix the cell"
+                )
         if values is None:  # numpy refused a spelling Python's float accepts (e.g. "1_000")
             values = np.array([float(cell) for cell in cells])
         return values
+
+    def label_mapping(self, j: int) -> str:
+        """How to turn the text labels of target column j into the class ids nnlab reads."""
+        labels = sorted(dict.fromkeys(row[j] for row in self.rows))
+        column = repr(self.names[j]) if self.names is not None else str(j)
+        if len(labels) <= 5:
+            ids = ", ".join(f"{label!r}: {k}" for k, label in enumerate(labels))
+            how = f"df[{column}] = df[{column}].map({{{ids}}})"
+        else:
+            how = f"df[{column}] = df[{column}].astype('category').cat.codes"
+        return (
+            f"the target holds class labels as numbers: map its {len(labels)} text labels to "
+            f"0..{len(labels) - 1} in the file first, e.g. with pandas: {how}"
+        )
 
     def arrays(
         self, target: object, features: object, require_binary: bool
@@ -188,7 +217,7 @@ class CsvTable:
         if len(set(cols)) != len(cols):
             raise DataError(f"{self.source}: features lists a column twice; list each once")
         x = np.column_stack([self.floats(j) for j in cols])
-        y_raw = self.floats(t)
+        y_raw = self.floats(t, target=True)
         fractional = np.flatnonzero(y_raw != np.round(y_raw))
         if fractional.size:
             i = fractional[0]

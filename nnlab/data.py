@@ -248,6 +248,25 @@ def standardize_split(
     return scale(x_train), scale(x_val), mean, std
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # every array nnlab trains on is float32
+
+
+def _check_float32(name: str, x: np.ndarray) -> None:
+    """Refuse features float32 cannot hold (inf after the cast, or a swamped standardisation).
+
+    CSV cells are checked one by one where they are read (with their line and column); this
+    catches generated ones (``noise=1e300``)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(x) <= FLOAT32_MAX)
+    if bad.any():
+        scale = [k for k in ("noise", "separation") if k in dataset_params(name)]
+        largest = np.nanmax(np.abs(np.where(np.isnan(x), 0.0, x)))
+        raise DataError(
+            f"dataset {name!r}: features overflow float32, the type nnlab trains in (largest "
+            f"|x| {largest:.3g}, limit {FLOAT32_MAX:.4g}); lower {' or '.join(scale) or 'them'}"
+        )
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=np.float32)
     a.setflags(write=False)
@@ -266,6 +285,7 @@ def _build(
     feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     """Split, scale and freeze; ``y`` holds class ids 0..K-1, every class with >= 2 rows."""
+    _check_float32(name, x)
     train_idx, val_idx = stratified_split(y, val_fraction, rng)
     x_train, x_val = x[train_idx], x[val_idx]
     mean = std = None

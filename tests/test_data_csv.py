@@ -188,11 +188,22 @@ def test_non_numeric_cell_names_line_and_column(tmp_path):
     assert "features=[...]" in msg
 
 
-def test_non_numeric_target_cell(tmp_path):
+def test_text_target_names_the_mapping_not_dropping_the_column(tmp_path):
+    """Issue 26: the hint for a feature (leave it out with features=[...]) would drop the target."""
     text = "x0,label\n" + "".join(f"{i},{'B' if i % 2 else 'M'}\n" for i in range(8))
-    assert "line 2, column 'label' (#1): 'M' is not a number" in error(
-        write(tmp_path, text), target="label"
+    msg = error(write(tmp_path, text), target="label")
+    assert "line 2, column 'label' (#1): 'M' is not a number" in msg
+    assert "features=[...]" not in msg
+    assert "df['label'] = df['label'].map({'B': 0, 'M': 1})" in msg
+
+
+def test_text_target_with_many_labels_gets_the_general_mapping(tmp_path):
+    text = "x0,label\n" + "".join(f"{i},{chr(65 + i % 8)}\n" for i in range(16))
+    msg = error(write(tmp_path, text, "k.csv"), target=1)
+    assert (
+        "8 text labels" in msg and "df['label'] = df['label'].astype('category').cat.codes" in msg
     )
+    assert len(msg) < 400
 
 
 def test_empty_cell(tmp_path):
@@ -205,6 +216,36 @@ def test_nan_and_infinite_cells(tmp_path, bad):
     text = "x0,x1,label\n" + "".join(f"{i},{bad if i == 5 else i},{i % 2}\n" for i in range(10))
     msg = error(write(tmp_path, text), target="label")
     assert f"line 7, column 'x1' (#1): '{bad}' is not a finite number" in msg
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+@pytest.mark.parametrize("bad", ["1e300", "-4e38", "1e39"])
+def test_cells_that_overflow_float32_are_refused(tmp_path, bad, standardize):
+    """Issue 25, defect 10: 1e300 was zeroed by standardisation, or became inf without it."""
+    text = "x0,x1,label\n" + "".join(f"{i},{bad if i == 5 else i},{i % 2}\n" for i in range(10))
+    msg = error(write(tmp_path, text), target="label", standardize=standardize)
+    assert f"line 7, column 'x1' (#1): '{bad}' overflows float32" in msg
+    assert "rescale the column" in msg
+
+
+def test_the_largest_float32_cell_is_fine(tmp_path):
+    text = "x0,label\n" + "".join(f"{3e38 if i == 3 else i},{i % 2}\n" for i in range(10))
+    ds = load(write(tmp_path, text), target="label")
+    assert np.isfinite(ds.x_train).all() and np.isfinite(ds.x_val).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"separation": 1e300}, "separation"),
+        ({"noise": 1e300}, "noise"),
+    ],
+)
+def test_generated_features_that_overflow_float32_are_refused(params, needle):
+    with pytest.raises(DataError) as e:
+        load_dataset("blobs", **params)
+    msg = str(e.value)
+    assert msg.startswith("dataset 'blobs': features overflow float32") and needle in msg
 
 
 def test_ragged_row(tmp_path):

@@ -51,6 +51,8 @@ def foreign_checkpoint(d: Path) -> None:
 
 THREE = "a,b,label\n" + "".join(f"{i},{i % 5},{i % 3}\n" for i in range(30))
 CSV = ["data=csv", "data.target=label"]
+OVERFLOW = "a,b,label\n" + "".join(f"{i},{1e300 if i == 3 else i},{i % 2}\n" for i in range(10))
+YES_NO = "a,label\n" + "".join(f"{i},{'yes' if i % 2 else 'no'}\n" for i in range(8))
 
 # id -> (arguments, set-up of the launch dir or None, text the one stderr line must contain)
 CASES: dict[str, tuple[list[str], object, str]] = {
@@ -90,6 +92,22 @@ CASES: dict[str, tuple[list[str], object, str]] = {
         [*CSV, "data.path=n.csv"],
         write("n.csv", "a,b,label\n1,nan,0\n2,3,1\n"),
         "'nan' is not a finite number",
+    ),
+    "csv 1e300": (  # issue 25, defect 10: was zeroed by standardisation
+        [*CSV, "data.path=o.csv"],
+        write("o.csv", OVERFLOW),
+        "o.csv: line 5, column 'b' (#1): '1e+300' overflows float32",
+    ),
+    "csv 1e300 sweep unstandardized": (  # every trial failed instead of being refused up front
+        ["-m", "lr=0.1,0.01", "data.standardize=false", "epochs=1", *CSV, "data.path=o.csv"],
+        write("o.csv", OVERFLOW),
+        "o.csv: line 5, column 'b' (#1): '1e+300' overflows float32",
+    ),
+    "csv text target": (  # issue 26: the hint named dropping the column
+        [*CSV, "data.path=y.csv"],
+        write("y.csv", YES_NO),
+        "map its 2 text labels to 0..1 in the file first, e.g. with pandas: "
+        "df['label'] = df['label'].map({'no': 0, 'yes': 1})",
     ),
     "non-binary target for BCE": (
         [*CSV, "data.path=k.csv", "model.loss=binary_crossentropy"],
