@@ -21,12 +21,14 @@ Pipeline, the same for every dataset: build ``(x, y)`` -> stratified train/valid
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +43,7 @@ __all__ = [
     "make_moons",
     "make_spirals",
     "make_xor",
+    "source_digest",
     "standardize_split",
     "stratified_split",
 ]
@@ -445,6 +448,35 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "csv": _csv,
 }
 """Dataset name -> loader; each loader's keyword parameters are the keys of its yaml."""
+
+
+_DIGESTS: dict[tuple, str] = {}  # (file, size, mtime, ctime, inode) -> digest, per process
+
+
+def source_digest(params: Mapping) -> str | None:
+    """A digest of the file a dataset config reads (16 hex digits of its sha256), or None.
+
+    A CSV's path says nothing about its content: the digest joins the trial's identity (the
+    config hash), as MLflow's dataset digest does, so an edited file trains again. Read once per
+    process per file version (keyed by its size, times and inode), not once per trial. None for
+    datasets made from their params (generators) and for the bundled ones (their bytes are
+    pinned by a test), and for a CSV that cannot be read (loading it then says why).
+    """
+    if params.get("name") != "csv":
+        return None
+    try:
+        path = Path(os.fspath(params.get("path"))).expanduser()  # type: ignore[arg-type]
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        if key not in _DIGESTS:
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            _DIGESTS[key] = digest.hexdigest()[:16]
+    except (TypeError, OSError):
+        return None
+    return _DIGESTS[key]
 
 
 def dataset_params(name: str) -> dict[str, object]:

@@ -130,10 +130,19 @@ def excluded(key: str, prefixes: Sequence[str] = HASH_EXCLUDE) -> bool:
 
 def config_hash(plain: dict) -> str:
     """Hash of the resolved config minus the ``HASH_EXCLUDE`` keys (16 hex digits): a trial's
-    identity across re-runs (tag ``nnlab.config_hash``, checkpoint file name)."""
+    identity across re-runs (tag ``nnlab.config_hash``, checkpoint file name).
+
+    A config that reads a file (``data=csv``) also hashes the file's content
+    (:func:`nnlab.data.source_digest`): an edited CSV is another trial. Other configs hash as
+    they always did, so their FINISHED runs in existing stores still count."""
     import hashlib
     import json
 
+    from nnlab.data import source_digest
+
     flat = {k: v for k, v in flatten(plain).items() if not excluded(k)}
+    digest = source_digest(plain.get("data") or {})
+    if digest is not None:
+        flat["data.digest"] = digest
     blob = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
