@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -68,6 +69,55 @@ def _get(cfg: Mapping, dotted: str) -> Any:
             raise ConfigError(f"{dotted}: missing from the config (check the conf/ group files)")
         node = node[part]
     return node
+
+
+MAX_EXPERIMENT_NAME = 200  # UTF-8 bytes: a file name holds 255, and nnlab adds suffixes to it
+_UNSAFE_NAME = (
+    "names directories (reports/<name>, <checkpoint dir>/<name>) and must stay inside them"
+)
+
+
+def experiment_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an experiment's directories, or None when it can.
+
+    The report's default directory is ``reports/<name>`` and checkpoints go to
+    ``<checkpoint dir>/<name>/``: the name must be a relative path that stays below them
+    ('/'-separated parts, none empty, ``.`` or ``..``; no backslash or control character) and
+    short enough for a file name.
+    """
+    size = len(name.encode("utf-8"))
+    if size > MAX_EXPERIMENT_NAME:
+        long = f"{len(name)} characters" + (f" ({size} UTF-8 bytes)" if size != len(name) else "")
+        return (
+            f"is {long} long; at most {MAX_EXPERIMENT_NAME} (it names the MLflow experiment and "
+            "directories: reports/<name>, <checkpoint dir>/<name>); pick a shorter name"
+        )
+    if any(part in ("", ".", "..") for part in name.split("/")) or any(
+        c == "\\" or ord(c) < 32 or ord(c) == 127 for c in name
+    ):
+        return (
+            f"{_UNSAFE_NAME}: no '.' or '..' parts, no leading, trailing or double '/', no "
+            "backslash or control character (e.g. experiment_name=team/lr_study)"
+        )
+    return None
+
+
+def check_experiment_name(name: str, label: str = "experiment_name=", fix: str = "") -> None:
+    """Raise ConfigError when :func:`experiment_name_problem` finds one (``label`` + the name
+    shortened to 40 characters, then the problem and ``fix``)."""
+    problem = experiment_name_problem(name)
+    if problem is not None:
+        shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."
+        raise ConfigError(f"{label}{shown}: {problem}{fix}")
+
+
+def report_dir(experiment: str) -> Path:
+    """``reports/<experiment>``, the report's default directory (ConfigError if the name would
+    leave it: ``python -m nnlab.report`` then needs ``--out``)."""
+    check_experiment_name(
+        experiment, "--experiment ", "; or pass --out DIR to write the report elsewhere"
+    )
+    return Path("reports") / experiment
 
 
 # key -> (predicate, what is allowed); applied in this order so the first error is the most basic.
@@ -217,6 +267,7 @@ def validate(cfg: Any) -> dict:
     _refuse_targets(plain)
     for key, (ok, allowed) in RULES.items():
         _check(ok(_get(plain, key)), key, _get(plain, key), allowed)
+    check_experiment_name(plain["experiment_name"])
     unknown = unknown_key(plain, raw)
     if unknown is not None:
         raise ConfigError(unknown)

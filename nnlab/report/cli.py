@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from nnlab.config import report_dir
 from nnlab.report.build import build_report
 
 __all__ = ["main"]
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         help="absolute target for 'epochs to target' (default 1.25 x best reached)",
     )
     args = ap.parse_args(argv)
-    out = args.out or Path("reports") / args.experiment
     try:
+        out = args.out or report_dir(args.experiment)  # a name like ../x must not leave reports/
         build_report(args.experiment, out, args.metric, args.tracking_uri, target=args.target)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
