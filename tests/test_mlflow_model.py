@@ -264,6 +264,83 @@ def test_register_best_false_registers_nothing_and_a_repeat_adds_no_version(swee
     assert len(client(cwd).search_model_versions("name = 'other'")) == 1
 
 
+def test_best_never_moves_to_a_worse_model_latest_sweep_follows_each_sweep(sweep) -> None:
+    """Sweeps registering into one model in turn (the module's two real trials): ``best`` moves
+    only to a better val_loss, ``latest_sweep`` to each sweep's best; a model chosen by another
+    objective is not compared."""
+    from nnlab.tracking.registry import register_sweep_best
+
+    cwd = sweep[0]
+    c, uri = client(cwd), store_uri(cwd)
+    trials = sorted(runs(cwd, EXPERIMENT, "trial"), key=lambda r: r.data.metrics["val_loss"])
+    good, bad = trials[0], trials[-1]
+    plain = {"experiment_name": "mono", "tracking": {"register_best": True}}
+
+    def register(run, sweep_id: str, study: dict | None = None) -> str:
+        record = {"run_id": run.info.run_id, "val_loss": run.data.metrics["val_loss"]}
+        (line,) = register_sweep_best(uri, plain, sweep_id, record, study)
+        return line.strip()
+
+    def alias(name: str) -> str:
+        return c.get_model_version_by_alias("mono", name).run_id
+
+    assert (
+        register(good, "s1")
+        == f"registered: models:/mono@best = version 1 (run {good.info.run_id})"
+    )
+    line = register(bad, "s2")  # a later sweep whose best is worse
+    assert line.startswith("registered: models:/mono@latest_sweep = version 2"), line
+    assert "models:/mono@best stays version 1" in line and "is not beaten" in line, line
+    assert (alias("best"), alias("latest_sweep")) == (good.info.run_id, bad.info.run_id)
+    # chosen by another objective: not comparable, best stays
+    study = {"objective": "val_accuracy", "best": {"value": 1.0}}
+    assert "chosen by val_loss, not val_accuracy" in register(bad, "s3", study)
+    assert alias("best") == good.info.run_id
+    # the good run again (its version is reused): both aliases on version 1
+    assert register(good, "s4").startswith("registered: models:/mono@best = version 1")
+    assert (alias("best"), alias("latest_sweep")) == (good.info.run_id, good.info.run_id)
+    assert len(c.search_model_versions("name = 'mono'")) == 2
+
+
+@pytest.mark.slow
+def test_a_later_sweep_with_a_worse_best_leaves_best_in_place(launch_dir: Path) -> None:
+    """Two real sweeps of one experiment in one store, the second one's best worse."""
+    c = client(launch_dir)
+    base = (*DATA[:3], QUIET, "experiment_name=two")
+    first = cli(launch_dir, "-m", "lr=0.1", "epochs=6", *base)
+    assert first.returncode == 0, first.stderr
+    v1 = c.get_model_version_by_alias("two", "best")
+    second = cli(launch_dir, "-m", "lr=0.0001", "epochs=1", *base)  # barely trained
+    assert second.returncode == 0, second.stderr
+    worse = runs(launch_dir, "two", "trial")
+    assert min(r.data.metrics["val_loss"] for r in worse if r.info.run_id != v1.run_id) > float(
+        v1.tags["nnlab.objective_value"]
+    )
+    assert c.get_model_version_by_alias("two", "best").version == v1.version
+    latest = c.get_model_version_by_alias("two", "latest_sweep")
+    assert latest.version != v1.version and latest.run_id != v1.run_id
+    assert f"models:/two@best stays version {v1.version}" in second.stdout
+
+
+def test_beats_reads_the_direction_and_refuses_what_it_cannot_compare() -> None:
+    from types import SimpleNamespace
+
+    from nnlab.tracking.registry import beats
+
+    def version(metric: str | None, value: str | None):
+        tags = {"nnlab.objective": metric, "nnlab.objective_value": value}
+        return SimpleNamespace(tags={k: v for k, v in tags.items() if v is not None})
+
+    assert beats("val_loss", 0.1, version("val_loss", "0.2"))
+    assert not beats("val_loss", 0.2, version("val_loss", "0.2"))  # a tie does not move it
+    assert not beats("val_loss", 0.3, version("val_loss", "0.2"))
+    assert beats("val_accuracy", 0.9, version("val_accuracy", "0.8"))
+    assert not beats("val_accuracy", 0.7, version("val_accuracy", "0.8"))
+    assert not beats("val_loss", float("nan"), version("val_loss", "0.2"))
+    assert beats("val_loss", 0.5, version("val_loss", None))  # the old one had no finite value
+    assert not beats("loss", 0.01, version("val_loss", "0.2"))  # another metric
+
+
 def test_an_experiment_name_mlflow_cannot_register_is_refused_up_front() -> None:
     from nnlab.config import ConfigError, validate
 

@@ -1,17 +1,23 @@
 """The sweep's parent run: created once per sweep, reopened by an interrupted one, ended with
-the summary. ``nnlab.launcher`` (host:pid) tells a live launcher from a dead one.
+the summary, its numbers (metrics ``best_<objective>``, ``n_<outcome>``) and, once built, the
+report (artifacts ``report/``). ``nnlab.launcher`` (host:pid) tells a live launcher from a dead
+one.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import nnlab
-from nnlab.tracking.schema import Artifact, Tag
+from nnlab.tracking.runs_view import save_sweep_view
+from nnlab.tracking.schema import OUTCOMES, Artifact, Tag
 from nnlab.tracking.sink import log_params
-from nnlab.tracking.store import client
+from nnlab.tracking.store import client, one_line, say
 
 
 def launcher_tag() -> str:
@@ -98,17 +104,64 @@ def start_parent(ctx: Any, task: str, experiment_name: str) -> str:
     return run.info.run_id
 
 
-def end_parent(ctx: Any, counts: dict, best: dict | None, summary: str, status: str) -> None:
-    """Tag the counts and the best run, attach the summary, set the final status."""
-    from mlflow.entities import RunTag
+def end_parent(
+    ctx: Any,
+    counts: dict[str, int],
+    best: dict | None,
+    summary: str,
+    status: str,
+    objective: str | None = None,
+) -> None:
+    """Close the sweep's parent run: its numbers, summary and runs-table view, then ``status``.
+
+    Parameters
+    ----------
+    ctx : SweepContext
+        ``uri``, ``experiment_id``, ``parent_run_id``, ``sweep_id``.
+    counts : dict
+        Outcome -> number of trials (:data:`~nnlab.tracking.schema.OUTCOMES`; missing ones
+        count 0): tags ``nnlab.n_<outcome>`` and metrics ``n_<outcome>``.
+    best : dict or None
+        The best trial: ``run_id`` (tag ``nnlab.best_run_id``) and its ``objective`` value
+        (metric ``best_<objective>``, left out when not finite).
+    summary : str
+        The sweep summary, saved as ``summary.txt``.
+    status : str
+        ``FINISHED`` or ``KILLED``.
+    objective : str, optional
+        The metric the sweep is judged by (a search's ``hydra.sweeper.objective``); default
+        ``val_loss``, or ``loss`` when ``best`` has no ``val_loss`` (no validation split).
+        It also sorts the sweep's saved view of the runs table (:mod:`~nnlab.tracking.runs_view`,
+        opened by ``runs_url(uri, experiment_id, view=ctx.parent_run_id)``).
+    """
+    from mlflow.entities import Metric, RunTag
 
     c = client(ctx.uri)
+    if objective is None:
+        objective = "loss" if best and best.get("val_loss") is None else "val_loss"
     tags = [RunTag(Tag.count(o), str(n)) for o, n in counts.items()]
     if best and best.get("run_id"):
         tags.append(RunTag(Tag.BEST_RUN_ID, best["run_id"]))
-    c.log_batch(ctx.parent_run_id, tags=tags)
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"n_{o}", float(counts.get(o, 0)), now, 0) for o in OUTCOMES]
+    value = (best or {}).get(objective)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        metrics.append(Metric(f"best_{objective}", float(value), now, 0))
+    c.log_batch(ctx.parent_run_id, metrics=metrics, tags=tags)
     c.log_text(ctx.parent_run_id, summary + "\n", Artifact.SUMMARY)
+    try:
+        name = f"nnlab sweep {ctx.sweep_id}: best {objective} first"
+        save_sweep_view(ctx.uri, ctx.experiment_id, ctx.parent_run_id, name, objective)
+    except Exception as exc:  # the table's view is a convenience: the sweep is complete without it
+        say(f"nnlab: could not save the sweep's runs-table view: {one_line(exc)}")
     c.set_terminated(ctx.parent_run_id, status)
+
+
+def log_report(uri: str, parent_run_id: str, report_dir: str | Path) -> None:
+    """Attach a built report (``index.html``, its figures and tables) to the sweep's parent run
+    under ``report/``, where MLflow's artifact viewer shows each file."""
+    c = client(uri)
+    c.log_artifacts(parent_run_id, str(report_dir), Artifact.REPORT)
 
 
 def unfinished_trials(ctx: Any) -> dict[str, str]:

@@ -1,9 +1,15 @@
-"""The best model of a sweep (or search) in MLflow's model registry.
+"""The best model of an experiment's sweeps (and searches) in MLflow's model registry.
 
 At the end of a sweep with ``tracking.register_best=true`` its best run's ``model`` (the MLflow
-Model each trial logs, :mod:`nnlab.tracking.pyfunc`) becomes a new version of the registered
-model named after the experiment, tagged with the sweep id and the objective, and the alias
-``best`` moves to it::
+Model each trial logs, :mod:`nnlab.tracking.pyfunc`) becomes a version of the registered model
+named after the experiment, tagged with the sweep id and the objective. Two aliases:
+
+- ``best``: the best model of all the experiment's sweeps. It moves to the new version only when
+  that beats the one it points at on the same objective (lower ``val_loss``/``loss``, higher
+  accuracy), so it never moves to a worse model.
+- ``latest_sweep``: the best model of the latest sweep, better or not.
+
+::
 
     mlflow.pyfunc.load_model("models:/<experiment>@best")
 
@@ -16,10 +22,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nnlab.tracking.runs_view import MAXIMIZED
 from nnlab.tracking.schema import Artifact, Tag
 from nnlab.tracking.store import client, one_line
 
-ALIAS = "best"
+ALIAS = "best"  # the experiment's best model so far
+LATEST = "latest_sweep"  # the latest sweep's best model
+OBJECTIVE = "nnlab.objective"  # version tags: the metric and value the version was chosen by
+OBJECTIVE_VALUE = "nnlab.objective_value"
 BAD_NAME_CHARS = ("/", ":")
 
 
@@ -42,14 +52,47 @@ def has_model(client: Any, run_id: str) -> str | None:
     return f"{run.info.artifact_uri.rstrip('/')}/{Artifact.MLFLOW_MODEL}"
 
 
-def _aliased(client: Any, name: str) -> Any:
-    """The version of ``name`` the alias ``best`` points at, or None."""
+def _aliased(client: Any, name: str, alias: str) -> Any:
+    """The version of ``name`` that ``alias`` points at, or None."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, ALIAS)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:  # no such model or alias yet
         return None
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def beats(metric: str, value: float | None, version: Any) -> bool:
+    """Whether a model scoring ``value`` on ``metric`` beats the registered ``version``.
+
+    Lower is better, except for accuracies. A version chosen by another metric cannot be
+    compared: it is not beaten. One without a value (no finite objective) is beaten by any
+    finite value.
+    """
+    value = _finite(value)
+    if value is None:
+        return False
+    theirs = version.tags.get(OBJECTIVE)
+    if theirs is not None and theirs != metric:
+        return False
+    old = _finite(version.tags.get(OBJECTIVE_VALUE))
+    if old is None:
+        return True
+    return value > old if metric in MAXIMIZED else value < old
+
+
+def _version_of(client: Any, name: str, run_id: str) -> Any:
+    """The existing version of ``name`` made from ``run_id``'s model, or None."""
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
 
 
 def register_best(
@@ -60,7 +103,8 @@ def register_best(
     metric: str,
     value: float | None,
 ) -> str:
-    """Register ``run_id``'s model as a new version of ``name`` and move the alias ``best`` to it.
+    """Register ``run_id``'s model as a version of ``name``; move ``latest_sweep`` to it, and
+    ``best`` when it beats the version ``best`` points at (:func:`beats`).
 
     Parameters
     ----------
@@ -68,7 +112,8 @@ def register_best(
     name : str
         The registered model (the experiment's name); created when missing.
     run_id : str
-        The sweep's best run.
+        The sweep's best run. A run registered before (a re-run of a finished sweep) keeps its
+        version: no second version of the same run.
     sweep_id : str
         Recorded as version tag ``nnlab.sweep_id``.
     metric, value : str, float
@@ -78,30 +123,43 @@ def register_best(
     Returns
     -------
     str
-        One line for the sweep summary (what was registered, or why not).
+        One line for the sweep summary (what was registered and where ``best`` points, or why
+        nothing was registered).
     """
     from mlflow.exceptions import MlflowException
 
-    current = _aliased(client, name)
-    if current is not None and current.run_id == run_id:  # a re-run of a finished sweep
-        return f"registered: models:/{name}@{ALIAS} = version {current.version} (run {run_id})"
-    source = has_model(client, run_id)
-    if source is None:
-        return (
-            f"not registered: run {run_id} has no MLflow Model (tracking.log_model=false, or a "
-            "run logged before nnlab wrote one)"
-        )
-    try:
-        client.create_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    tags = {Tag.SWEEP_ID: sweep_id, "nnlab.objective": metric}
-    if value is not None and math.isfinite(value):
-        tags["nnlab.objective_value"] = repr(float(value))
-    mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
-    client.set_registered_model_alias(name, ALIAS, mv.version)
-    return f"registered: models:/{name}@{ALIAS} = version {mv.version} (run {run_id})"
+    mv = _version_of(client, name, run_id)
+    if mv is None:
+        source = has_model(client, run_id)
+        if source is None:
+            return (
+                f"not registered: run {run_id} has no MLflow Model (tracking.log_model=false, or "
+                "a run logged before nnlab wrote one)"
+            )
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        tags = {Tag.SWEEP_ID: sweep_id, OBJECTIVE: metric}
+        if _finite(value) is not None:
+            tags[OBJECTIVE_VALUE] = repr(float(value))
+        mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
+    client.set_registered_model_alias(name, LATEST, mv.version)
+    best = _aliased(client, name, ALIAS)
+    if best is None or str(best.version) == str(mv.version) or beats(metric, value, best):
+        client.set_registered_model_alias(name, ALIAS, mv.version)
+        return f"registered: models:/{name}@{ALIAS} = version {mv.version} (run {run_id})"
+    kept = best.tags.get(OBJECTIVE_VALUE, "no value")
+    why = (
+        f"its {metric} {kept} is not beaten"
+        if best.tags.get(OBJECTIVE, metric) == metric
+        else f"it was chosen by {best.tags.get(OBJECTIVE)}, not {metric}"
+    )
+    return (
+        f"registered: models:/{name}@{LATEST} = version {mv.version} (run {run_id}); "
+        f"models:/{name}@{ALIAS} stays version {best.version} ({why})"
+    )
 
 
 def register_sweep_best(

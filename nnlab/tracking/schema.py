@@ -29,6 +29,23 @@ OUTCOMES = (*RUN_OUTCOMES, "skipped")  # what a sweep summary counts
 OK_OUTCOMES = ("completed", "early_stopped")  # trained to a usable result
 STATUS_OUTCOME = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed"}  # untagged runs
 
+
+def run_display_name(name: str, outcome: str | None) -> str:
+    """The run name the MLflow runs table shows: ``name`` plus `` [outcome]`` unless the trial
+    trained to a usable result (``lr=1 [diverged]``, ``lr=0.1 [pruned]``, ``lr=0.1``).
+
+    A diverged or pruned run is FINISHED (a green "Finished" in the table): the name is what
+    tells it apart at a glance. A mark ``name`` already carries is replaced, so a killed run that
+    a later launch completes loses its `` [killed]``. The writer (the code path that ends runs)
+    names each run with this when it ends.
+    """
+    base = name
+    for o in RUN_OUTCOMES:
+        if base.endswith(f" [{o}]"):
+            base = base[: -len(o) - 3]
+    return base if outcome is None or outcome in OK_OUTCOMES else f"{base} [{outcome}]"
+
+
 # Config keys that do not change what is trained: left out of the config hash, so a re-run that
 # only changes them skips (or resumes) the same trial.
 HASH_EXCLUDE = (
@@ -86,6 +103,7 @@ class Artifact:
     OVERRIDES = "overrides.yaml"
     TRACEBACK = "traceback.txt"
     SUMMARY = "summary.txt"  # the sweep parent's summary
+    REPORT = "report"  # the sweep parent's copy of its report (index.html, figures, tables)
 
 
 RUN_FILE = "run.json"  # in each job dir: what `python -m nnlab.recover` needs

@@ -75,16 +75,18 @@ EXPERIMENT_KIND = "mlflow.experimentKind"  # set to custom_model_development: no
 UI_DEFAULT = "http://127.0.0.1:5000"  # where `mlflow ui` serves
 
 
-def runs_url(uri: str, experiment_id: str) -> str:
+def runs_url(uri: str, experiment_id: str, view: str | None = None) -> str:
     """The UI page with the experiment's runs table (a server's own URL, else `mlflow ui`'s).
 
-    MLflow 3.17's UI opens an experiment on its GenAI overview unless the URL (or the sidebar
-    switch, remembered per browser) says ``workflowType=machine_learning``; the experiment tag
-    ``mlflow.experimentKind`` does not decide it (checked in a browser: tests/test_mlflow_ui.py
-    keeps a screenshot of the page the bare experiment URL opens).
+    ``view``: the key of a saved view to open (a sweep's, :mod:`nnlab.tracking.runs_view`: its
+    trials, best first, with their metrics and outcome). MLflow 3.18's UI takes its GenAI /
+    Model training mode from the URL's ``workflowType``, else from the browser's localStorage
+    (``mlflow.workflowType``, GenAI by default); the experiment tag ``mlflow.experimentKind``
+    does not decide it (checked in a browser: tests/test_mlflow_ui.py).
     """
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_DEFAULT
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    query = "workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
 def _quiet_mlflow() -> None:
