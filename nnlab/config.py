@@ -146,6 +146,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: is_int(v) and v >= 0,
         "must be an integer >= 0 (0 = no per-batch loss)",
     ),
+    "trainer.noise_scale": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.checkpoint.enabled": (lambda v: isinstance(v, bool), "must be true or false"),
     "trainer.checkpoint.dir": (
         lambda v: isinstance(v, str) and v.strip() != "",

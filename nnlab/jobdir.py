@@ -22,16 +22,16 @@ from typing import Any
 
 from nnlab.checkpoint import atomic_write, atomic_write_text
 from nnlab.tracking.schema import RUN_FILE, Artifact
-from nnlab.train import HISTORY_COLUMNS, Sink, TrainResult, TrainState
+from nnlab.train import HISTORY_COLUMNS, OPTIONAL_COLUMNS, Sink, TrainResult, TrainState
 
 Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)]
 
 
 def history_csv(rows: list[dict]) -> str:
-    """``rows`` as history.csv text (``HISTORY_COLUMNS``, ``learning_rate`` only when logged;
-    floats in full precision)."""
+    """``rows`` as history.csv text (``HISTORY_COLUMNS``, the ``OPTIONAL_COLUMNS`` only when
+    logged; floats in full precision)."""
     buf = io.StringIO()
-    optional = {"learning_rate"}  # a column only when a schedule logged it
+    optional = OPTIONAL_COLUMNS
     columns = [c for c in HISTORY_COLUMNS if c not in optional or any(c in r for r in rows)]
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", restval="")
     writer.writeheader()

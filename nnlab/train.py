@@ -25,10 +25,13 @@ from nnlab.build import build_for, load_data, lr_callback
 from nnlab.config import validate
 
 # history.csv columns, in this order (docs/architecture.md)
-# (learning_rate only when a schedule changes it; empty otherwise)
 HISTORY_COLUMNS = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_time", "learning_rate",
+    "noise_scale",
 )  # fmt: skip
+# columns only when logged: learning_rate when a schedule changes it, noise_scale with
+# trainer.noise_scale=true
+OPTIONAL_COLUMNS = ("learning_rate", "noise_scale")
 
 
 class Sink:
@@ -175,6 +178,12 @@ def _callbacks_module():
     from nnlab.nn import callbacks
 
     return callbacks
+
+
+def _noise_scale_callback():
+    from nnlab.nn.noise_scale import GradientNoiseScale
+
+    return GradientNoiseScale()
 
 
 def _forwarder(
@@ -414,11 +423,13 @@ def _callbacks(
     early, guard = _stoppers(tr, reference)
     stoppers = [c for c in (early, guard) if c is not None]
     plateau = lr_callback(plain["schedule"])
+    # before the forwarder, which reports the epoch logs it adds noise_scale to
+    noise = [_noise_scale_callback()] if tr["noise_scale"] else []
     record_lr = plain["schedule"]["name"] != "constant"
     forwarder = _forwarder(
         sink, history, batches, tr, plain["debug"], on_checkpoint, early, stopped, record_lr
     )
-    return [*([plateau] if plateau else []), *stoppers, forwarder], stoppers, guard
+    return [*([plateau] if plateau else []), *noise, *stoppers, forwarder], stoppers, guard
 
 
 def _stoppers(tr: dict, reference: float | None) -> tuple[Any, Any]:

@@ -422,6 +422,16 @@ def batch_losses(a: Trained, b: Trained) -> None:
     assert a.sink.batches == [] and [s for s, _ in b.sink.batches] == [5, 10]
 
 
+def noise_scales(a: Trained, b: Trained) -> None:
+    # measured and reported every epoch (history, sinks, history.csv rows); training unchanged
+    assert all("noise_scale" not in logs for _, logs in a.sink.epochs)
+    reported = [logs["noise_scale"] for _, logs in b.sink.epochs]
+    assert len(reported) == 2 and all(v > 0 for v in reported)
+    assert b.result.history["noise_scale"] == reported
+    assert [r["noise_scale"] for r in b.result.rows()] == reported
+    assert weights_equal(a.final, b.final)
+
+
 def shapes(a: Trained, b: Trained) -> None:
     assert [w.shape for w in a.final] == [(2, 8), (8,), (8, 1), (1,)]
     assert [w.shape for w in b.final] == [(2, 4), (4,), (4, 1), (1,)]
@@ -502,6 +512,7 @@ WIRING: dict[str, Row] = {
         (*COIN_FLIPS,),
     ),  # fmt: skip
     "trainer.batch_log_every": Row(batch_losses, {"trainer.batch_log_every": 5}),
+    "trainer.noise_scale": Row(noise_scales, {"trainer.noise_scale": True}),
     "model.hidden": Row(shapes, {"model.hidden": [4]}),
     "model.activation": Row(activation, {"model.activation": "tanh"}),
     "model.loss": Row(loss, {"model.loss": "sparse_categorical_crossentropy"}),

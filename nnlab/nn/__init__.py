@@ -10,7 +10,8 @@ One concept per module: ``activations``, ``losses``, ``optimizers``, ``initializ
 ``layers`` (Dense), ``model`` (Sequential), ``callbacks``, ``metrics``, ``io`` (save/load),
 ``schedules`` (learning-rate schedules: any optimizer takes one as ``learning_rate``),
 ``passes`` (forward and backward passes on preallocated buffers), ``stacked`` (``Stack``: many
-models of one architecture trained in lockstep).
+models of one architecture trained in lockstep), ``noise_scale`` (the gradient noise scale,
+measured during ``fit`` by a callback).
 Imports numpy only.
 """
 
@@ -20,6 +21,7 @@ from . import (
     initializers,
     losses,
     metrics,
+    noise_scale,
     optimizers,
     passes,
     schedules,
@@ -43,6 +45,7 @@ from .losses import (
     SparseCategoricalCrossentropy,
 )
 from .model import DTYPES, Sequential
+from .noise_scale import GradientNoiseScale
 from .optimizers import OPTIMIZERS, SGD, Adam, Optimizer, RMSprop
 from .stacked import Stack, compatibility_key
 
@@ -57,6 +60,7 @@ __all__ = [
     "Dense",
     "DivergenceGuard",
     "EarlyStopping",
+    "GradientNoiseScale",
     "History",
     "LearningRateScheduler",
     "Loss",
@@ -74,6 +78,7 @@ __all__ = [
     "load_model",
     "losses",
     "metrics",
+    "noise_scale",
     "optimizers",
     "passes",
     "save_model",

@@ -90,6 +90,9 @@ class Sequential:
         # set_state, handed back at the next fit
         self._fit_callbacks: list[callbacks_module.Callback] = []
         self._pending_callback_state: dict[str, np.ndarray] = {}
+        # called with (x, activations, deltas, flat gradient) after each training batch's
+        # backward pass while a GradientNoiseScale callback is fitting; None costs nothing
+        self._grad_probe: Callable | None = None
         for layer in layers or []:
             self.add(layer)
 
@@ -396,10 +399,13 @@ class Sequential:
         ``cbs`` (or None) hears ``on_train_batch_end`` after every update."""
         n = xs.shape[0]
         loss_sum, sums = 0.0, [0.0] * len(self._metrics)
+        probe = self._grad_probe
         for start in range(0, n, batch_size):
             xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
             bufs = self._get_buffers(xb.shape[0])
             batch_loss = self._forward_backward(xb, yb, bufs)
+            if probe is not None:
+                probe(xb, bufs.a, bufs.d, self._grads)
             loss_sum += batch_loss * xb.shape[0]
             if self._metrics:
                 for j, s in enumerate(self._metric_sums(yb, bufs.a[-1])):

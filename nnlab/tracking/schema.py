@@ -52,6 +52,7 @@ HASH_EXCLUDE = (
     "tracking",
     "report",
     "trainer.verbose",
+    "trainer.noise_scale",  # measures the gradients, changes no weight
     "trainer.checkpoint",
     "debug.epoch_delay",
 )
