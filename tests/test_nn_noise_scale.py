@@ -101,3 +101,12 @@ def test_no_usable_batch_or_no_signal_is_nan():
     model_for(2, "sgd").fit(x, y, batch_size=1, epochs=1, callbacks=[cb])  # batches of one
     assert math.isnan(cb.value())
     assert nn.noise_scale.batch_estimates(1.0, 1, np.ones(3)) is None
+
+
+def test_a_trainer_that_skips_the_probe_is_an_error_not_a_silent_nan():
+    x, y = problem(40, 2)
+    models = [model_for(2, "sgd", seed) for seed in (0, 1)]
+    with pytest.raises(RuntimeError, match="saw no batch in epoch 1"):
+        nn.Stack(models).fit(
+            x, y, batch_size=8, epochs=1, callbacks=[[nn.GradientNoiseScale()], []]
+        )

@@ -112,7 +112,7 @@ class GradientNoiseScale(Callback):
     def __init__(self) -> None:
         super().__init__()
         self._trace = self._signal = 0.0
-        self._batches = 0
+        self._batches = self._calls = 0  # batches with an estimate; batches seen
         self._work: dict[int, _Work] = {}  # per batch size
 
     def on_train_begin(self, logs=None):
@@ -120,7 +120,7 @@ class GradientNoiseScale(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._trace = self._signal = 0.0
-        self._batches = 0
+        self._batches = self._calls = 0
 
     def add_batch(
         self,
@@ -130,6 +130,7 @@ class GradientNoiseScale(Callback):
         mean_grad: np.ndarray,
     ) -> None:
         """Accumulate one batch (arguments as :func:`sq_norm_sum` and :func:`batch_estimates`)."""
+        self._calls += 1
         work = self._work.get(x.shape[0])
         if work is None:
             work = self._work[x.shape[0]] = _Work(x, activations, deltas)
@@ -147,6 +148,12 @@ class GradientNoiseScale(Callback):
         return self._trace / self._signal
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._calls:  # never a silent NaN: say who trained without the probe
+            raise RuntimeError(
+                f"GradientNoiseScale saw no batch in epoch {epoch + 1}: the model was trained by "
+                "something that does not call Sequential's gradient probe (e.g. nn.Stack); "
+                "fit the model on its own"
+            )
         if logs is not None:
             logs["noise_scale"] = self.value()
 
