@@ -217,9 +217,9 @@ def check_search_report(cwd: Path, experiment: str, tmp_path: Path) -> None:
     table = pd.read_csv(index.parent / "search_trials.csv")
     by_run = {t.info.run_id: t for t in runs(cwd, experiment, "trial")}
     assert sorted(table["run_id"]) == sorted(by_run)
-    assert table["cumulative_epochs"].iloc[-1] == table["epochs"].sum()
-    for _, row in table.iterrows():  # epochs: what each run logged (pruned: up to its rung)
-        assert row["epochs"] == len(steps(cwd, row["run_id"], "val_loss"))
+    assert table["cumulative_epochs"].iloc[-1] == table["epochs_trained"].sum()
+    for _, row in table.iterrows():  # epochs trained: what each run logged (pruned: its rung)
+        assert row["epochs_trained"] == len(steps(cwd, row["run_id"], "val_loss"))
     best = table["best_so_far"].dropna().to_numpy()
     assert (best[1:] <= best[:-1]).all()  # minimize: never rises
     completed = table[table["state"] == "COMPLETE"]

@@ -8,10 +8,18 @@ import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
-from nnlab.figures.style import BAD_COLOR, attach, bs_palette, log_ticks, set_style, use_log
+from nnlab.figures.style import attach, bs_palette, log_ticks, set_style, use_log
+from nnlab.tracking.schema import OK_OUTCOMES
 
-FILLED_STATES = ("COMPLETE",)
+ONE_COLOR = "#0072b2"  # every point, when the batch size was not searched
+# mark -> (legend label, marker, marker face): the outcome of a trial as drawn
+MARKS = {
+    "filled": ("completed", "o", None),
+    "hollow": ("pruned (value where it stopped)", "o", "none"),
+    "cross": ("diverged, failed, killed or no finite value (top)", "x", None),
+}
 
 
 def best_so_far(progress: pd.DataFrame, metric: str) -> plt.Figure:
@@ -62,50 +70,91 @@ def _last_values(hist: pd.DataFrame) -> pd.Series:
     return finite.groupby("run_id")["value"].last()
 
 
-def objective_vs_lr(trials: pd.DataFrame, hist: pd.DataFrame, metric: str) -> plt.Figure:
-    """Each trial's final (or, if stopped, last finite) ``metric`` against lr, log x, coloured
-    by batch size; hollow markers for trials that did not complete.
+def _marks(trials: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial: ``run_id, trial, lr, batch_size, outcome, value`` (its last finite
+    value) and ``mark``: ``filled`` (completed or stopped early), ``hollow`` (pruned, at the
+    value it stopped at) or ``cross`` (diverged, failed, killed, or no finite value)."""
+    pts = trials[["run_id", "trial", "lr", "batch_size", "outcome"]].copy()
+    pts["value"] = pts["run_id"].map(_last_values(hist)).astype(float)
+    finite = np.isfinite(pts["value"])
+    pts["mark"] = np.where(
+        ~finite, "cross",
+        np.where(pts["outcome"].isin(OK_OUTCOMES), "filled",
+                 np.where(pts["outcome"] == "pruned", "hollow", "cross")),
+    )  # fmt: skip
+    return pts
 
-    ``fig.nnlab_data``: ``points`` (DataFrame: run_id, lr, batch_size, value, filled) and
-    ``crosses`` (run ids of trials without a finite value).
+
+def _colors(pts: pd.DataFrame, by_batch_size: bool) -> tuple[list, dict]:
+    """(one colour per point, legend entries {label: colour}) for the batch sizes, or one colour
+    when the batch size was not searched."""
+    if not by_batch_size:
+        return [ONE_COLOR] * len(pts), {}
+    palette = bs_palette(pts["batch_size"].dropna())
+    return [palette.get(int(b), ONE_COLOR) if pd.notna(b) else ONE_COLOR
+            for b in pts["batch_size"]], {f"batch size {b}": c for b, c in palette.items()}  # fmt: skip
+
+
+def objective_vs_lr(
+    trials: pd.DataFrame, hist: pd.DataFrame, metric: str, by_batch_size: bool = False
+) -> plt.Figure:
+    """Each trial's final (or, if stopped, last finite) ``metric`` against lr, log x; coloured
+    by batch size when it was searched (``by_batch_size``), one colour otherwise. Completed
+    trials are filled, pruned ones hollow, and trials that diverged, failed or have no finite
+    value are crosses at the top.
+
+    Parameters
+    ----------
+    trials : DataFrame
+        ``nnlab.report.search.search_trials``: one row per trial, with ``trial, lr,
+        batch_size, outcome``.
+    hist : DataFrame
+        ``load_histories`` long frame of ``metric``.
+
+    ``fig.nnlab_data``: ``points`` (DataFrame: run_id, trial, lr, batch_size, outcome, value,
+    mark, y (as drawn), color), ``legend`` (the labels of the legend, in order) and ``top``
+    (the crosses' y).
     """
     set_style()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    last = _last_values(hist)
-    pts = trials[["run_id", "lr", "state"]].copy()
-    pts["batch_size"] = trials["batch_size"] if "batch_size" in trials else 0
-    pts["value"] = pts["run_id"].map(last)
-    pts["filled"] = pts["state"].isin(FILLED_STATES)
-    palette = bs_palette(pts["batch_size"])
-    ok = pts[np.isfinite(pts["value"])]
-    for bs, color in palette.items():
-        for filled in (True, False):
-            sel = ok[(ok["batch_size"] == bs) & (ok["filled"] == filled)]
-            ax.scatter(sel["lr"], sel["value"], s=34, facecolors=color if filled else "none",
-                       edgecolors=color, linewidths=1.4,
-                       label=f"batch {bs}" + ("" if filled else " (stopped)"))  # fmt: skip
-    crosses = pts[~np.isfinite(pts["value"])]
-    if len(crosses):
-        top = ok["value"].max() if len(ok) else 1.0
-        ax.scatter(crosses["lr"], [top] * len(crosses), marker="x", color=BAD_COLOR, s=40,
-                   label="no finite value")  # fmt: skip
+    pts = _marks(trials, hist)
+    pts["color"], bs_entries = _colors(pts, by_batch_size)
+    ok = pts[pts["mark"] != "cross"]
+    top = float(ok["value"].max()) * 1.15 if len(ok) else 1.0
+    pts["y"] = np.where(pts["mark"] == "cross", top, pts["value"])
+    for mark in MARKS:
+        sel = pts[pts["mark"] == mark]
+        if not len(sel):
+            continue
+        face = sel["color"].tolist() if mark == "filled" else "none"
+        kind = {"marker": "x", "color": sel["color"].tolist()} if mark == "cross" else {
+            "facecolors": face, "edgecolors": sel["color"].tolist()}  # fmt: skip
+        ax.scatter(sel["lr"], sel["y"], s=40, linewidths=1.5, zorder=3, **kind)
+    handles = [
+        Line2D([], [], ls="", label=label, color="0.3", mfc=mfc, marker=m, ms=7)
+        for mark, (label, m, mfc) in MARKS.items()
+        if (pts["mark"] == mark).any()
+    ]
+    handles += [Line2D([], [], ls="", marker="o", color=c, ms=7, label=label)
+                for label, c in bs_entries.items()]  # fmt: skip
     ax.set_xscale("log")
     if use_log(ok["value"].to_numpy(dtype=float)):
         ax.set_yscale("log")
         log_ticks(ax.yaxis)
     ax.set_xlabel("learning rate")
     ax.set_ylabel(metric)
-    ax.legend(frameon=False, fontsize=8, ncol=2)
+    ax.legend(handles=handles, frameon=False, fontsize=8, loc="center left",
+              bbox_to_anchor=(1.01, 0.5))  # fmt: skip
     ax.set_title(f"{metric} against learning rate, every trial")
     fig.tight_layout()
-    return attach(fig, points=pts, crosses=list(crosses["run_id"]))
+    return attach(fig, points=pts, legend=[h.get_label() for h in handles], top=top)
 
 
 def trial_curves(trials: pd.DataFrame, hist: pd.DataFrame, metric: str) -> plt.Figure:
     """Every trial's ``metric`` per epoch, coloured by lr (log colour scale); trials that did
     not complete end where they stopped, marked with a dot.
 
-    ``fig.nnlab_data``: ``ends`` (DataFrame: run_id, state, last_epoch), one row per curve.
+    ``fig.nnlab_data``: ``ends`` (DataFrame: run_id, outcome, last_epoch), one row per curve.
     """
     set_style()
     fig, ax = plt.subplots(figsize=(9, 5))
@@ -122,13 +171,13 @@ def trial_curves(trials: pd.DataFrame, hist: pd.DataFrame, metric: str) -> plt.F
         if c.empty:
             continue
         color = cmap(norm(trial["lr"]))
-        done = trial["state"] == "COMPLETE"
+        done = trial["outcome"] in OK_OUTCOMES
         ax.plot(c["epoch"], c["value"], color=color, lw=1.3 if done else 0.9,
                 alpha=0.95 if done else 0.6)  # fmt: skip
         last = c[np.isfinite(c["value"])].tail(1)
         if not done and len(last):
             ax.scatter(last["epoch"], last["value"], s=12, color=color, zorder=3)
-        ends.append((trial["run_id"], trial["state"], int(c["epoch"].max())))
+        ends.append((trial["run_id"], trial["outcome"], int(c["epoch"].max())))
     if use_log(finite):
         ax.set_yscale("log")
         log_ticks(ax.yaxis)
@@ -138,7 +187,7 @@ def trial_curves(trials: pd.DataFrame, hist: pd.DataFrame, metric: str) -> plt.F
     fig.colorbar(mappable, ax=ax, label="learning rate")
     ax.set_title(f"{metric} per epoch, every trial (dots: stopped early)")
     fig.tight_layout()
-    return attach(fig, ends=pd.DataFrame(ends, columns=["run_id", "state", "last_epoch"]))
+    return attach(fig, ends=pd.DataFrame(ends, columns=["run_id", "outcome", "last_epoch"]))
 
 
 def importance_bars(weights: dict[str, float], metric: str) -> plt.Figure:
