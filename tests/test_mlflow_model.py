@@ -230,6 +230,22 @@ def test_summary_links_the_runs_table_and_the_experiment_is_a_training_one(sweep
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+@pytest.mark.xfail(
+    strict=True, reason="issue 26: close_sweep prints runs_url(..., view=ctx.parent_run_id)"
+)
+def test_summary_link_opens_the_sweeps_saved_view(sweep) -> None:
+    from nnlab.tracking.runs_view import view_key
+    from nnlab.tracking.store import runs_url
+
+    cwd, proc = sweep
+    parent_id = proc.stdout.split("parent run: ", 1)[1].split()[0]
+    exp_id = client(cwd).get_experiment_by_name(EXPERIMENT).experiment_id
+    url = runs_url(store_uri(cwd), exp_id, view=view_key(parent_id))
+    assert f"runs table: {url}\n" in proc.stdout
+    tags = client(cwd).get_experiment(exp_id).tags
+    assert f"mlflow.sharedViewState.{view_key(parent_id)}" in tags
+
+
 def test_a_rerun_moves_best_only_when_a_better_run_appears(sweep) -> None:
     """The same sweep plus one new trial, without dataset logging: finished trials are skipped,
     the alias follows the best of all three, and no run is registered twice."""

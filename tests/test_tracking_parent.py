@@ -94,10 +94,24 @@ def test_only_the_newest_sweep_views_are_kept(tracking_store, monkeypatch) -> No
     assert set(_views(ctx.uri, ctx.experiment_id)) == {"mine", *keys[2:]}  # the user's stays
 
 
-def test_log_report_puts_the_report_under_report(tracking_store, tmp_path: Path) -> None:
+def test_log_report_puts_the_report_under_report_with_its_figures_inline(
+    tracking_store, tmp_path: Path
+) -> None:
     ctx = _sweep(tracking_store, "parent_report")
-    (tmp_path / "index.html").write_text("<html><img src='heatmap.png'></html>")
-    (tmp_path / "heatmap.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    parent.log_report(ctx.uri, ctx.parent_run_id, tmp_path)
-    files = {f.path for f in client(ctx.uri).list_artifacts(ctx.parent_run_id, "report")}
+    report = tmp_path / "report"
+    report.mkdir()
+    png = b"\x89PNG\r\n\x1a\n"
+    (report / "heatmap.png").write_bytes(png)
+    (tmp_path / "outside.png").write_bytes(png)
+    page = "<p><img src='heatmap.png' alt='h'><img src=\"../outside.png\"><img src='gone.png'></p>"
+    (report / "index.html").write_text(page)
+    parent.log_report(ctx.uri, ctx.parent_run_id, report)
+    c = client(ctx.uri)
+    files = {f.path for f in c.list_artifacts(ctx.parent_run_id, "report")}
     assert files == {"report/index.html", "report/heatmap.png"}
+    uploaded = Path(c.download_artifacts(ctx.parent_run_id, "report/index.html", str(tmp_path)))
+    html = uploaded.read_text()
+    # the artifact viewer shows the page from a blob: URL: its own figure inline, nothing else
+    assert "<img src='data:image/png;base64,iVBORw0KGgo=' alt='h'>" in html
+    assert '<img src="../outside.png">' in html and "<img src='gone.png'>" in html
+    assert (report / "index.html").read_text() == page  # the report itself is left as built

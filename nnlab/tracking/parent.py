@@ -159,9 +159,42 @@ def end_parent(
 
 def log_report(uri: str, parent_run_id: str, report_dir: str | Path) -> None:
     """Attach a built report (``index.html``, its figures and tables) to the sweep's parent run
-    under ``report/``, where MLflow's artifact viewer shows each file."""
+    under ``report/``, where MLflow's artifact viewer shows each file.
+
+    The viewer shows an HTML file from a ``blob:`` URL, where the page's relative image links
+    lead nowhere: the uploaded ``index.html`` carries its figures inline (:func:`inline_images`);
+    the figures are uploaded as files too.
+    """
+    import tempfile
+
+    report_dir = Path(report_dir)
     c = client(uri)
     c.log_artifacts(parent_run_id, str(report_dir), Artifact.REPORT)
+    page = report_dir / "index.html"
+    if page.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            inlined = Path(tmp) / "index.html"
+            inlined.write_text(inline_images(page.read_text(), report_dir), encoding="utf-8")
+            c.log_artifact(parent_run_id, str(inlined), Artifact.REPORT)
+
+
+IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}
+
+
+def inline_images(html: str, folder: Path) -> str:
+    """``html`` with each ``<img src>`` naming a file of ``folder`` replaced by a data URI."""
+    import base64
+    import re
+
+    def inline(m: re.Match) -> str:
+        path = (folder / m.group(3)).resolve()
+        kind = IMAGE_TYPES.get(path.suffix.lower())
+        if kind is None or not path.is_file() or not path.is_relative_to(folder.resolve()):
+            return m.group(0)  # not one of the report's own figures: left as it is
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"{m.group(1)}{m.group(2)}data:{kind};base64,{data}{m.group(2)}"
+
+    return re.sub(r"(<img\b[^>]*?\bsrc=)(['\"])([^'\":]+)\2", inline, html)
 
 
 def unfinished_trials(ctx: Any) -> dict[str, str]:

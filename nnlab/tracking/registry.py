@@ -145,11 +145,12 @@ def register_best(
         if _finite(value) is not None:
             tags[OBJECTIVE_VALUE] = repr(float(value))
         mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
-    client.set_registered_model_alias(name, LATEST, mv.version)
     best = _aliased(client, name, ALIAS)
     if best is None or str(best.version) == str(mv.version) or beats(metric, value, best):
-        client.set_registered_model_alias(name, ALIAS, mv.version)
+        client.set_registered_model_alias(name, ALIAS, mv.version)  # first: the UI lists it first
+        client.set_registered_model_alias(name, LATEST, mv.version)
         return f"registered: models:/{name}@{ALIAS} = version {mv.version} (run {run_id})"
+    client.set_registered_model_alias(name, LATEST, mv.version)
     kept = best.tags.get(OBJECTIVE_VALUE, "no value")
     why = (
         f"its {metric} {kept} is not beaten"
