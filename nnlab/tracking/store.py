@@ -18,6 +18,7 @@ from typing import Any
 
 from nnlab.config import ConfigError
 from nnlab.tracking.schema import Tag
+from nnlab.tracking.store_errors import describe_store_error, store_cause
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ def say(message: str) -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 300 characters)."""
+    """``Type: first line of the message`` (at most 300 characters); a store error whose cause
+    is known (readonly, locked, disk full: :func:`describe_store_error`) reads as that cause."""
+    cause = store_cause(exc)
+    if cause is not None:
+        return describe_store_error(exc)
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {text}"[:300]
 
@@ -96,6 +101,9 @@ def _quiet_mlflow() -> None:
 
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # a store error: MLflow logs its whole traceback (40-90 lines) at ERROR before raising; nnlab
+    # says it in one line (describe_store_error)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # a server that went away: one nnlab line says so, not a "Retrying ..." line per attempt
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
@@ -173,6 +181,18 @@ def check_sqlite_file(db: Path, uri: str) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
+        readonly = unwritable(db.parent)
+        if readonly is not None:  # sqlite writes -shm/-wal beside a WAL store, even to read it
+            raise ConfigError(
+                f"tracking.uri={uri!r}: {db.parent} is read-only ({readonly}), and sqlite writes "
+                f"beside the store even to read it ({db.name}-wal, -shm); the store itself is "
+                f"fine: make {db.parent} writable, or copy the store to a writable directory "
+                f"(cp {db} DIR/) and point tracking.uri there"
+            ) from None
+        if isinstance(exc, sqlite3.OperationalError):  # a file that cannot be opened
+            raise ConfigError(
+                f"tracking.uri={uri!r}: cannot open {db} ({exc}); check its permissions"
+            ) from None
         raise ConfigError(
             f"tracking.uri={uri!r}: {db} is not an SQLite database ({exc}); {fix}"
         ) from None
@@ -187,6 +207,18 @@ def check_sqlite_file(db: Path, uri: str) -> None:
         raise ConfigError(
             f"tracking.uri={uri!r}: {db} is an SQLite file but not an MLflow store; {fix}"
         )
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (tried for real: root ignores mode bits but
+    not ``chattr +i`` or a read-only mount), or None when one can."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 def schema_error(exc: Exception, uri: str) -> ConfigError | None:
@@ -208,24 +240,88 @@ def schema_error(exc: Exception, uri: str) -> ConfigError | None:
     )
 
 
+LOCK_NOTICE = 1.5  # seconds of waiting for the store lock before saying so
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for the store lock: ``NNLAB_STORE_LOCK_TIMEOUT``, default 60."""
+    return float(os.environ.get("NNLAB_STORE_LOCK_TIMEOUT", "60"))
+
+
+def lock_holder(path: Path) -> str | None:
+    """``pid N (command line)`` of a process holding an flock on ``path`` (Linux's
+    ``/proc/locks``), or None when that cannot be known."""
+    try:
+        st = path.stat()
+        rows = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for row in rows:
+        fields = row.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":  # waiters, other locks
+            continue
+        if fields[5] == device and fields[4] != str(os.getpid()):
+            try:
+                command = Path(f"/proc/{fields[4]}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                command = b""
+            name = " ".join(command.decode(errors="replace").split())  # one line
+            return f"pid {fields[4]}" + (f" ({name[:80]})" if name else "")
+    return None
+
+
 @contextlib.contextmanager
 def store_lock(db: Path | None) -> Iterator[None]:
     """Serialise store creation and migration across processes (a ``<file>.lock`` beside it).
 
     Two launches on a fresh directory would otherwise race on MLflow's table creation ("table
-    ... already exists"); an flock also serialises processes that do not share a parent.
+    ... already exists"); an flock also serialises processes that do not share a parent. A lock
+    held by another process is waited for out loud (one line after ``LOCK_NOTICE`` s naming the
+    holder) and given up after :func:`lock_timeout` seconds with a ConfigError.
     """
     if db is None:
         yield
         return
     import fcntl
+    import time
 
-    with open(db.with_name(db.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    lock = db.with_name(db.name + ".lock")
+    with open(lock, "a") as fh:
+        start, said, timeout = time.monotonic(), False, lock_timeout()
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                holder = lock_holder(lock)
+                if waited >= timeout:
+                    raise ConfigError(_lock_timeout_message(lock, holder, timeout)) from None
+                if not said and waited >= LOCK_NOTICE:
+                    who = holder or "another process"
+                    say(
+                        f"nnlab: waiting for {lock}: {who} holds it (creating or opening this "
+                        f"store); giving up after {timeout:g} s (NNLAB_STORE_LOCK_TIMEOUT)"
+                    )
+                    said = True
+                time.sleep(0.1)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _lock_timeout_message(lock: Path, holder: str | None, timeout: float) -> str:
+    if holder is not None:
+        pid = holder.split()[1]
+        how = f"by {holder}; let it finish, or stop it (kill {pid}) if it hangs"
+    else:
+        how = f"by another process; find it with `fuser {lock}` (or lsof) and let it finish or stop it"
+    return (
+        f"{lock} is still held after {timeout:g} s {how}, then run the same command again "
+        "(deleting the lock file does not release it)"
+    )
 
 
 def open_experiment(uri: str, name: str, artifacts: str | None, base: Path) -> str:
@@ -333,7 +429,7 @@ def prepare_store(uri: str, name: str, artifacts: str | None, base: Path) -> str
         raise
     except Exception as exc:
         raise ConfigError(
-            f"tracking.uri={uri!r}: cannot open the MLflow store ({one_line(exc)}); check the "
+            f"tracking.uri={uri!r}: cannot open the MLflow store ({describe_store_error(exc, uri)}); check the "
             "URI, or move a damaged sqlite file aside"
         ) from None
     probe_location(location, name)
