@@ -4,11 +4,13 @@ The schema read here is the one ``nnlab.tracking`` writes (docs/architecture.md,
 schema"): a sweep is a parent run tagged ``nnlab.role=sweep`` with one child run per trial;
 trial params are the flattened config as strings; per-epoch metrics use ``step`` = 1-based epoch.
 
-Two readers::
+Two readers:
 
-    runs = load_runs("lr_vs_epochs")          # one row per trial, params cast to real types
-    hist = load_histories("lr_vs_epochs")     # run_id, lr, batch_size, epochs, seed, outcome,
-                                              # epoch, metric, value
+```python
+runs = load_runs("lr_vs_epochs")          # one row per trial, params cast to real types
+hist = load_histories("lr_vs_epochs")     # run_id, lr, batch_size, epochs, seed, outcome,
+                                          # epoch, metric, value
+```
 
 Histories are read in bulk: on a sqlite store one SQL query over the ``metrics`` table (a
 per-run ``MlflowClient.get_metric_history`` costs milliseconds per call, i.e. minutes for a large

@@ -1,9 +1,11 @@
 """Datasets: synthetic 2-D problems, bundled real data (breast cancer, digits), user CSV files.
 
-Everything goes through one call::
+Everything goes through one call:
 
-    ds = load_dataset("moons", n_samples=1000, noise=0.2, seed=0, val_fraction=0.2)
-    ds.x_train, ds.y_train, ds.x_val, ds.y_val      # float32, (N, F) / (N,)
+```python
+ds = load_dataset("moons", n_samples=1000, noise=0.2, seed=0, val_fraction=0.2)
+ds.x_train, ds.y_train, ds.x_val, ds.y_val      # float32, (N, F) / (N,)
+```
 
 The keyword parameters of each dataset are exactly the keys of ``conf/data/<name>.yaml`` other
 than ``name``, so the trainer can call ``load_dataset(**cfg.data)``. Unknown names, unknown or

@@ -6,11 +6,15 @@ session makes one empty store and each launch directory starts from a copy of it
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+CHROMIUM = os.environ.get("NNLAB_CHROMIUM", "/usr/bin/chromium")  # the browser tests' Chromium
+WAIT_MS = 120_000  # a page of the MLflow UI on a busy 2-core machine
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +60,31 @@ def tracking_store(make_launch_dir) -> tuple[Path, str, str]:
     base = make_launch_dir("tracking")
     uri = store.resolve_uri("sqlite:///mlflow.db", base)
     return base, uri, store.open_experiment(uri, "unit", "mlruns", base)
+
+
+# --- the browser tests (tests/test_mlflow_ui.py, tests/test_docs_site.py) -----------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Headless Debian Chromium driven by Playwright (the ui-test extra, no browser download)."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason='needs pip install -e ".[ui-test]" (Playwright)'
+    )
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set NNLAB_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser) -> Iterator:
+    """A fresh browser profile (no remembered UI preferences), 1400x860."""
+    context = browser.new_context(viewport={"width": 1400, "height": 860})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    yield page
+    context.close()

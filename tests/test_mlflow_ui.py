@@ -34,11 +34,9 @@ from nnlab.tracking.store import runs_url
 pytestmark = pytest.mark.slow
 
 EXPERIMENT = "ui"
-CHROMIUM = os.environ.get("NNLAB_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(
     os.environ.get("NNLAB_UI_SCREENSHOTS", ROOT / ".nnlab" / "test-artifacts" / "mlflow-ui")
 )
-WAIT_MS = 120_000  # a page of the UI on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -61,30 +59,6 @@ def server(sweep) -> Iterator[str]:
     """The UI's base URL: ``mlflow server`` on the sweep's store, stopped with its workers."""
     with mlflow_server(sweep[0], log=sweep[0] / "server.log", timeout=300) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason='needs pip install -e ".[ui-test]" (Playwright)'
-    )
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set NNLAB_CHROMIUM)")
-    with sync_api.sync_playwright() as p:
-        args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser) -> Iterator:
-    """A fresh browser profile (no remembered UI preferences), 1400x860."""
-    context = browser.new_context(viewport={"width": 1400, "height": 860})
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def shot(page, name: str) -> None:

@@ -1,11 +1,5 @@
 """nnlab.nn: a small NumPy neural-network library with Keras 3's semantics and numbers.
 
->>> from nnlab import nn
->>> model = nn.Sequential([nn.Dense(16, activation="relu", input_dim=2),
-...                        nn.Dense(1, activation="sigmoid")], seed=0)
->>> model.compile(optimizer=nn.Adam(learning_rate=1e-3), loss="binary_crossentropy",
-...               metrics=["accuracy"])
-
 One concept per module: ``activations``, ``losses``, ``optimizers``, ``initializers``,
 ``layers`` (Dense), ``model`` (Sequential), ``callbacks``, ``metrics``, ``io`` (save/load),
 ``schedules`` (learning-rate schedules: any optimizer takes one as ``learning_rate``),
@@ -13,6 +7,14 @@ One concept per module: ``activations``, ``losses``, ``optimizers``, ``initializ
 models of one architecture trained in lockstep), ``noise_scale`` (the gradient noise scale,
 measured during ``fit`` by a callback).
 Imports numpy only.
+
+Examples
+--------
+>>> from nnlab import nn
+>>> model = nn.Sequential([nn.Dense(16, activation="relu", input_dim=2),
+...                        nn.Dense(1, activation="sigmoid")], seed=0)
+>>> model.compile(optimizer=nn.Adam(learning_rate=1e-3), loss="binary_crossentropy",
+...               metrics=["accuracy"])
 """
 
 from . import (

@@ -1,17 +1,19 @@
 """Learning-rate schedules with Keras 3's names, arguments and numbers.
 
 A schedule maps the optimizer's step count (``optimizer.iterations``: 0 for the first update)
-to a learning rate. Pass one as ``learning_rate`` to any optimizer::
-
-    >>> from nnlab import nn
-    >>> lr = nn.schedules.ExponentialDecay(0.1, decay_steps=100, decay_rate=0.96)
-    >>> opt = nn.SGD(learning_rate=lr)
-    >>> round(lr(100), 6)
-    0.096
+to a learning rate. Pass one as ``learning_rate`` to any optimizer (example below).
 
 Formulas are evaluated in float64 and the optimizer rounds the rate to its parameter dtype once
 per step; Keras evaluates them in float32, so values agree to float32 rounding (~6e-8 relative).
 ``serialize`` / ``deserialize`` use Keras's ``{"class_name": ..., "config": ...}`` layout.
+
+Examples
+--------
+>>> from nnlab import nn
+>>> lr = nn.schedules.ExponentialDecay(0.1, decay_steps=100, decay_rate=0.96)
+>>> opt = nn.SGD(learning_rate=lr)
+>>> round(lr(100), 6)
+0.096
 """
 
 from __future__ import annotations
