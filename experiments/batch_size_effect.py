@@ -60,7 +60,8 @@ for col, (lr, grp) in enumerate(val.groupby("lr")):
         ax = axes[row][col]
         sns.lineplot(data=grp, x=x, y="value", hue="batch_size", palette="viridis",
                      hue_norm=matplotlib.colors.LogNorm(), estimator="median",
-                     errorbar=("pi", 100), ax=ax, legend=(row == 0 and col == 0))  # fmt: skip
+                     errorbar=("ci", 95), n_boot=2000, seed=0, ax=ax,
+                     legend=(row == 0 and col == 0))  # fmt: skip
         ax.set(yscale="log", xscale="log" if x == "steps" else "linear", ylabel="val_loss",
                xlabel="epoch" if x == "epoch" else "optimizer steps", title=f"lr={lr:g}")  # fmt: skip
         ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 1.5, 2, 3, 5, 7)))

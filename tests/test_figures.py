@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from bootstrap_reference import median_interval
 from matplotlib.collections import PathCollection
 from matplotlib.patches import Rectangle
 
@@ -82,7 +83,7 @@ def frames() -> dict:
         "stuck": stuck,
         "lr_batch": rt.per_lr_batch(curves),
         "budget": budget,
-        "best": rt.best_lr_per_budget(budget),
+        "best": rt.best_lr_per_budget(runs, METRIC, stuck),
         "counts": rt.outcome_counts(runs, stuck),
     }
 
@@ -127,7 +128,11 @@ def test_learning_curves_draw_the_median_of_each_lr_and_mark_what_they_leave_out
         expected = shown.groupby(h["epoch"]).median()
         np.testing.assert_array_equal(line["epoch"], expected.index)
         np.testing.assert_allclose(line["median"], expected.to_numpy())
-        np.testing.assert_allclose(line["max"], shown.groupby(h["epoch"]).max().to_numpy())
+        for i, ep in enumerate(line["epoch"][:2]):  # the band: the median's 95% interval
+            at = h[h["epoch"] == ep].assign(shown=shown[h["epoch"] == ep])
+            want = median_interval(at, "shown", sorted(SEEDS))
+            assert (line["lo"][i], line["hi"][i]) == pytest.approx(want[1:]), (bs, lr, ep)
+        assert (line["lo"] <= line["median"]).all() and (line["median"] <= line["hi"]).all()
     # The median of a good lr is not pulled up by its one diverged seed (inf is at the top).
     assert (data["lines"][(64, 0.1)]["median"] < top).all()
     # Colours: one per lr, ordered dark (small lr) to light (large lr), the same in every panel.
@@ -252,7 +257,12 @@ def test_best_lr_lines_follow_the_best_lr_table(frames):
         np.testing.assert_array_equal(line["epochs"], sorted(EPOCHS))
         for ep, lr in zip(line["epochs"], line["best_lr"], strict=True):
             assert lr == med.loc[(bs, ep)].idxmin()
-    assert data["trend"] == "here short budgets favour larger lrs"  # 0.1 at 2 epochs, 0.01 at 5
+    # 0.1 at 2 epochs, 0.01 at 5, on every seed: beyond the intervals
+    assert data["trend"] == "short budgets favour larger lrs, beyond the intervals"
+    for bs, line in data["lines"].items():  # the bar spans the lrs not separated from the best
+        tied = best[best["batch_size"] == bs].sort_values("epochs")["tied_lrs"]
+        spans = [(min(map(float, t.split())), max(map(float, t.split()))) for t in tied]
+        np.testing.assert_array_equal(line["tied"], spans)
     drawn = {int(ln.get_label()): tuple(ln.get_ydata()) for ln in fig.axes[0].get_lines()}
     assert drawn == {bs: tuple(v["best_lr"]) for bs, v in data["lines"].items()}
 
@@ -272,7 +282,10 @@ def test_batch_size_effect_lines_are_usable_finals_and_the_rest_are_crosses(fram
         line = data["lines"][bs]
         np.testing.assert_array_equal(line["lr"], g.median().index)
         np.testing.assert_allclose(line["median"], g.median().to_numpy())
-        np.testing.assert_allclose(line["min"], g.min().to_numpy())
+        for lr, lo, hi in zip(line["lr"], line["lo"], line["hi"], strict=True):
+            want = median_interval(good[(good["batch_size"] == bs) & (good["lr"] == lr)],
+                                   f"final_{METRIC}", sorted(SEEDS))  # fmt: skip
+            assert (lo, hi) == pytest.approx(want[1:]), (bs, lr)
     assert STUCK_LR not in data["lines"][16]["lr"] and DIVERGED_LR not in data["lines"][16]["lr"]
     bad = top.loc[~top.index.isin(good.index), "run_id"]
     assert sorted(c["run_id"] for c in data["crosses"]) == sorted(bad)

@@ -11,6 +11,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from bootstrap_reference import gap_interval, median_interval
 from helpers import cli
 
 from nnlab.analysis import load_histories, load_runs
@@ -155,17 +156,21 @@ def test_findings_agree_with_the_tables_and_the_raw_histories(sweep, runs, hist)
     h = hist[(hist["metric"] == "val_loss") & hist["run_id"].isin(longest["run_id"])]
     ok = longest.set_index("run_id")["outcome"].isin(["completed", "early_stopped"])
     for lr in LRS:
-        ids = longest.loc[longest["lr"] == lr, "run_id"]
+        mine = longest.loc[longest["lr"] == lr, ["run_id", "seed"]].copy()
         ett, best = [], []
-        for rid in ids:
+        for rid in mine["run_id"]:
             v = h[h["run_id"] == rid].sort_values("epoch")
             hit = v.loc[v["value"] <= target, "epoch"]
             ett.append(float(hit.iloc[0]) if ok[rid] and len(hit) else np.inf)
             best.append(float(v["value"].min()) if ok[rid] else np.inf)
+        mine["ett"], mine["best"] = ett, best
         row = per_lr.loc[lr]
         assert row["median_epochs_to_target"] == pytest.approx(np.median(ett))
-        assert row["median_best"] == pytest.approx(np.median(best))
         assert row["reached_target"] == int(np.isfinite(ett).sum())
+        # the median best and its 95% interval: the bootstrap over seeds written out again
+        got = (row["median_best"], row["best_lo"], row["best_hi"])
+        assert got == pytest.approx(median_interval(mine, "best", sorted(SEEDS)))
+        assert row["n_seeds"] == len(SEEDS)
 
     # The target is 1.25 x the best median-over-seeds best of any (lr, batch size).
     lb = pd.read_csv(out / "per_lr_batch.csv")
@@ -185,7 +190,7 @@ def test_findings_agree_with_the_tables_and_the_raw_histories(sweep, runs, hist)
         e = row["median_epochs_to_target"]
         e_txt = "not reached" if not np.isfinite(e) else f"{e:g}"
         b = row["median_best"]
-        b_txt = f"{b:.4f}" if np.isfinite(b) else "n/a (diverged/failed)"
+        b_txt = f"{b:.4f}" if np.isfinite(b) else "n/a (no usable run)"
         pattern = (
             rf"lr={re.escape(f'{lr:g}')}: epochs to target {re.escape(e_txt)} "
             rf".*best val_loss {re.escape(b_txt)}"
@@ -290,9 +295,15 @@ def test_best_lr_per_budget_agrees_with_the_runs_table(sweep):
     assert (merged["best_lr"] == merged["lr"]).all()
     assert np.allclose(merged["median_final"], merged["final"])
     findings = json.loads((out / "findings.json").read_text())
-    lo = best[best["epochs"] == best["epochs"].min()]["best_lr"]
-    assert f"the best lr at {best['epochs'].min()} epochs was" in findings["verdict"]
-    assert all(f"{x:g}" in findings["verdict"] for x in lo)
+    for r in best[best["epochs"] == best["epochs"].min()].itertuples():
+        assert f"batch size {r.batch_size}: {r.best_lr:g} at {r.epochs} epochs" in findings[
+            "verdict"]  # fmt: skip
+        # the lrs not separated from it: those whose paired gap interval reaches 0
+        at = runs[(runs["batch_size"] == r.batch_size) & (runs["epochs"] == r.epochs)]
+        seeds = sorted(at["seed"].unique())
+        tied = [lr for lr, g in at.groupby("lr") if lr == r.best_lr or gap_interval(
+            g, at[at["lr"] == r.best_lr], "final", seeds)[1] <= 0]  # fmt: skip
+        assert str(r.tied_lrs).split() == [f"{x:g}" for x in tied]
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -16,6 +16,7 @@ from nnlab.figures.style import (
     set_style,
     use_log,
 )
+from nnlab.report.intervals import Resampled
 from nnlab.report.tables import fmt_lr, longest_budget_runs
 from nnlab.tracking.schema import OK_OUTCOMES
 
@@ -49,16 +50,25 @@ def _curve_values(
     return h, h_stuck, top, log, bottom
 
 
+def _bands(sub: pd.DataFrame) -> pd.DataFrame:
+    """Per (lr, epoch) of one panel: the median of ``shown`` over the runs at that epoch and its
+    95% bootstrap interval over seeds (``nnlab.report.intervals``)."""
+    r = Resampled(sub, ["lr", "epoch"], "shown")
+    lo, hi = r.intervals()
+    return r.keys.assign(median=r.point, lo=lo, hi=hi)
+
+
 def _curve_panel(ax, sub: pd.DataFrame, bs: int, pal: dict, data: dict) -> None:
-    """Draw one batch size's median lines, seed bands and end-of-run crosses on ``ax``; record
-    them in ``data["lines"]`` and ``data["crosses"]``."""
+    """Draw one batch size's median lines, interval bands and end-of-run crosses on ``ax``;
+    record them in ``data["lines"]`` and ``data["crosses"]``."""
+    bands = _bands(sub) if len(sub) else pd.DataFrame(columns=["lr", "epoch"])
     for lr, grp in sub.groupby("lr"):
-        stats = grp.groupby("epoch")["shown"].agg(["median", "min", "max"])
+        stats = bands[bands["lr"] == lr].set_index("epoch").sort_index()
         ax.plot(stats.index, stats["median"], color=pal[lr], lw=2)
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=pal[lr], alpha=0.15)
+        ax.fill_between(stats.index, stats["lo"], stats["hi"], color=pal[lr], alpha=0.15)
         data["lines"][(int(bs), float(lr))] = {
             "epoch": stats.index.to_numpy(),
-            **{k: stats[k].to_numpy() for k in ("median", "min", "max")},
+            **{k: stats[k].to_numpy() for k in ("median", "lo", "hi")},
             "color": pal[lr],
         }
         bad = grp[~grp["outcome"].isin(OK_OUTCOMES)]
@@ -103,8 +113,8 @@ def learning_curves(
     target: float | None = None,
     stuck: pd.Series | None = None,
 ) -> plt.Figure:
-    """Median ``metric`` per epoch by lr (line) with the min-max band over seeds, one panel per
-    batch size, from the longest-budget runs. Diverged/failed runs end in a cross at their last
+    """Median ``metric`` per epoch by lr (line) with its 95% bootstrap interval over seeds
+    (band), one panel per batch size, from the longest-budget runs. Diverged/failed runs end in a cross at their last
     logged epoch; runs that never learned (``stuck``, aligned with ``runs``) are left out of the
     lines and counted in a note on their panel, so they do not flatten the scale.
 
@@ -124,8 +134,9 @@ def learning_curves(
     Returns
     -------
     Figure
-        With ``fig.nnlab_data``: ``lines`` ``{(batch_size, lr): {"epoch", "median", "min",
-        "max": arrays (n_epochs,), "color": RGBA}}`` (values as drawn: clipped to the top);
+        With ``fig.nnlab_data``: ``lines`` ``{(batch_size, lr): {"epoch", "median", "lo",
+        "hi": arrays (n_epochs,), "color": RGBA}}`` (values as drawn: clipped to the top;
+        ``lo``, ``hi``: the interval of the median);
         ``crosses`` list of ``{"batch_size", "lr", "run_id", "epoch", "y"}``; ``left_out``
         ``{(batch_size, lr): n runs that never learned}``; ``notes`` ``{batch_size: [str]}``;
         ``target``; ``ylim`` ``(bottom, top)``; ``log`` (bool); ``colors`` ``{lr: RGBA}``.
@@ -164,7 +175,7 @@ def learning_curves(
             ax.set_yscale("log")
             log_ticks(ax.yaxis)
         ax.set_ylim(bottom, top * 1.05)
-    axes[0][0].set_ylabel(f"{metric} (median; band = range over seeds)")
+    axes[0][0].set_ylabel(f"{metric} (median; band: 95% interval)")
     lr_legend(fig, pal)
     extra = [Line2D([], [], color="0.3", ls="--", label="target")] if target is not None else []
     extra.append(Line2D([], [], marker="X", color=BAD_COLOR, ls="", ms=8, label="diverged/failed"))

@@ -10,14 +10,16 @@ from matplotlib.colors import LogNorm, Normalize
 from nnlab.figures.style import BAD_COLOR, attach, set_style, use_log
 from nnlab.report.tables import fmt_lr
 
-_PIVOTED = ("median_final", "not_usable", "not_learning", "runs", "grey")
+_PIVOTED = ("median_final", "not_usable", "not_learning", "runs", "grey", "bad_outcome")
 
 
-def _cell_label(v: float, nt: float, nb: int, ns: int, grey: bool, cmap, norm) -> tuple[str, str]:
-    """Text and text colour of one cell: median ``v`` of ``nt`` runs, ``nb`` unusable and ``ns``
-    not learning; ``grey`` cells are off the colour scale."""
+def _cell_label(v: float, nt: float, nb: int, ns: int, grey: bool, cmap, norm,
+                bad: str = "diverged") -> tuple[str, str]:  # fmt: skip
+    """Text and text colour of one cell: median ``v`` of ``nt`` runs, ``nb`` unusable (most
+    of them ``bad``: diverged, failed, pruned, ...) and ``ns`` not learning; ``grey`` cells are
+    off the colour scale."""
     if not np.isfinite(v):
-        return f"diverged\n{nb}/{int(nt)}", BAD_COLOR
+        return f"{bad or 'not usable'}\n{nb}/{int(nt)}", BAD_COLOR
     if grey:
         return f"no learning\n{v:.3g}", "0.25"
     text = f"{v:.3f}"
@@ -51,7 +53,9 @@ def _heatmap_panel(ax, sub: pd.DataFrame, bs: int, cmap, norm, data: dict):
             if np.isnan(nt):
                 continue
             nb, ns = int(piv["not_usable"].iat[i, j]), int(piv["not_learning"].iat[i, j])
-            text, color = _cell_label(v, nt, nb, ns, grey[i, j], cmap, norm)
+            bad = piv["bad_outcome"].iat[i, j]
+            bad = str(bad) if isinstance(bad, str) else "diverged"
+            text, color = _cell_label(v, nt, nb, ns, grey[i, j], cmap, norm, bad)
             ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=8, color=color)
             data["cells"].append(
                 {"batch_size": int(bs), "lr": float(lrs[i]), "epochs": int(budgets[j]),
@@ -81,7 +85,8 @@ def _heatmap_panel(ax, sub: pd.DataFrame, bs: int, cmap, norm, data: dict):
 def budget_heatmap(budget: pd.DataFrame, metric: str) -> plt.Figure:
     """Median final ``metric`` per lr (rows) x epoch budget (columns), one panel per batch size,
     a shared colour scale, the best lr of each budget boxed. Cells where most seeds diverged or
-    failed, or never learned, are grey and labelled (and kept off the colour scale).
+    failed, or never learned, are grey and labelled with their most common outcome (and kept off
+    the colour scale).
 
     Parameters
     ----------
@@ -103,6 +108,8 @@ def budget_heatmap(budget: pd.DataFrame, metric: str) -> plt.Figure:
     budget = budget.assign(
         grey=~np.isfinite(budget["median_final"]) | (budget["not_learning"] * 2 > budget["runs"])
     )
+    if "bad_outcome" not in budget:  # a table from before the column existed
+        budget = budget.assign(bad_outcome="diverged")
     fin = budget.loc[~budget["grey"], "median_final"].to_numpy(dtype=float)
     if len(fin):
         norm = LogNorm(fin.min(), fin.max()) if use_log(fin) else Normalize(fin.min(), fin.max())

@@ -16,7 +16,8 @@ from nnlab.figures.style import (
     set_style,
     use_log,
 )
-from nnlab.report.tables import fmt_lr
+from nnlab.report.intervals import Resampled
+from nnlab.report.tables import budget_shifts, fmt_lr
 from nnlab.tracking.schema import OK_OUTCOMES
 
 # ---------------------------------------------------------------------- 3 speed vs quality
@@ -214,9 +215,18 @@ def speed_quality(lr_batch: pd.DataFrame, metric: str, target: float) -> plt.Fig
 # ------------------------------------------------------------------- 4 best lr per budget
 
 
+def _tied_ranges(best: pd.DataFrame) -> np.ndarray:
+    """(smallest, largest) lr of each row's ``tied_lrs`` (the best lr alone when absent),
+    shape (n_rows, 2)."""
+    if "tied_lrs" not in best:
+        return np.column_stack([best["best_lr"], best["best_lr"]]).astype(float)
+    sets = [[float(x) for x in str(t).split()] for t in best["tied_lrs"]]
+    return np.array([[min(s), max(s)] for s in sets], dtype=float).reshape(-1, 2)
+
+
 def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
     """The lr with the lowest median final metric for each epoch budget (its own trials), one
-    line per batch size.
+    line per batch size; a pale bar spans the lrs the 95% intervals do not separate from it.
 
     Parameters
     ----------
@@ -229,8 +239,10 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
     -------
     Figure
         With ``fig.nnlab_data``: ``lines`` ``{batch_size: {"epochs", "best_lr": arrays
-        (n_budgets,), "color": RGB}}`` (``epochs`` before the small nudge that keeps batch
-        sizes apart); ``trend`` (the title's sentence); ``yticks`` (sorted lrs).
+        (n_budgets,), "tied": array (n_budgets, 2), "color": RGB}}`` (``epochs`` before the
+        small nudge that keeps batch sizes apart; ``tied``: the smallest and largest lr the
+        intervals do not separate from the best, drawn as a bar); ``trend`` (the title's
+        sentence); ``yticks`` (sorted lrs).
     """
     set_style()
     fig, ax = plt.subplots(figsize=(7.6, 4.6))
@@ -243,8 +255,11 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
         ax.plot(
             b["epochs"] * nudge, b["best_lr"], "o-", color=c, ms=9, lw=2, label=f"{bs}", alpha=0.9
         )
+        tied = _tied_ranges(b)
+        ax.vlines(b["epochs"] * nudge, tied[:, 0], tied[:, 1], color=c, lw=5, alpha=0.3)
         lines[int(bs)] = {
-            "epochs": b["epochs"].to_numpy(), "best_lr": b["best_lr"].to_numpy(), "color": c
+            "epochs": b["epochs"].to_numpy(), "best_lr": b["best_lr"].to_numpy(), "color": c,
+            "tied": tied,
         }  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -258,14 +273,16 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
     ax.set_xlabel("epoch budget (its own trials)")
     ax.set_ylabel("best learning rate (lowest median final loss)")
     ax.legend(title="batch size", frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    first = best[best["epochs"] == best["epochs"].min()]["best_lr"]
-    last = best[best["epochs"] == best["epochs"].max()]["best_lr"]
-    if len(first) and len(last) and np.median(first) > np.median(last):
-        say = "here short budgets favour larger lrs"
-    elif len(first) and len(last) and np.median(first) < np.median(last):
-        say = "here short budgets favour smaller lrs"
+    shifts = list(budget_shifts(best).values())
+    if shifts and all(x == "larger" for x in shifts):
+        say = "short budgets favour larger lrs, beyond the intervals"
+    elif shifts and all(x == "smaller" for x in shifts):
+        say = "short budgets favour smaller lrs, beyond the intervals"
+    elif shifts:
+        n = sum(x != "unresolved" for x in shifts)
+        say = f"a shift beyond the intervals for {n} of {len(shifts)} batch sizes"
     else:
-        say = "here the best lr hardly moves with the budget"
+        say = "a single budget"
     ax.set_title(f"Best learning rate for each epoch budget: {say}")
     fig.tight_layout()
     return attach(fig, lines=lines, trend=say, yticks=lrs)
@@ -277,9 +294,9 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
 def batch_size_effect(
     runs: pd.DataFrame, metric: str, stuck: pd.Series | None = None
 ) -> plt.Figure:
-    """Final ``metric`` against lr at the largest epoch budget, one line per batch size (median,
-    band = range over seeds); runs that diverged, failed or never learned (``stuck``, aligned
-    with ``runs``) as crosses at the top instead of stretching the scale.
+    """Final ``metric`` against lr at the largest epoch budget, one line per batch size (median
+    over seeds, band: its 95% bootstrap interval); runs that diverged, failed or never learned
+    (``stuck``, aligned with ``runs``) as crosses at the top instead of stretching the scale.
 
     Parameters
     ----------
@@ -293,8 +310,8 @@ def batch_size_effect(
     Returns
     -------
     Figure
-        With ``fig.nnlab_data``: ``lines`` ``{batch_size: {"lr", "median", "min", "max": arrays
-        (n_lrs,), "color": RGB}}``; ``crosses`` list of ``{"batch_size", "lr", "run_id", "y"}``
+        With ``fig.nnlab_data``: ``lines`` ``{batch_size: {"lr", "median", "lo", "hi": arrays
+        (n_lrs,), "color": RGB}}`` (``lo``, ``hi``: the interval of the median); ``crosses`` list of ``{"batch_size", "lr", "run_id", "y"}``
         (``lr`` before the jitter); ``epochs`` (the budget drawn); ``top`` (the crosses' y).
     """
     set_style()
@@ -309,12 +326,11 @@ def batch_size_effect(
     pal = bs_palette(longest["batch_size"])
     lines, crosses = {}, []
     for bs, c in pal.items():
-        g = longest[(longest["batch_size"] == bs) & ok].groupby("lr")[col]
-        stats = g.agg(["median", "min", "max"])
+        stats = _median_band(longest[(longest["batch_size"] == bs) & ok], col)
         ax.plot(stats.index, stats["median"], "o-", color=c, lw=2, label=str(bs))
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=c, alpha=0.18)
+        ax.fill_between(stats.index, stats["lo"], stats["hi"], color=c, alpha=0.18)
         lines[int(bs)] = {"lr": stats.index.to_numpy(), "color": c,
-                          **{k: stats[k].to_numpy() for k in ("median", "min", "max")}}  # fmt: skip
+                          **{k: stats[k].to_numpy() for k in ("median", "lo", "hi")}}  # fmt: skip
         bad = longest[(longest["batch_size"] == bs) & ~ok]
         if len(bad):
             jitter = 1 + 0.08 * (list(pal).index(bs) - (len(pal) - 1) / 2)
@@ -333,6 +349,16 @@ def batch_size_effect(
     _bs_effect_axes(ax, longest, metric, use_log(fin))
     fig.tight_layout()
     return attach(fig, lines=lines, crosses=crosses, epochs=int(longest["epochs"].max()), top=top)
+
+
+def _median_band(runs: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Per lr (index): the median of ``col`` over the runs and its 95% bootstrap interval over
+    seeds (``nnlab.report.intervals``); columns ``median, lo, hi``."""
+    if not len(runs):
+        return pd.DataFrame(columns=["median", "lo", "hi"], dtype=float)
+    r = Resampled(runs, ["lr"], col)
+    lo, hi = r.intervals()
+    return pd.DataFrame({"median": r.point, "lo": lo, "hi": hi}, index=r.keys["lr"].to_numpy())
 
 
 def _bs_effect_axes(ax, longest: pd.DataFrame, metric: str, log: bool) -> None:

@@ -36,6 +36,22 @@ def _claim_row_values(sub: pd.DataFrame, col: str, top: float) -> tuple[np.ndarr
     return np.where(ok, v, top), ok
 
 
+BANDS = {"median_epochs_to_target": "epochs_to_target", "median_best": "best"}
+
+
+def _band(sub: pd.DataFrame, col: str, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% interval of ``col`` per lr (``<name>_lo``, ``<name>_hi`` of ``claim_per_lr``),
+    NaN where the median is not finite or the table has no interval, shape (n_lrs,) each."""
+    name = BANDS[col]
+    if f"{name}_lo" not in sub:
+        nan = np.full(len(sub), np.nan)
+        return nan, nan
+    lo = sub[f"{name}_lo"].to_numpy(dtype=float)
+    hi = sub[f"{name}_hi"].to_numpy(dtype=float)
+    hi = np.where(np.isfinite(hi), hi, np.nan)  # an open upper end: no band above the line
+    return np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
+
+
 def _claim_panel(axes, ds: str, rows: pd.DataFrame, claim: pd.DataFrame, pal: dict, data: dict):
     """Draw one dataset's column (speed on top, quality below) and record what it places."""
     budget = float(rows["epochs_budget"].max())
@@ -55,12 +71,15 @@ def _claim_panel(axes, ds: str, rows: pd.DataFrame, claim: pd.DataFrame, pal: di
             y, ok = _claim_row_values(sub, col, tops[col] * (1 + 0.06 * k))
             lr = sub["lr"].to_numpy(dtype=float)
             c = pal[variant]
+            lo, hi = _band(sub, col, ok)
+            ax.fill_between(lr, lo, hi, color=c, alpha=0.15, lw=0)
             ax.plot(lr, np.where(ok, y, np.nan), "-", color=c, lw=1.8, alpha=0.85)  # gaps
             ax.scatter(lr[ok], y[ok], color=c, s=36, zorder=3)
             bad_face = "white" if r == 0 else c
             ax.scatter(lr[~ok], y[~ok], marker="o" if r == 0 else "X", s=55, zorder=3,
                        facecolor=bad_face, edgecolor=c if r == 0 else BAD_COLOR)  # fmt: skip
-            data["lines"][(ds, variant, kind)] = {"lr": lr, "y": y, "finite": ok, "color": c}
+            data["lines"][(ds, variant, kind)] = {"lr": lr, "y": y, "finite": ok, "color": c,
+                                                  "lo": lo, "hi": hi}  # fmt: skip
             if pd.notna(mark_lr):
                 my = float(y[np.isclose(lr, mark_lr)][0])
                 ax.scatter([mark_lr], [my], s=230, facecolor="none", edgecolor=c, lw=2, zorder=4)
@@ -103,7 +122,8 @@ def _claim_axes(axes, ds: str, rows: pd.DataFrame, data: dict, metric: str, firs
 
 def claim_grid(per_lr: pd.DataFrame, claim: pd.DataFrame, metric: str) -> plt.Figure:
     """Speed (top row) and quality (bottom row) against lr, one column per dataset and one line
-    per set-up within it, the fastest and the most accurate lr ringed, 0.001 dotted.
+    per set-up within it (band: the 95% interval of the median), the fastest and the best lr
+    ringed, 0.001 dotted.
 
     Parameters
     ----------
@@ -117,8 +137,8 @@ def claim_grid(per_lr: pd.DataFrame, claim: pd.DataFrame, metric: str) -> plt.Fi
     -------
     Figure
         With ``fig.nnlab_data``: ``lines`` ``{(dataset, variant, "fastest" | "most_accurate"):
-        {"lr", "y" (as drawn: non-finite at the panel's top), "finite": arrays (n_lrs,),
-        "color"}}`` (``fastest``: the epochs-to-target row; ``most_accurate``: the best-metric
+        {"lr", "y" (as drawn: non-finite at the panel's top), "finite", "lo", "hi" (the band:
+        the 95% interval of the median, NaN where not drawn): arrays (n_lrs,), "color"}}`` (``fastest``: the epochs-to-target row; ``most_accurate``: the best-metric
         row); ``marks`` list of ``{"dataset", "variant", "kind", "lr", "y"}`` (the rings);
         ``verdicts`` ``{(dataset, variant): verdict}``; ``tops`` ``{dataset: {column: y}}``;
         ``colors`` ``{variant: RGB}``. ``variant``: the optimizer (and/or schedule) of a line.
@@ -160,14 +180,14 @@ def _schedule_points(best: pd.DataFrame, vs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _schedule_panel(ax, sub: pd.DataFrame, order: list, pal: dict, data: dict, key: tuple):
-    """One (dataset, optimizer, budget): each schedule's best lr as a point with its seed std,
-    the constant rate's median as a dashed line in a band of its seed std."""
+    """One (dataset, optimizer, budget): each schedule's best lr as a point with its 95%
+    interval, the constant rate's median as a dashed line in a band of its interval."""
     sub = sub.set_index("schedule")
     if "constant" in sub.index:
-        c, sd = sub.loc["constant", ["median_final", "seed_std_final"]].astype(float)
-        ax.axhspan(c - sd, c + sd, color="0.88", zorder=0)
+        c, lo, hi = sub.loc["constant", ["median_final", "lo", "hi"]].astype(float)
+        ax.axhspan(lo, hi, color="0.88", zorder=0)
         ax.axhline(c, color=CONSTANT_COLOR, ls="--", lw=1.2, zorder=1)
-        data["bands"][key] = (c, sd)
+        data["bands"][key] = (c, lo, hi)
     labels = []
     for x, sched in enumerate(order):
         if sched not in sub.index:
@@ -175,14 +195,15 @@ def _schedule_panel(ax, sub: pd.DataFrame, order: list, pal: dict, data: dict, k
             continue
         r = sub.loc[sched]
         better = r["result"] == "better"
-        ax.errorbar(x, r["median_final"], yerr=r["seed_std_final"], color=pal[sched], capsize=4,
-                    lw=1.6, zorder=2)  # fmt: skip
+        m = float(r["median_final"])
+        err = [[m - float(r["lo"])], [float(r["hi"]) - m]]
+        ax.errorbar(x, m, yerr=err, color=pal[sched], capsize=4, lw=1.6, zorder=2)
         ax.scatter(x, r["median_final"], s=70, zorder=3, linewidth=1.8, edgecolor=pal[sched],
                    facecolor=pal[sched] if better else "white")  # fmt: skip
         says = "the reference" if sched == "constant" else r["result"]
         labels.append(f"{sched}\nlr {fmt_lr(r['lr'])}\n{says}")
         data["points"][(*key, sched)] = {
-            "median": float(r["median_final"]), "std": float(r["seed_std_final"]),
+            "median": m, "lo": float(r["lo"]), "hi": float(r["hi"]),
             "lr": float(r["lr"]), "result": r["result"], "filled": bool(better),
         }  # fmt: skip
     ax.set_xticks(range(len(order)), labels, fontsize=8)
@@ -191,9 +212,9 @@ def _schedule_panel(ax, sub: pd.DataFrame, order: list, pal: dict, data: dict, k
 
 def schedule_budgets(by_budget: pd.DataFrame, vs: pd.DataFrame, metric: str) -> plt.Figure:
     """Each schedule's best lr against the best constant rate, one panel per (dataset,
-    optimizer) and epoch budget: a point with its seed std per schedule, the constant rate as a
-    dashed line in a grey band of its seed std. Filled points beat it by more than the
-    seed-to-seed spread.
+    optimizer) and epoch budget: a point with its 95% interval per schedule (the interval of
+    that setting's median), the constant rate as a dashed line in a grey band of its interval.
+    Filled points beat it beyond the paired interval of the gap.
 
     Parameters
     ----------
@@ -207,9 +228,9 @@ def schedule_budgets(by_budget: pd.DataFrame, vs: pd.DataFrame, metric: str) -> 
     -------
     Figure
         With ``fig.nnlab_data``: ``points`` ``{(dataset, optimizer, epochs, schedule):
-        {"median", "std", "lr", "result", "filled"}}`` (the schedule's best setting at that
+        {"median", "lo", "hi", "lr", "result", "filled"}}`` (the schedule's best setting at that
         budget; the constant rate's own point has result ``constant``); ``bands``
-        ``{(dataset, optimizer, epochs): (median, std)}`` of the constant rate; ``colors``
+        ``{(dataset, optimizer, epochs): (median, lo, hi)}`` of the constant rate; ``colors``
         ``{schedule: RGB}``.
     """
     set_style()
@@ -232,8 +253,9 @@ def schedule_budgets(by_budget: pd.DataFrame, vs: pd.DataFrame, metric: str) -> 
             _schedule_panel(ax, sub[sub["epochs"] == ep], order, pal, data, (ds, opt, int(ep)))
             ax.set_title(f"{ds}, {opt}: {ep} epochs", fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"final {metric}\n(median of seeds; bars: std)")
-    fig.suptitle(f"Decaying schedules against the best constant rate (dashed, grey: its seed "
-                 f"std), final {metric} of each one's best lr; filled = better", fontsize=11)  # fmt: skip
+                ax.set_ylabel(f"final {metric}\n(median of seeds; bars: 95% interval)")
+    fig.suptitle(f"Decaying schedules against the best constant rate (dashed, grey: its 95% "
+                 f"interval), final {metric} of each one's best lr; filled = better",
+                 fontsize=11)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return attach(fig, **data)

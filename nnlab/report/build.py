@@ -19,6 +19,7 @@ from nnlab.analysis import resolve_tracking_uri
 from nnlab.report import flagship, search, studies
 from nnlab.report.content import Code, NotDrawn, Paragraph, Section
 from nnlab.report.context import Context, load_context, say
+from nnlab.report.intervals import METHOD
 from nnlab.report.page import Page, write_page
 from nnlab.report.tables import fmt_lr
 
@@ -60,7 +61,17 @@ def _page(ctx: Context, sections: list[Section], seconds: float) -> Page:
     data = ""
     if "data.name" in runs:
         data = " on " + ", ".join(sorted(map(str, runs["data.name"].dropna().unique())))
-    intro = Paragraph([f"{len(runs)} runs{data}. Swept {axes}. Metric: ", Code(ctx.metric), "."])
+    seeds = ctx.runs["seed"].nunique()
+    intro = Paragraph(
+        [
+            f"{len(runs)} runs{data}. Swept {axes}. Metric: ",
+            Code(ctx.metric),
+            f". Seeds: {seeds}. Every median over seeds comes with its 95% interval [lo, hi] "
+            f"({METHOD}); a comparison is stated only where its interval excludes no "
+            "difference, and a “best lr” is the best by the median over seeds, with the lrs "
+            "its interval does not separate from it.",
+        ]
+    )
     return Page(
         title=f"nnlab report: {ctx.experiment}",
         heading=["Learning rate, batch size and epochs: ", Code(ctx.experiment)],

@@ -3,13 +3,12 @@
 The notes say: *a large learning rate trains faster but less accurately; a small one (~0.001)
 is more accurate but needs more epochs*. Where one sweep varies the set-up (``data.name``,
 ``optimizer.name`` or ``schedule.name``; see :data:`SETUP_PARAMS`), the flagship's verdict
-(``nnlab.report.tables.per_run_curves``, ``per_lr``, ``nnlab.report.findings.claim_verdict``) is
-computed for each set-up on its own runs with its own target. :func:`claim_per_lr` gives one row
-per (set-up, lr), :func:`claim_table` one row per set-up, from that table alone.
+(``nnlab.report.verdict.judge`` on ``nnlab.report.tables.per_run_curves``) is computed for each
+set-up on its own runs, with its own target and its own seeds. :func:`claim_per_lr` gives one
+row per (set-up, lr), :func:`claim_table` one row per set-up.
 
-Pure pandas (no plotting, no MLflow), so a test recomputes every finding from the saved CSVs.
-The conventions are ``nnlab.report.tables``'s: diverged or failed runs count as +inf, medians
-over seeds.
+Pure pandas (no plotting, no MLflow). The conventions are ``nnlab.report.tables``'s: diverged
+or failed runs count as +inf, medians over seeds with percentile bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -19,18 +18,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from nnlab.report import findings as fd
 from nnlab.report import tables as rt
+from nnlab.report.verdict import best_lr_text, judge
 
 SETUP_PARAMS = {"data.name": "dataset", "optimizer.name": "optimizer", "schedule.name": "schedule"}
 SETUP_COLS = tuple(SETUP_PARAMS.values())
-# Head of ``findings.claim_verdict``'s sentence -> the verdict key of the claim table.
-VERDICTS = {
-    "Held": "held",
-    "Held only in part": "held in part",
-    "Did not hold": "did not hold",
-    "Cannot be checked": "cannot be checked",
-}
 CONSTANT = "constant"  # the schedule name of a fixed learning rate
 # Shown for a set-up param a run did not log: before the schedule group existed every run
 # trained at a constant rate, so that one is known; the others are not.
@@ -56,6 +48,22 @@ def varying_setups(runs: pd.DataFrame) -> list[str]:
 # ------------------------------------------------------------------------ the claim per set-up
 
 
+def setup_curves(runs: pd.DataFrame, hist: pd.DataFrame, metric: str):
+    """Each set-up's key, ``tables.per_run_curves`` (its own longest-budget runs) and target.
+
+    Yields
+    ------
+    (key, curves, target)
+        ``key``: the (dataset, optimizer, schedule) of the set-up, in sorted order.
+    """
+    labels = setup_labels(runs)
+    for key, idx in labels.groupby(list(SETUP_COLS), sort=True).groups.items():
+        group = runs.loc[idx]
+        h = hist[hist["run_id"].isin(group["run_id"])]
+        curves, target = rt.per_run_curves(group, h, metric)
+        yield key, curves, target
+
+
 def claim_per_lr(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> pd.DataFrame:
     """``tables.per_lr`` of each set-up, each with its own target.
 
@@ -72,16 +80,11 @@ def claim_per_lr(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> pd.Data
     -------
     DataFrame
         One row per (set-up, lr): ``dataset, optimizer, schedule, target`` (1.25 x the set-up's
-        best median-over-seeds best ``metric``), then ``per_lr``'s columns (``lr, runs,
-        epochs_budget, reached_target, median_epochs_to_target, median_best, not_usable,
-        not_learning, seed_std_best``), read from the longest-budget runs of each set-up.
+        best median-over-seeds best ``metric``), then ``per_lr``'s columns (medians with their
+        95% intervals), read from the longest-budget runs of each set-up.
     """
-    labels = setup_labels(runs)
     frames = []
-    for key, idx in labels.groupby(list(SETUP_COLS), sort=True).groups.items():
-        group = runs.loc[idx]
-        h = hist[hist["run_id"].isin(group["run_id"])]
-        curves, target = rt.per_run_curves(group, h, metric)
+    for key, curves, target in setup_curves(runs, hist, metric):
         table = rt.per_lr(curves)
         for col, value in zip(SETUP_COLS, key, strict=True):
             table.insert(SETUP_COLS.index(col), col, value)
@@ -90,71 +93,26 @@ def claim_per_lr(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
-def verdict_key(sentence: str) -> str:
-    """The key (a value of :data:`VERDICTS`) of a ``claim_verdict`` sentence, by its head."""
-    head = sentence.split(":")[0]
-    # Longest prefix first: "Held only in part (...)" also starts with "Held".
-    for prefix, key in sorted(VERDICTS.items(), key=lambda kv: -len(kv[0])):
-        if head == prefix or head.startswith(prefix + " "):
-            return key
-    raise ValueError(f"not a claim verdict: {sentence!r}")
-
-
-def _at(t: pd.DataFrame, lr: float | None, col: str) -> float:
-    return float(t.at[lr, col]) if lr is not None else math.nan
-
-
-def _claim_row(t: pd.DataFrame, target: float, metric: str) -> dict:
-    """The claim's verdict on one set-up's per-lr table ``t`` (indexed by lr) and its numbers."""
-    max_epochs = int(t["epochs_budget"].max())
-    fastest, accurate, reference = fd.headline_lrs(t)
-    sentence, faster, less = fd.claim_verdict(t, fastest, reference, target, metric, max_epochs)
-    return {
-        "target": target,
-        "epochs": max_epochs,
-        "fastest_lr": fastest,
-        "fastest_epochs": _at(t, fastest, "median_epochs_to_target"),
-        "fastest_best": _at(t, fastest, "median_best"),
-        "most_accurate_lr": accurate,
-        "most_accurate_best": _at(t, accurate, "median_best"),
-        "reference_lr": reference,
-        "reference_epochs": _at(t, reference, "median_epochs_to_target"),
-        "reference_best": _at(t, reference, "median_best"),
-        "gap": _at(t, fastest, "median_best") - _at(t, reference, "median_best"),
-        "seed_spread": max(_at(t, fastest, "seed_std_best"), _at(t, reference, "seed_std_best")),
-        "claim_faster": faster,
-        "claim_less_accurate": less,
-        "verdict": verdict_key(sentence),
-        "reason": sentence + fd.most_accurate_clause(t, accurate, metric),
-    }
-
-
-def claim_table(per_lr: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The notes' claim judged per set-up, from :func:`claim_per_lr` alone.
-
-    Parameters
-    ----------
-    per_lr : DataFrame
-        :func:`claim_per_lr` (or its CSV read back).
-    metric : str
+def claim_table(runs: pd.DataFrame, hist: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The notes' claim judged per set-up (``verdict.judge`` on each set-up's own runs).
 
     Returns
     -------
     DataFrame
-        One row per set-up: ``dataset, optimizer, schedule, target, epochs`` (the budget the
-        speed and quality are read from), ``fastest_lr, fastest_epochs, fastest_best`` (least
-        median epochs to the target), ``most_accurate_lr, most_accurate_best``,
-        ``reference_lr, reference_epochs, reference_best`` (the swept lr nearest 0.001),
-        ``gap`` (fastest minus reference best), ``seed_spread`` (the larger seed std of the
-        two), ``claim_faster, claim_less_accurate`` (None when it cannot be checked),
-        ``verdict`` (``held``, ``held in part``, ``did not hold`` or ``cannot be checked``) and
-        ``reason`` (the sentence with the deciding numbers).
+        One row per set-up: ``dataset, optimizer, schedule, target``, then
+        ``verdict.Claim.record``'s columns: ``verdict`` (``held``, ``held in part``, ``did not
+        hold``, ``unresolved`` or ``cannot be checked``), ``n_seeds, epochs, reference_lr,
+        fastest_lr, most_accurate_lr, claim_faster, claim_less_accurate``, each interval as
+        ``<name>, <name>_lo, <name>_hi`` (``fastest_epochs``, ``reference_epochs``,
+        ``speed_gap``, ``fastest_best``, ``reference_best``, ``accuracy_gap``,
+        ``most_accurate_best``), ``most_accurate_share``, ``tied_lrs`` and ``reason`` (the
+        sentence with the deciding numbers).
     """
     rows = []
-    for key, grp in per_lr.groupby(list(SETUP_COLS), sort=True):
-        t = grp.set_index("lr").sort_index()
-        row = dict(zip(SETUP_COLS, key, strict=True))
-        row.update(_claim_row(t, float(grp["target"].iloc[0]), metric))
+    for key, curves, target in setup_curves(runs, hist, metric):
+        claim = judge(curves, target, metric)
+        row = {**dict(zip(SETUP_COLS, key, strict=True)), "target": target, **claim.record()}
+        row["reason"] += best_lr_text(claim, metric)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,25 +1,30 @@
 """The findings the flagship section states, as sentences and numbers, from its tables.
 
 Pure pandas on the frames of ``nnlab.report.tables`` (see its conventions): the verdict on the
-notes' claim, the outcome counts and where the unusable runs are, and one line per batch size.
+notes' claim (``nnlab.report.verdict``), the outcome counts and where the unusable runs are, the
+best lr per budget, and one line per batch size; every comparison from the bootstrap intervals
+of ``nnlab.report.intervals``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from nnlab.report.intervals import METHOD, Resampled
 from nnlab.report.tables import (
     TARGET_FACTOR,
+    budget_shifts,
     fmt_epochs,
+    fmt_interval,
     fmt_lr,
     fmt_val,
-    per_lr_batch,
+    tied_set,
     varying_params,
 )
+from nnlab.report.verdict import best_lr_text, judge
 from nnlab.tracking.schema import OK_OUTCOMES
 
 
@@ -31,6 +36,8 @@ class Findings:
     target: float
     max_epochs: int
     n_runs: int
+    n_seeds: int
+    method: str  # how the intervals are computed (``nnlab.report.intervals.METHOD``)
     outcomes: dict[str, int]
     not_learning: int
     fastest_lr: float | None
@@ -39,6 +46,7 @@ class Findings:
     claim_faster: bool | None
     claim_less_accurate: bool | None
     verdict: str
+    claim_intervals: dict = field(default_factory=dict)  # ``verdict.Claim.record``
     sentences: list[str] = field(default_factory=list)
 
 
@@ -112,15 +120,18 @@ def _lr_sentences(t: pd.DataFrame, target: float, metric: str, max_epochs: int) 
         s = [
             f"Target: {metric} ≤ {target:.4f} ({TARGET_FACTOR:g} × the best median-over-seeds "
             f"{metric} any (lr, batch size) reached); speed and quality are read from the "
-            f"{max_epochs}-epoch runs, medians over batch sizes and seeds."
+            f"{max_epochs}-epoch runs, medians over batch sizes and seeds, each with its 95% "
+            f"interval [lo, hi] ({METHOD})."
         ]
     else:
         s = ["Target: none, no run completed, so no speed or quality can be measured."]
     for lr, row in t.iterrows():
+        ett = fmt_interval(row["epochs_to_target_lo"], row["epochs_to_target_hi"], fmt_epochs)
+        best = fmt_interval(row["best_lo"], row["best_hi"])
         s.append(
             f"lr={fmt_lr(lr)}: epochs to target {fmt_epochs(row['median_epochs_to_target'])} "
-            f"({int(row['reached_target'])}/{int(row['runs'])} runs reached it), "
-            f"best {metric} {fmt_val(row['median_best'])}."
+            f"{ett} ({int(row['reached_target'])}/{int(row['runs'])} runs reached it), "
+            f"best {metric} {fmt_val(row['median_best'])} {best}."
         )
     never = [fmt_lr(lr) for lr, row in t.iterrows() if row["reached_target"] == 0]
     if never:
@@ -128,148 +139,32 @@ def _lr_sentences(t: pd.DataFrame, target: float, metric: str, max_epochs: int) 
     return s
 
 
-def headline_lrs(t: pd.DataFrame) -> tuple[float | None, float | None, float | None]:
-    """(fastest, most accurate, reference) lr of the per-lr table ``t`` (indexed by lr): least
-    median epochs to target, lowest median best, and the swept lr nearest 0.001 in log scale."""
-    fin_speed = t[np.isfinite(t["median_epochs_to_target"])]
-    fin_best = t[np.isfinite(t["median_best"])]
-    fastest = float(fin_speed["median_epochs_to_target"].idxmin()) if len(fin_speed) else None
-    accurate = float(fin_best["median_best"].idxmin()) if len(fin_best) else None
-    lrs = t.index.to_numpy(dtype=float)
-    reference = (
-        float(lrs[np.argmin(np.abs(np.log10(lrs) - math.log10(1e-3)))]) if len(lrs) else None
-    )
-    return fastest, accurate, reference
-
-
-def _speed_clause(
-    f_row: pd.Series, r_row: pd.Series, fastest: float, reference: float, max_epochs: int
-) -> tuple[bool, str]:
-    """(is the fastest lr larger than the reference and faster?, the sentence saying so)."""
-    f_ett, r_ett = f_row["median_epochs_to_target"], r_row["median_epochs_to_target"]
-    if fastest == reference:
-        return False, f"lr={fmt_lr(reference)} itself was the fastest ({fmt_epochs(f_ett)} epochs)"
-    faster = bool(fastest > reference and f_ett < r_ett)
-    return faster, (
-        f"lr={fmt_lr(fastest)} was the fastest to the target ({fmt_epochs(f_ett)} epochs), "
-        + (
-            f"lr={fmt_lr(reference)} took {fmt_epochs(r_ett)} epochs"
-            if np.isfinite(r_ett)
-            else f"lr={fmt_lr(reference)} did not reach it within {max_epochs} epochs"
-        )
-    )
-
-
-def _accuracy_clause(
-    f_row: pd.Series, r_row: pd.Series, fastest: float, reference: float, metric: str,
-    max_epochs: int,
-) -> tuple[bool, str]:  # fmt: skip
-    """(is the fastest lr less accurate than the reference by more than the seed-to-seed
-    spread?, the sentence saying so): no claims from noise."""
-    gap = f_row["median_best"] - r_row["median_best"]
-    noise = max(f_row["seed_std_best"], r_row["seed_std_best"])
-    less = bool(np.isfinite(gap) and gap > noise)
-    if not np.isfinite(r_row["median_best"]):
-        return less, f"lr={fmt_lr(reference)} diverged or failed in most runs"
-    how = (
-        "less accurate than"
-        if less
-        else "more accurate than"
-        if gap < -noise
-        else "about as accurate as"
-    )
-    return less, (
-        f"lr={fmt_lr(fastest)} was {how} lr={fmt_lr(reference)} within {max_epochs} "
-        f"epochs: best {metric} {fmt_val(f_row['median_best'])} vs "
-        f"{fmt_val(r_row['median_best'])} (gap {gap:+.4f}; seed-to-seed spread "
-        f"{noise:.4f})"
-    )
-
-
-def claim_verdict(
-    t: pd.DataFrame, fastest: float | None, reference: float | None, target: float,
-    metric: str, max_epochs: int,
-) -> tuple[str, bool | None, bool | None]:  # fmt: skip
-    """The verdict on the notes' claim (a larger lr is faster but less accurate than ~0.001):
-    ``(verdict, claim_faster, claim_less_accurate)``, the claims None when it cannot be checked."""
-    lrs = t.index.to_numpy(dtype=float)
-    if len(lrs) < 2:
-        return (
-            "Cannot be checked: the sweep has a single learning rate "
-            f"({', '.join(map(fmt_lr, lrs))}); sweep lr to compare.",
-            None,
-            None,
-        )
-    if not np.isfinite(target):
-        return "Cannot be checked: no run completed.", None, None
-    if fastest is None or reference is None:
-        return (
-            "Cannot be checked: no learning rate reached the target "
-            f"({metric} ≤ {target:.4f}) within {max_epochs} epochs.",
-            None,
-            None,
-        )
-    f_row, r_row = t.loc[fastest], t.loc[reference]
-    faster, speed = _speed_clause(f_row, r_row, fastest, reference, max_epochs)
-    less, accuracy = _accuracy_clause(f_row, r_row, fastest, reference, metric, max_epochs)
-    if fastest == reference:
-        head = "Did not hold"
-    elif faster and less:
-        head = "Held"
-    elif faster:
-        head = "Held only in part (a larger lr was faster, but not less accurate)"
-    else:
-        head = "Did not hold"
-    return f"{head}: {speed}; {accuracy}.", faster, less
-
-
-def most_accurate_clause(t: pd.DataFrame, accurate: float | None, metric: str) -> str:
-    """' The most accurate lr was ...' and which lrs came within the seed-to-seed spread of it
-    (those are not worse); empty when no lr has a usable result."""
-    if accurate is None:
-        return ""
-    fin_best = t[np.isfinite(t["median_best"])]
-    a_row = t.loc[accurate]
-    close = [
-        lr for lr, row in fin_best.iterrows()
-        if lr != accurate
-        and row["median_best"] - a_row["median_best"]
-        <= max(a_row["seed_std_best"], row["seed_std_best"])
-    ]  # fmt: skip
-    return (
-        f" The most accurate lr was {fmt_lr(accurate)} "
-        f"(best {metric} {fmt_val(a_row['median_best'])})"
-        + (
-            f"; {', '.join(map(fmt_lr, close))} came within the seed-to-seed spread "
-            f"(std {a_row['seed_std_best']:.4f} for lr={fmt_lr(accurate)}) of it, so the data "
-            "do not single out one most accurate lr."
-            if close
-            else ", clear of the others by more than the seed-to-seed spread."
-            if len(fin_best) > 1
-            else "."
-        )
-    )
-
-
-def _budget_clause(best_budget: pd.DataFrame | None) -> str:
-    """' Across budgets ...': the best lr at the shortest and longest budget and which way it
-    moves; empty with fewer than two budgets."""
-    if best_budget is None or not len(best_budget) or best_budget["epochs"].nunique() <= 1:
+def budget_clause(best_budget: pd.DataFrame | None) -> str:
+    """' Across budgets ...': per batch size, the best lr at the shortest and the longest
+    budget (with the lrs not separated from it) and whether shorter budgets favoured larger
+    lrs beyond the intervals (``tables.budget_shifts``); empty with fewer than two budgets."""
+    shifts = budget_shifts(best_budget) if best_budget is not None else {}
+    if not shifts:
         return ""
     lo, hi = best_budget["epochs"].min(), best_budget["epochs"].max()
-    at_lo = sorted(best_budget.loc[best_budget["epochs"] == lo, "best_lr"].unique())
-    at_hi = sorted(best_budget.loc[best_budget["epochs"] == hi, "best_lr"].unique())
-    shift = (
-        "shorter budgets favoured larger lrs"
-        if np.median(at_lo) > np.median(at_hi)
-        else "shorter budgets favoured smaller lrs"
-        if np.median(at_lo) < np.median(at_hi)
-        else "the best lr did not depend on the budget"
-    )
+    parts = []
+    for bs in shifts:
+        rows = best_budget[best_budget["batch_size"] == bs].set_index("epochs")
+        sets = [sorted(tied_set(rows.at[e, "tied_lrs"])) for e in (lo, hi)]
+        parts.append(
+            f"batch size {bs}: {fmt_lr(rows.at[lo, 'best_lr'])} at {lo} epochs "
+            f"(not separated: {', '.join(map(fmt_lr, sets[0]))}), "
+            f"{fmt_lr(rows.at[hi, 'best_lr'])} at {hi} (not separated: "
+            f"{', '.join(map(fmt_lr, sets[1]))})"
+        )
+    said = {"larger": "a larger lr", "smaller": "a smaller lr", "unresolved": "not resolved"}
+    found = list(shifts.values())
+    summary = ", ".join(f"{said[k]} for {found.count(k)} of {len(found)} batch sizes"
+                        for k in said if found.count(k))  # fmt: skip
     return (
-        f" Across budgets (own trials per budget): the best lr at {lo} epochs was "
-        f"{', '.join(map(fmt_lr, at_lo))}, at {hi} epochs {', '.join(map(fmt_lr, at_hi))}, "
-        f"so {shift}."
+        f" Across budgets (own trials per budget; the best lr by the median over seeds, and "
+        f"the lrs the intervals do not separate from it): {'; '.join(parts)}. Shorter budgets "
+        f"favoured, beyond the intervals (the two sets do not overlap): {summary}."
     )
 
 
@@ -283,25 +178,25 @@ def compute_findings(
     stuck: pd.Series | None = None,
     consistency: dict | None = None,
 ) -> Findings:
-    """Findings stated in the report, from the tables only (see module docstring for rules).
+    """Findings stated in the report, from the tables and the runs (see ``verdict``).
 
     Parameters
     ----------
     runs : DataFrame
         ``load_runs`` frame, one row per run.
     curves : DataFrame
-        :func:`per_run_curves`, one row per longest-budget run.
+        ``tables.per_run_curves``, one row per longest-budget run.
     lr_table : DataFrame
-        :func:`per_lr`, one row per lr.
+        ``tables.per_lr``, one row per lr.
     target : float
         The target of ``curves`` (NaN when no run completed).
     metric : str
     best_budget : DataFrame, optional
-        :func:`best_lr_per_budget`.
+        ``tables.best_lr_per_budget``.
     stuck : Series of bool, optional
-        :func:`not_learning`, indexed like ``runs``.
+        ``tables.not_learning``, indexed like ``runs``.
     consistency : dict, optional
-        :func:`budget_consistency`.
+        ``tables.budget_consistency``.
 
     Returns
     -------
@@ -309,51 +204,55 @@ def compute_findings(
     """
     outcomes = {k: int(v) for k, v in runs["outcome"].astype(str).value_counts().items()}
     max_epochs = int(curves["epochs"].max())
-    t = lr_table.set_index("lr")
-    fastest, accurate, reference = headline_lrs(t)
-    verdict, claim_faster, claim_less = claim_verdict(
-        t, fastest, reference, target, metric, max_epochs
-    )
+    claim = judge(curves, target, metric)
     return Findings(
         metric=metric,
         target=float(target),
         max_epochs=max_epochs,
         n_runs=len(runs),
+        n_seeds=int(runs["seed"].nunique()),
+        method=METHOD,
         outcomes=outcomes,
         not_learning=int(stuck.sum()) if stuck is not None else 0,
-        fastest_lr=fastest,
-        most_accurate_lr=accurate,
-        reference_lr=reference,
-        claim_faster=claim_faster,
-        claim_less_accurate=claim_less,
-        verdict=verdict + most_accurate_clause(t, accurate, metric) + _budget_clause(best_budget),
+        fastest_lr=claim.fastest_lr,
+        most_accurate_lr=claim.most_accurate_lr,
+        reference_lr=claim.reference_lr,
+        claim_faster=claim.faster,
+        claim_less_accurate=claim.less_accurate,
+        verdict=claim.sentence + best_lr_text(claim, metric) + budget_clause(best_budget),
+        claim_intervals=claim.record(),
         sentences=[
             *_outcome_sentences(runs, outcomes, stuck),
             *_consistency_sentences(consistency),
-            *_lr_sentences(t, target, metric, max_epochs),
+            *_lr_sentences(lr_table.set_index("lr"), target, metric, max_epochs),
         ],
     )
 
 
 def per_batch_lines(curves: pd.DataFrame, metric: str) -> list[str]:
-    """One line per batch size: its fastest lr and its most accurate lr (medians over seeds)."""
+    """One line per batch size: its fastest lr and its best lr by the median over seeds, with
+    their intervals and the lrs the intervals do not separate from the best."""
     lines = []
-    table = per_lr_batch(curves)
-    for bs, grp in table.groupby("batch_size"):
-        g = grp.set_index("lr")
-        speed = g[np.isfinite(g["median_epochs_to_target"])]
-        best = g[np.isfinite(g["median_best"])]
-        fast = (
-            f"fastest lr {fmt_lr(speed['median_epochs_to_target'].idxmin())} "
-            f"({fmt_epochs(speed['median_epochs_to_target'].min())} epochs)"
-            if len(speed)
-            else "no lr reached the target"
-        )
-        acc = (
-            f"most accurate lr {fmt_lr(best['median_best'].idxmin())} "
-            f"(best {metric} {best['median_best'].min():.4f})"
-            if len(best)
-            else "no usable run"
-        )
+    seeds = np.sort(curves["seed"].unique())
+    for bs, grp in curves.groupby("batch_size"):
+        speed = Resampled(grp, ["lr"], "epochs_to_target", seeds)
+        quality = Resampled(grp, ["lr"], "best", seeds)
+        lrs = speed.keys["lr"].to_numpy(dtype=float)
+        g_fast, g_acc = speed.best(), quality.best()
+        fast = "no lr reached the target"
+        if g_fast is not None:
+            iv = speed.interval(g_fast)
+            fast = (f"fastest lr {fmt_lr(lrs[g_fast])} ({fmt_epochs(iv.value)} epochs "
+                    f"{fmt_interval(iv.lo, iv.hi, fmt_epochs)})")  # fmt: skip
+        acc = "no usable run"
+        if g_acc is not None:
+            iv = quality.interval(g_acc)
+            tied = [fmt_lr(lrs[g]) for g in quality.tied(g_acc) if g != g_acc]
+            acc = (
+                f"best lr (median over {int(quality.n_seeds[g_acc])} seeds) "
+                f"{fmt_lr(lrs[g_acc])} (best {metric} {fmt_val(iv.value)} "
+                f"{fmt_interval(iv.lo, iv.hi)}"
+                + (f"; not separated from it: {', '.join(tied)})" if tied else ")")
+            )
         lines.append(f"batch size {bs}: {fast}; {acc}.")
     return lines

@@ -43,24 +43,26 @@ FIGURES = (
     ("outcomes", "Diverged and failed runs"),
     ("decision_boundaries", "Decision boundaries of representative runs"),
 )
-SHOWN_TABLES = ("per_lr", "best_lr_per_budget", "per_lr_batch")  # the rest: CSV links only
+SHOWN_TABLES = ("per_lr", "best_lr_per_budget")  # shown on the page; the rest: CSV links only
 
 CAPTIONS = {
-    "learning_curves": "Median {m} per epoch over seeds (band: min–max over seeds) for the "
+    "learning_curves": "Median {m} per epoch over seeds (band: its 95% bootstrap interval) for the "
     "longest epoch budget of each (lr, batch size), one panel per batch size. Crosses mark the "
     "last logged epoch of diverged or failed runs; runs that never learned are counted in a note "
     "on their panel instead of drawn; the dashed line is the target.",
     "heatmap": "Median final {m} over seeds of each trial setting (its own run with that "
-    "epoch budget); the best lr of each budget is boxed. Grey cells: most seeds diverged, failed "
-    "or never learned; '✕' counts such runs in the other cells.",
+    "epoch budget); the best lr of each budget (by that median) is boxed. Grey cells: most seeds "
+    "diverged, failed or never learned (the label names the most common outcome); '✕' counts "
+    "such runs in the other cells.",
     "speed_quality": "Each point is one (lr, batch size): epochs its runs needed to reach the "
     "target (median over seeds) against the best {m} they reached. Hollow points never reached "
     "the target within the budget.",
-    "best_lr": "The lr with the lowest median final {m} for each epoch budget, from the trials "
-    "run with that budget, one line per batch size.",
+    "best_lr": "The best lr (lowest median final {m} over seeds) for each epoch budget, from the "
+    "trials run with that budget, one line per batch size; the pale bar spans the lrs the 95% "
+    "intervals do not separate from it.",
     "batch_size": "Final {m} against learning rate at the largest epoch budget, one line per "
-    "batch size (median, band over seeds). Crosses at the top: runs that diverged, failed or "
-    "never learned.",
+    "batch size (median over seeds, band: its 95% bootstrap interval). Crosses at the top: runs "
+    "that diverged, failed or never learned.",
     "outcomes": "How many runs of each (lr, batch size) completed, stopped early, diverged, "
     "failed or were killed, over all epoch budgets and seeds; 'no learning': completed runs whose "
     "training loss never fell below its first epoch.",
@@ -103,7 +105,7 @@ def compute(
     curves, target = rt.per_run_curves(runs, hist, metric, target)
     lr_table = rt.per_lr(curves)
     budget = rt.final_by_budget(runs, metric, stuck)
-    best = rt.best_lr_per_budget(budget)
+    best = rt.best_lr_per_budget(runs, metric, stuck)
     consistency = rt.budget_consistency(runs, hist, metric)
     findings = fd.compute_findings(runs, curves, lr_table, target, metric, best, stuck, consistency)
     tables = {
@@ -152,6 +154,38 @@ def _figures(ctx: Context, f: Flagship, pooled: bool) -> list[FigureSpec]:
     return specs
 
 
+def _with(value: float, lo: float, hi: float, fmt=rt.fmt_end) -> str:
+    return f"{fmt(value)} {rt.fmt_interval(lo, hi, fmt)}"
+
+
+def shown(name: str, frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """A table of :data:`SHOWN_TABLES` as the page shows it: medians with their intervals."""
+    rows = frame.to_dict("records")
+    e = rt.fmt_epochs
+    if name == "per_lr":
+        return pd.DataFrame({
+            "lr": [rt.fmt_lr(r["lr"]) for r in rows],
+            "runs (seeds)": [f"{r['runs']} ({r['n_seeds']})" for r in rows],
+            "reached target": frame["reached_target"],
+            "epochs to target [95% CI]": [
+                _with(r["median_epochs_to_target"], r["epochs_to_target_lo"],
+                      r["epochs_to_target_hi"], e) for r in rows],
+            f"best {metric} [95% CI]": [_with(r["median_best"], r["best_lo"], r["best_hi"])
+                                        for r in rows],
+            "not usable": frame["not_usable"],
+            "not learning": frame["not_learning"],
+        })  # fmt: skip
+    return pd.DataFrame({
+        "batch size": frame["batch_size"],
+        "epochs": frame["epochs"],
+        "best lr (median over seeds)": [rt.fmt_lr(r["best_lr"]) for r in rows],
+        f"final {metric} [95% CI]": [_with(r["median_final"], r["lo"], r["hi"]) for r in rows],
+        "seeds": frame["n_seeds"],
+        "not separated from it": frame["tied_lrs"],
+        "best in (share of resamples)": [f"{r['share']:.0%}" for r in rows],
+    })  # fmt: skip
+
+
 def _unusable_runs(runs: pd.DataFrame) -> list:
     """The list of runs that diverged, failed or were killed (empty when none)."""
     bad = runs[~runs["outcome"].isin(OK_OUTCOMES)]
@@ -187,7 +221,7 @@ def section(ctx: Context) -> Section | None:
         blocks=blocks,
         figures=_figures(ctx, f, pooled),
         tables=[
-            TableSpec(name, frame, frame if name in SHOWN_TABLES else None)
+            TableSpec(name, frame, shown(name, frame, ctx.metric) if name in SHOWN_TABLES else None)
             for name, frame in f.tables.items()
         ],
         after=_unusable_runs(runs),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from nnlab.report import tables as rt
@@ -35,6 +34,7 @@ from nnlab.report.content import (
     TableSpec,
 )
 from nnlab.report.context import Context
+from nnlab.report.intervals import METHOD
 from nnlab.report.schedules import schedule_by_budget, schedule_findings, schedule_vs_constant
 
 __all__ = ["Study", "study", "section", "claim_display", "schedule_display"]
@@ -70,16 +70,17 @@ TITLES = {
 }
 CAPTIONS = {
     "claim": "One column per dataset, one line per set-up. Top: epochs the runs needed to reach "
-    "the set-up's target (median over seeds; hollow marks at the top: not reached within the "
-    "budget). Bottom: best {m} reached (median over seeds; crosses at the top: most seeds "
-    "diverged or failed). Rings: the fastest lr (top) and the most accurate lr (bottom); dotted "
-    "line: the notes' small lr, 0.001. The claim holds where the fastest lr is larger than "
-    "0.001 and sits higher than 0.001 in the bottom row by more than the seed spread.",
+    "the set-up's target (median over seeds, band: its 95% bootstrap interval; hollow marks at "
+    "the top: not reached within the budget). Bottom: best {m} reached (median over seeds, "
+    "band: its interval; crosses at the top: most seeds diverged or failed). Rings: the fastest "
+    "lr (top) and the best lr by the median (bottom); dotted line: the notes' small lr, 0.001. "
+    "The claim holds where the fastest lr is larger than 0.001 and the paired intervals put it "
+    "faster (top) and worse (bottom) than 0.001.",
     "schedules": "One panel per dataset, optimizer and epoch budget (each budget its own "
-    "trials): the median final {m} over seeds of each schedule's best lr (bars: seed std; the "
-    "lr and the result under each), against the best constant lr (dashed line; grey band: its "
-    "seed std). Filled points beat the constant rate by more than the larger seed std of the "
-    "two; hollow ones did not.",
+    "trials): the median final {m} over seeds of each schedule's best lr (bars: 95% bootstrap "
+    "interval; the lr and the result under each), against the best constant lr (dashed line; "
+    "grey band: its interval). Filled points beat the constant rate beyond the paired interval "
+    "of the gap; hollow ones did not.",
 }
 
 
@@ -100,42 +101,54 @@ def study(
     if not axes:
         return None
     per_lr = claim_per_lr(runs, hist, metric)
-    claim = claim_table(per_lr, metric)
+    claim = claim_table(runs, hist, metric)
     tables = {"claim": claim, "claim_per_lr": per_lr}
     findings = {"setups": axes, "claim": claim_findings(claim)}
     sentences = []
     if "schedule" in axes:
         by_budget = schedule_by_budget(runs, metric, stuck)
-        vs = schedule_vs_constant(by_budget)
+        vs = schedule_vs_constant(runs, metric, stuck)
         tables = {"schedule_vs_constant": vs, "schedule_by_budget": by_budget, **tables}
         findings["schedules"], sentences = schedule_findings(vs, metric)
     return Study(axes, tables, findings, sentences)
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    return "not reached" if value == np.inf else "n/a" if pd.isna(value) else f"{value:.{digits}g}"
+def _lr(v: float) -> str:
+    return "none" if pd.isna(v) else rt.fmt_lr(v)
+
+
+def _with(value: float, lo: float, hi: float, fmt=rt.fmt_end) -> str:
+    """``0.1203 [0.1190, 0.1220]``."""
+    return f"{fmt(value)} {rt.fmt_interval(lo, hi, fmt)}"
 
 
 def claim_display(claim: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """The claim table as the page shows it: one row per set-up, numbers as text."""
+    """The claim table as the page shows it: one row per set-up, numbers as text with their
+    95% intervals."""
     shown = claim[[c for c in SETUP_COLS if c in axes or c == "dataset"]].copy()
-    lr = lambda v: "none" if pd.isna(v) else rt.fmt_lr(v)  # noqa: E731
-    shown["fastest lr (epochs)"] = [
-        f"{lr(a)} ({_fmt(b)})" for a, b in zip(claim["fastest_lr"], claim["fastest_epochs"],
-                                               strict=True)
-    ]  # fmt: skip
-    shown["most accurate lr (best)"] = [
-        f"{lr(a)} ({_fmt(b)})"
-        for a, b in zip(claim["most_accurate_lr"], claim["most_accurate_best"], strict=True)
+    e = rt.fmt_epochs
+    rows = claim.to_dict("records")
+    shown["seeds"] = claim["n_seeds"]
+    shown["fastest lr: epochs"] = [
+        f"{_lr(r['fastest_lr'])}: "
+        + _with(r["fastest_epochs"], r["fastest_epochs_lo"], r["fastest_epochs_hi"], e)
+        for r in rows
     ]
-    shown["lr ≈ 0.001: epochs, best"] = [
-        f"{lr(a)}: {_fmt(b)}, {_fmt(c)}"
-        for a, b, c in zip(claim["reference_lr"], claim["reference_epochs"],
-                           claim["reference_best"], strict=True)
+    shown["lr ≈ 0.001: epochs"] = [
+        f"{_lr(r['reference_lr'])}: "
+        + _with(r["reference_epochs"], r["reference_epochs_lo"], r["reference_epochs_hi"], e)
+        for r in rows
+    ]
+    shown["best gap, fastest − 0.001"] = [
+        "n/a" if pd.isna(r["accuracy_gap"])
+        else f"{r['accuracy_gap']:+.4f} " + rt.fmt_interval(r["accuracy_gap_lo"],
+                                                             r["accuracy_gap_hi"])
+        for r in rows
     ]  # fmt: skip
-    shown["gap (spread)"] = [
-        f"{g:+.4f} ({s:.4f})" if np.isfinite(g) else "n/a"
-        for g, s in zip(claim["gap"], claim["seed_spread"], strict=True)
+    shown["best lr (median over seeds)"] = [
+        f"{_lr(r['most_accurate_lr'])}: "
+        + _with(r["most_accurate_best"], r["most_accurate_best_lo"], r["most_accurate_best_hi"])
+        for r in rows
     ]
     shown["verdict"] = claim["verdict"]
     return shown
@@ -143,18 +156,23 @@ def claim_display(claim: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
 
 def schedule_display(vs: pd.DataFrame) -> pd.DataFrame:
     """:func:`schedule_vs_constant` as the page shows it: one row per (dataset, optimizer,
-    budget, schedule), numbers as text."""
-    shown = vs[["dataset", "optimizer", "epochs", "schedule"]].copy()
-    shown["best lr: final ± seed std"] = [
-        f"{rt.fmt_lr(lr)}: {m:.4f} ± {sd:.4f}"
-        for lr, m, sd in zip(vs["lr"], vs["median_final"], vs["seed_std_final"], strict=True)
+    budget, schedule), numbers as text with their 95% intervals."""
+    shown = vs[["dataset", "optimizer", "epochs", "schedule", "n_seeds"]].copy()
+    rows = vs.to_dict("records")
+    shown["its best lr: final"] = [
+        f"{_lr(r['lr'])}: " + _with(r["median_final"], r["lo"], r["hi"]) for r in rows
     ]
-    shown["constant: best lr, final ± std"] = [
-        "none usable" if pd.isna(lr) else f"{rt.fmt_lr(lr)}: {m:.4f} ± {sd:.4f}"
-        for lr, m, sd in zip(vs["constant_lr"], vs["constant_median_final"],
-                             vs["constant_seed_std"], strict=True)
+    shown["best constant lr: final"] = [
+        "none usable" if pd.isna(r["constant_lr"])
+        else f"{_lr(r['constant_lr'])}: "
+        + _with(r["constant_median_final"], r["constant_lo"], r["constant_hi"])
+        for r in rows
     ]  # fmt: skip
-    shown["gap"] = [f"{g:+.4f}" if np.isfinite(g) else "n/a" for g in vs["gap"]]
+    shown["gap"] = [
+        "n/a" if pd.isna(r["gap"]) else f"{r['gap']:+.4f} " + rt.fmt_interval(r["gap_lo"],
+                                                                              r["gap_hi"])
+        for r in rows
+    ]  # fmt: skip
     shown["result"] = vs["result"]
     return shown
 
@@ -169,8 +187,9 @@ def _claim_blocks(s: Study, metric: str) -> list:
             [
                 "Each set-up is judged on its own runs, with its own target (1.25 × the best "
                 f"median-over-seeds {metric} it reached), from its {epochs}-epoch runs: the "
-                "fastest lr against the swept lr nearest 0.001; a gap within the seed-to-seed "
-                "spread is no difference. The same numbers: ",
+                "fastest lr against the swept lr nearest 0.001, each number with its 95% "
+                f"interval ({METHOD}); a gap whose interval includes 0 is no difference the "
+                "seeds resolve. The same numbers: ",
                 Link("claim.csv", "claim.csv"),
                 " (per lr: ",
                 Link("claim_per_lr.csv", "claim_per_lr.csv"),
@@ -196,7 +215,8 @@ def _schedule_blocks(s: Study, metric: str) -> list:
             [
                 "At each epoch budget (its own trials), the best lr of each schedule against the "
                 f"best constant lr, by median final {metric} over seeds; “better” or “worse” "
-                "only when the gap exceeds the larger seed std of the two. The same numbers: ",
+                "only when the whole 95% interval of the paired gap (each side's best chosen "
+                "again in every resample of the seeds) lies below or above 0. The same numbers: ",
                 Link("schedule_vs_constant.csv", "schedule_vs_constant.csv"),
                 " (every setting: ",
                 Link("schedule_by_budget.csv", "schedule_by_budget.csv"),

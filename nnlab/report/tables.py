@@ -6,7 +6,9 @@ number the report states. Conventions, used everywhere:
 - A run that diverged, failed or was killed has no usable result: its final metric and its best
   metric count as +inf, and it never reaches the target. It is counted, never dropped.
 - Over seeds we take the median, so a setting counts as reaching the target (or as having a
-  finite result) only if most of its seeds do.
+  finite result) only if most of its seeds do. Every median comes with its 95% percentile
+  bootstrap interval over seeds (``nnlab.report.intervals``), and "best" always means the best
+  by the median over seeds, with the lrs its interval does not separate from it.
 - Speed and quality come from the runs with the longest epoch budget of each (lr, batch_size):
   without an lr schedule, epoch ``e`` of that run is what an ``e``-epoch budget gives.
 """
@@ -18,6 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from nnlab.report.intervals import Resampled
 from nnlab.tracking.schema import NO_EFFECT, OK_OUTCOMES, excluded
 
 TARGET_FACTOR = 1.25  # default target: 25% above the best (median-over-seeds) result reached
@@ -93,44 +96,58 @@ def per_run_curves(
     return curves, float(target)
 
 
-def _seed_std(curves: pd.DataFrame) -> pd.Series:
-    """Seed-to-seed std of ``best`` within each (lr, batch_size), finite runs only."""
-    fin = curves[np.isfinite(curves["best"])]
-    return fin.groupby(["lr", "batch_size"])["best"].std(ddof=0).fillna(0.0)
-
-
 def _summarise(curves: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of ``by``: counts, and the median epochs to target and best value over its
+    runs (all batch sizes and seeds of the group) with their bootstrap intervals."""
     g = curves.groupby(by)
     out = pd.DataFrame(
         {
             "runs": g.size(),
             "epochs_budget": g["epochs"].max(),
             "reached_target": g["epochs_to_target"].apply(lambda s: int(np.isfinite(s).sum())),
-            "median_epochs_to_target": g["epochs_to_target"].median(),
-            "median_best": g["best"].median(),
             "not_usable": g["outcome"].apply(lambda s: int((~s.isin(OK_OUTCOMES)).sum())),
             "not_learning": g["not_learning"].sum().astype(int),
         }
-    )
-    # Seed noise: std over seeds within each (lr, batch size), pooled (RMS) over batch sizes,
-    # so differences between batch sizes do not count as noise.
-    var = (
-        _seed_std(curves).pow(2).groupby(level=by).mean()
-        if by != ["lr", "batch_size"]
-        else (_seed_std(curves).pow(2))
-    )
-    out["seed_std_best"] = np.sqrt(var.reindex(out.index)).fillna(0.0)
-    return out.reset_index()
+    ).reset_index()
+    seeds = np.sort(curves["seed"].unique())
+    for col, name in (("epochs_to_target", "epochs_to_target"), ("best", "best")):
+        r = Resampled(curves, by, col, seeds)
+        lo, hi = r.intervals()
+        stats = r.keys.assign(**{f"median_{name}": r.point, f"{name}_lo": lo, f"{name}_hi": hi})
+        out = out.merge(stats, on=by, how="left")
+    out["n_seeds"] = Resampled(curves, by, "best", seeds).n_seeds
+    return out
 
 
 def per_lr(curves: pd.DataFrame) -> pd.DataFrame:
-    """Speed and quality per lr, pooled over batch sizes and seeds (medians), one row per lr."""
+    """Speed and quality per lr, pooled over batch sizes and seeds, one row per lr.
+
+    Columns ``lr, runs, epochs_budget, reached_target, not_usable, not_learning,
+    median_epochs_to_target, epochs_to_target_lo, epochs_to_target_hi, median_best, best_lo,
+    best_hi, n_seeds``: medians over the group's runs (inf: most never reached the target, or
+    were not usable), with their 95% intervals (``nnlab.report.intervals``)."""
     return _summarise(curves, ["lr"])
 
 
 def per_lr_batch(curves: pd.DataFrame) -> pd.DataFrame:
-    """Speed and quality per (lr, batch_size), medians over seeds."""
+    """:func:`per_lr` per (lr, batch_size): medians over seeds, with their intervals."""
     return _summarise(curves, ["lr", "batch_size"])
+
+
+def _finals(runs: pd.DataFrame, metric: str, stuck: pd.Series | None) -> pd.DataFrame:
+    """``runs`` with ``final`` (the final ``metric``, +inf when not usable) and ``stuck``."""
+    final = runs[f"final_{metric}"].where(usable(runs), np.inf).fillna(np.inf)
+    stuck = pd.Series(False, index=runs.index) if stuck is None else stuck
+    return runs.assign(final=final.to_numpy(), stuck=stuck.to_numpy())
+
+
+def _main_bad_outcome(outcomes: pd.Series) -> str:
+    """The most common outcome among a group's unusable runs ("" when all are usable)."""
+    bad = outcomes[~outcomes.isin(OK_OUTCOMES)].astype(str)
+    return bad.value_counts().index[0] if len(bad) else ""
+
+
+BUDGET_KEYS = ["batch_size", "lr", "epochs"]
 
 
 def final_by_budget(
@@ -138,31 +155,80 @@ def final_by_budget(
 ) -> pd.DataFrame:
     """Median over seeds of the final ``metric`` of each (batch_size, lr, epochs) trial setting.
 
-    Columns ``batch_size, lr, epochs, runs, not_usable, not_learning, median_final`` (inf when
-    most seeds diverged or failed; ``not_learning`` counts runs flagged by :func:`not_learning`)."""
-    final = runs[f"final_{metric}"].where(usable(runs), np.inf).fillna(np.inf)
-    stuck = pd.Series(False, index=runs.index) if stuck is None else stuck
-    frame = runs.assign(final=final, stuck=stuck.to_numpy())
-    g = frame.groupby(["batch_size", "lr", "epochs"])
+    Columns ``batch_size, lr, epochs, runs, not_usable, bad_outcome`` (the most common outcome
+    of its unusable runs, e.g. ``diverged``), ``not_learning`` (runs flagged by
+    :func:`not_learning`), ``median_final`` (inf when most seeds were not usable), ``lo, hi``
+    (its 95% interval) and ``n_seeds``."""
+    frame = _finals(runs, metric, stuck)
+    g = frame.groupby(BUDGET_KEYS)
     out = pd.DataFrame(
         {
             "runs": g.size(),
             "not_usable": g["outcome"].apply(lambda s: int((~s.isin(OK_OUTCOMES)).sum())),
+            "bad_outcome": g["outcome"].apply(_main_bad_outcome),
             "not_learning": g["stuck"].sum().astype(int),
-            "median_final": g["final"].median(),
         }
-    )
-    return out.reset_index()
+    ).reset_index()
+    r = Resampled(frame, BUDGET_KEYS, "final")
+    lo, hi = r.intervals()
+    stats = r.keys.assign(median_final=r.point, lo=lo, hi=hi, n_seeds=r.n_seeds)
+    return out.merge(stats, on=BUDGET_KEYS, how="left")
 
 
-def best_lr_per_budget(budget: pd.DataFrame) -> pd.DataFrame:
-    """For each (batch_size, epochs) the lr with the lowest median final metric.
+def best_lr_per_budget(
+    runs: pd.DataFrame, metric: str, stuck: pd.Series | None = None
+) -> pd.DataFrame:
+    """For each (batch_size, epochs) the best lr by the median over seeds of the final metric.
 
-    Columns ``batch_size, epochs, best_lr, median_final`` (no row when every lr failed)."""
-    finite = budget[np.isfinite(budget["median_final"])]
-    idx = finite.groupby(["batch_size", "epochs"])["median_final"].idxmin()
-    out = finite.loc[idx, ["batch_size", "epochs", "lr", "median_final"]]
-    return out.rename(columns={"lr": "best_lr"}).reset_index(drop=True)
+    Columns ``batch_size, epochs, best_lr, median_final, lo, hi`` (its 95% interval),
+    ``n_seeds``, ``tied_lrs`` (the lrs the intervals do not separate from it, best included,
+    as text ``"0.01 0.03"``) and ``share`` (the fraction of resamples in which it is best). No
+    row when every lr of a budget was unusable."""
+    frame = _finals(runs, metric, stuck)
+    seeds = np.sort(frame["seed"].unique())
+    rows = []
+    for (bs, ep), grp in frame.groupby(["batch_size", "epochs"], sort=True):
+        r = Resampled(grp, ["lr"], "final", seeds)
+        best = r.best()
+        if best is None:
+            continue
+        lrs = r.keys["lr"].to_numpy(dtype=float)
+        iv = r.interval(best)
+        rows.append({"batch_size": bs, "epochs": ep, "best_lr": lrs[best],
+                     "median_final": iv.value, "lo": iv.lo, "hi": iv.hi,
+                     "n_seeds": int(r.n_seeds[best]),
+                     "tied_lrs": " ".join(fmt_lr(lrs[g]) for g in r.tied(best)),
+                     "share": float(r.share()[best])})  # fmt: skip
+    cols = ["batch_size", "epochs", "best_lr", "median_final", "lo", "hi", "n_seeds", "tied_lrs",
+            "share"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def tied_set(text: str) -> set[float]:
+    """The lrs of a ``tied_lrs`` cell (``"0.01 0.03"``)."""
+    return {float(x) for x in str(text).split()}
+
+
+def budget_shifts(best: pd.DataFrame) -> dict[int, str]:
+    """Per batch size: which way the best lr moves from the shortest to the longest budget of
+    :func:`best_lr_per_budget`, judged on the lrs the intervals do not separate from each
+    budget's best: ``larger`` (every tied lr at the shortest budget above every one at the
+    longest), ``smaller``, or ``unresolved`` (the two sets overlap or interleave)."""
+    if not len(best) or best["epochs"].nunique() <= 1:
+        return {}
+    lo, hi = best["epochs"].min(), best["epochs"].max()
+    out = {}
+    for bs, grp in best.groupby("batch_size"):
+        rows = grp.set_index("epochs")
+        if lo not in rows.index or hi not in rows.index:
+            continue
+        short, long = (tied_set(rows.at[e, "tied_lrs"]) for e in (lo, hi))
+        out[int(bs)] = (
+            "larger" if min(short) > max(long)
+            else "smaller" if max(short) < min(long)
+            else "unresolved"
+        )  # fmt: skip
+    return out
 
 
 def outcome_counts(runs: pd.DataFrame, stuck: pd.Series | None = None) -> pd.DataFrame:
@@ -186,7 +252,18 @@ def fmt_epochs(e: float) -> str:
 
 
 def fmt_val(v: float) -> str:
-    return "n/a (diverged/failed)" if not np.isfinite(v) else f"{v:.4f}"
+    return "n/a (no usable run)" if not np.isfinite(v) else f"{v:.4f}"
+
+
+def fmt_end(v: float) -> str:
+    """One end of an interval of a loss: ``0.1102``, ``∞`` (most resampled seeds unusable)."""
+    return "∞" if v == np.inf else "n/a" if not np.isfinite(v) else f"{v:.4f}"
+
+
+def fmt_interval(lo: float, hi: float, fmt=fmt_end) -> str:
+    """``[0.1102, 0.1250]`` (``fmt`` formats each end: :func:`fmt_end`, or :func:`fmt_epochs`
+    for epochs to the target)."""
+    return f"[{fmt(lo)}, {fmt(hi)}]"
 
 
 # Params that follow the sweep axes (the ones that do not change a result: schema.NO_EFFECT).
