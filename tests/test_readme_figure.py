@@ -7,6 +7,7 @@ script's own entry point into a temporary directory; the README it rewrites is a
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 from pathlib import Path
 
@@ -41,14 +42,15 @@ def test_the_readme_block_comes_from_the_runs_report(script, tmp_path: Path, mon
     assert text.startswith("intro\n") and text.endswith("\noutro\n") and "0.448" not in text
     block = text.split(script.BEGIN)[1].split(script.END)[0]
     assert "12 trials: 3 learning rates × 1 batch sizes × 2 epoch budgets × 2 seeds" in block
-    rows = re.findall(r"^\| (\S+) \| (.+?) \| (\d+)/(\d+) \| (\S+) \|$", block, re.M)
+    rows = re.findall(r"^\| (\S+) \| (.+?) \| (\d+)/(\d+) \| (.+?) \|$", block, re.M)
     assert [r[0] for r in rows] == ["0.01", "0.1", "1"]
     assert rows[2][1:] == ("not within 6", "0", "2", "n/a")  # lr 1 diverges in every run
     per_lr = pd.read_csv(tmp_path / "run" / "reports" / "lr_vs_epochs" / "per_lr.csv")
     for row, lr in zip(rows, per_lr.itertuples(), strict=True):  # the report's numbers
         assert (int(row[2]), int(row[3])) == (lr.reached_target, lr.runs)
-        assert (
-            row[4] == "n/a" if lr.median_best == float("inf") else row[4] == f"{lr.median_best:.3f}"
-        )
+        if math.isinf(lr.median_best):
+            assert row[4] == "n/a"
+        else:  # the median and its interval over seeds
+            assert row[4] == f"{lr.median_best:.3f} [{lr.best_lo:.3f}, {lr.best_hi:.3f}]", row
     for copy in figures.values():
         assert Path(copy).read_bytes().startswith(b"\x89PNG")
