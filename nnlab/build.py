@@ -196,8 +196,31 @@ def build_for(plain: dict, data: Any):
 def load_data(data_cfg: dict, loss: str = "auto"):
     """``nnlab.data.load_dataset`` with the ``data`` group's keys; a bad one is a ConfigError.
 
-    ``loss="binary_crossentropy"`` refuses a target with more than two classes.
+    ``loss="binary_crossentropy"`` refuses a target with more than two classes. The last few
+    datasets are kept (a worker runs many trials of one dataset; a ``Dataset``'s arrays are
+    read-only, so trials can share them); a CSV file is read again when it changed.
     """
+    import json
+    import os
+
+    key = json.dumps([data_cfg, loss], sort_keys=True, default=str)
+    path = data_cfg.get("path")
+    if isinstance(path, str) and os.path.isfile(path):
+        st = os.stat(path)
+        key += f"|{st.st_mtime_ns}|{st.st_size}"
+    if key in _DATASETS:
+        return _DATASETS[key]
+    data = _load_data(data_cfg, loss)
+    _DATASETS[key] = data
+    while len(_DATASETS) > 8:
+        _DATASETS.pop(next(iter(_DATASETS)))
+    return data
+
+
+_DATASETS: dict[str, object] = {}  # load_data's recent datasets, oldest first
+
+
+def _load_data(data_cfg: dict, loss: str):
     from nnlab.data import DataError, load_dataset
 
     params = {k: v for k, v in data_cfg.items() if k != "name"}

@@ -1,6 +1,7 @@
 """``python -m nnlab.run [-m] key=value ...``: one training run, or a Hydra sweep of them.
 
-The work is in ``nnlab.train`` (training) and ``nnlab.tracking`` (MLflow, the sweep callback).
+The work is in ``nnlab.train`` (training), ``nnlab.sweep`` (a sweep's launch) and
+``nnlab.tracking`` (the job directory, MLflow).
 Errors are one line on stderr, never a traceback unless asked for (``HYDRA_FULL_ERROR=1``):
 a bad config value, a bad override or an unusable store / checkpoint exits 2 before any MLflow
 run exists; a failing single run exits 1 (its traceback is saved next to its history).
@@ -209,10 +210,7 @@ def cli() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
-    except KeyboardInterrupt:
-        from nnlab.tracking import abort_sweep
-
-        abort_sweep()
+    except KeyboardInterrupt:  # a sweep has ended its trials and parent KILLED already
         raise SystemExit(130) from None
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) and helping:

@@ -324,3 +324,57 @@ def train_state(epoch: int, history: dict, batches: list, finished: bool = False
     from nnlab.train import TrainState
 
     return TrainState(epoch, {}, history, batches, finished)
+
+
+# --- job directories filed as the run writer files them -------------------------------------------
+
+
+def write_job(
+    job: Path,
+    experiment: str,
+    epochs: list[dict[str, float]],
+    outcome: str = "running",
+    tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    uri: str | None = None,
+    batches: list[tuple[int, float]] = (),
+    run_id: str | None = None,
+) -> Path:
+    """A trial's job directory (``run.json``, ``artifacts/history.csv`` and, with ``batches``,
+    ``batch_loss.csv``) as nnlab's own ``LocalHistory`` writes it; returns its ``run.json``."""
+    from nnlab.jobdir import LocalHistory
+    from nnlab.tracking.schema import RUN_FORMAT
+
+    meta = {
+        "format": RUN_FORMAT,
+        "tracking_uri": uri,
+        "experiment_name": experiment,
+        "run_id": run_id,
+        "run_name": job.name,
+        "params": dict(params or {}),
+        "tags": {"nnlab.role": "trial", "nnlab.config_hash": "0123456789abcdef", **(tags or {})},
+        "outcome": "running",
+        "tracked": None,
+    }
+    local = LocalHistory(job / "artifacts", job / "run.json", meta)
+    local.batches = list(batches)
+    for epoch, logs in enumerate(epochs, start=1):
+        local.log_epoch(epoch, logs)
+    local.write_meta(outcome=outcome)
+    return job / "run.json"
+
+
+def file_now(uri: str, experiment_id: str, run_file: Path, parent: str | None = None):
+    """File ``run_file``'s job directory once, as the run writer's poll does (a trial still
+    ``running`` stays RUNNING with what it has so far); returns the writer's Upload."""
+    from nnlab.sweep.context import SweepContext
+    from nnlab.tracking.writer import RunWriter, Upload
+
+    ctx = SweepContext.from_dict(
+        {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent, "sweep_id": "s"}
+    )
+    writer = RunWriter(ctx)
+    writer.connect()
+    up = Upload(0, run_file)
+    writer.sync(up)
+    return up

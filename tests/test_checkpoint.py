@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import resource
 import signal
 from pathlib import Path
@@ -24,27 +25,27 @@ from helpers import (
 from nnlab import checkpoint
 from nnlab.checkpoint import Checkpointer, CheckpointError, atomic_write, checkpoint_path
 from nnlab.config import validate
-from nnlab.tracking import store as mlstore
+from nnlab.jobdir import LocalHistory, read_history
 from nnlab.tracking.schema import config_hash
-from nnlab.tracking.sink import MlflowSink
 from nnlab.train import train
 
 
-def test_checkpoints_are_time_bounded_and_the_store_never_runs_ahead(tracking_store) -> None:
-    _, uri, exp_id = tracking_store
-    sink = MlflowSink(uri, exp_id, "bounded", {}, {}, flush_interval=0.0)
+def test_checkpoints_are_time_bounded_and_the_job_dir_never_runs_ahead(tmp_path: Path) -> None:
+    """What the run writer files is ``history.csv``: with checkpoints it is rewritten only
+    right after a save (as a trial wires it), so the store never holds an epoch the
+    checkpoint lacks."""
+    local = LocalHistory(tmp_path / "artifacts", tmp_path / "run.json", {}, interval=math.inf)
     saver = SavedStates()
-    sink.auto_flush = False  # as a trial with checkpoints sets it: flush only right after a save
-    points = checkpoint.CheckpointSchedule(saver, interval=3600, after_save=sink.maybe_flush)
+    points = checkpoint.CheckpointSchedule(saver, interval=3600, after_save=lambda _: local.write())
     history: dict[str, list[float]] = {}
     for epoch, logs in enumerate(epoch_logs(4), start=1):
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         points.on_state(train_state(epoch, history, [], finished=epoch == 4))
-        sink.log_epoch(epoch, logs)
-        stored = mlstore.client(uri).get_metric_history(sink.run_id, "loss")
-        # flush_interval=0, yet nothing reaches the store before a checkpoint holds it
-        assert (len(stored), len(saver.saved)) == ((3, 1) if epoch == 4 else (0, 0))
+        local.log_epoch(epoch, logs)
+        written = read_history(tmp_path / "artifacts").get("loss", [])
+        # nothing reaches the job dir's history before a checkpoint holds it
+        assert (len(written), len(saver.saved)) == ((3, 1) if epoch == 4 else (0, 0))
     assert [s[0] for s in saver.saved] == [4]  # not every epoch: only the end (interval 1 h)
 
     every = SavedStates()
@@ -52,7 +53,6 @@ def test_checkpoints_are_time_bounded_and_the_store_never_runs_ahead(tracking_st
     for epoch in range(1, 4):
         points.on_state(train_state(epoch, {"loss": [0.5] * epoch}, []))
     assert [s[0] for s in every.saved] == [1, 2, 3]  # interval 0: every epoch
-    sink.finish("completed", {}, None)
 
 
 def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch) -> None:
@@ -116,8 +116,7 @@ def _checkpoint_sizes(plain: dict, tmp: Path) -> list[int]:
     """
     states: list = []
     train(plain, on_checkpoint=lambda s: states.append(copy.deepcopy(s)))
-    meta = {"config_hash": config_hash(plain), "run_id": None, "experiment_id": None,
-            "experiment_name": plain["experiment_name"]}  # fmt: skip
+    meta = {"config_hash": config_hash(plain), "experiment_name": plain["experiment_name"]}
     sizes = []
     for i, state in enumerate(states):
         path = tmp / f"{i}.npz"

@@ -143,7 +143,7 @@ def test_docs_example_of_own_configs_runs(tmp_path: Path) -> None:
     ]
     proc = cli(tmp_path, "-m", "--config-dir", "my_configs", "+experiment=mine", "tracking=none")
     assert proc.returncode == 0, proc.stderr
-    configs = sorted((tmp_path / "multirun").glob("*/*/*/.hydra/config.yaml"))
+    configs = sorted((tmp_path / "multirun").glob("*/*/*/artifacts/config.yaml"))
     assert len(configs) == 2
     texts = [c.read_text() for c in configs]
     assert all("path: points.csv" in t and "epochs: 5" in t for t in texts)

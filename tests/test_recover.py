@@ -1,8 +1,8 @@
 """``python -m nnlab.recover`` against a real sqlite store: job directories -> MLflow runs.
 
 A job directory is written with nnlab's own writer (``nnlab.jobdir.LocalHistory``) as a trial
-writes it; a run the store "half holds" is made with nnlab's ``MlflowSink`` as a trial makes it
-before its store breaks (epochs flushed, then nothing: the run stays RUNNING).
+writes it; a run the store "half holds" is filed by the run writer from a job directory that held only
+its first epochs, before the store broke (the run stays RUNNING).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import epoch_logs, history_rows, runs, steps
+from helpers import epoch_logs, file_now, history_rows, runs, steps
+from helpers import write_job as helper_job
 
 from nnlab import recover
 from nnlab.jobdir import LocalHistory
 from nnlab.tracking import store as mlstore
 from nnlab.tracking.schema import RUN_FORMAT, SWEEP_FILE
-from nnlab.tracking.sink import MlflowSink
 
 METRICS = tuple(epoch_logs(1)[0])  # loss, accuracy, val_loss, epoch_time
 PARAMS = {"lr": "0.1", "batch_size": "16", "epochs": "5", "model.hidden": "[8]"}
@@ -63,22 +63,22 @@ def write_job(
     return job / "run.json"
 
 
-def half_logged_run(uri: str, experiment: str, n_epochs: int) -> str:
-    """A run that holds the first ``n_epochs`` epochs (and their batch losses), left RUNNING."""
+def half_logged_run(uri: str, experiment: str, n_epochs: int, where: Path) -> str:
+    """A run that holds the first ``n_epochs`` epochs (and their batch losses), left RUNNING:
+    the run writer filed that much, then the store broke."""
     exp_id = mlstore.open_experiment(
         uri, experiment, "mlruns", Path(uri[len("sqlite:///") :]).parent
     )
     tags = {"nnlab.role": "trial", "nnlab.config_hash": "0123456789abcdef"}
-    sink = MlflowSink(uri, exp_id, "job", tags, PARAMS, flush_interval=0)
-    for epoch, logs in enumerate(epoch_logs(n_epochs), start=1):
-        sink.log_batch_loss(epoch * STEPS_PER_EPOCH, 1.0 / (10 * epoch))
-        sink.log_epoch(epoch, logs)  # flushed at once (interval 0), batch loss with it
-    return sink.run_id
+    batches = [(e * STEPS_PER_EPOCH, 1.0 / (10 * e)) for e in range(1, n_epochs + 1)]
+    run_file = helper_job(where, experiment, epoch_logs(n_epochs), tags=tags, params=PARAMS,
+                          batches=batches)  # fmt: skip
+    return file_now(uri, exp_id, run_file).run_id
 
 
 def test_a_half_logged_run_gets_exactly_the_missing_steps(store, tmp_path: Path) -> None:
     base, uri = store
-    run_id = half_logged_run(uri, "half", 2)
+    run_id = half_logged_run(uri, "half", 2, tmp_path / "before")
     run_file = write_job(tmp_path / "job", uri, "half", run_id, 5)
     c = mlstore.client(uri)
     assert c.get_run(run_id).info.status == "RUNNING"

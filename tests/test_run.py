@@ -92,7 +92,7 @@ def test_sweep_files_one_parent_and_eight_children(sweep, tmp_path: Path) -> Non
     assert f"parent run: {parent.info.run_id}" in proc.stdout
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in proc.stdout
     best = best_by_val_loss(trials)
-    assert summary_line(proc.stdout, "best by") == best_line(best)
+    assert summary_line(proc.stdout, "best trial") == best_line(best)
     assert parent.data.tags["nnlab.best_run_id"] == best.info.run_id
 
 
@@ -102,10 +102,10 @@ def best_by_val_loss(trials: list):
 
 
 def best_line(run, name: str | None = None) -> str:
-    """The summary's ``best by val_loss`` line for ``run``: its name in this sweep (default: its
-    run name), value (4 significant digits) and full run id."""
+    """The summary's best-trial line for ``run``: its name in this sweep (default: its run
+    name), value (4 significant digits) and full run id."""
     value, name = run.data.metrics["val_loss"], name or run.info.run_name
-    return f"best by val_loss: {name}  val_loss={value:.4g}  run {run.info.run_id}"
+    return f"best trial (lowest val_loss): {name}  val_loss={value:.4g}  run {run.info.run_id}"
 
 
 def summary_line(stdout: str, start: str) -> str:
@@ -115,16 +115,17 @@ def summary_line(stdout: str, start: str) -> str:
 
 def test_each_trial_line_reports_its_own_run(sweep) -> None:
     cwd, proc = sweep
-    by_job = {int(r.data.tags["nnlab.job"]): r for r in runs(cwd, "grid", "trial")}
+    by_name = {r.info.run_name: r for r in runs(cwd, "grid", "trial")}
     lines = trial_lines(proc.stdout)
-    assert sorted(int(x[1 : x.index("/")]) for x in lines) == list(range(1, 9))
-    for line in lines:
-        run = by_job[int(line[1 : line.index("/")]) - 1]
-        m = run.data.metrics
+    # a counter that only increases, whatever order the trials end in
+    assert [int(x[1 : x.index("/")]) for x in lines] == list(range(1, 9))
+    for i, line in enumerate(lines, start=1):
+        name = line.split("completed", 1)[1].split("  loss=")[0].strip()
+        m = by_name[name].data.metrics
         assert line.startswith(
-            f"[{int(run.data.tags['nnlab.job']) + 1}/8] completed     {run.info.run_name}  "
-            f"loss={m['loss']:.4g} val_loss={m['val_loss']:.4g} "
+            f"[{i}/8] completed     {name}  loss={m['loss']:.4g} val_loss={m['val_loss']:.4g} "
         ), line
+        assert " elapsed " in line
 
 
 @pytest.fixture(scope="module")
@@ -157,12 +158,15 @@ def test_a_finished_config_is_skipped_and_a_new_one_trains(rerun) -> None:
     (new,) = [after[i] for i in set(after) - set(grid)]  # one new run: lr=0.001
     assert new.data.params["lr"] == "0.001" and new.data.tags["nnlab.outcome"] == "completed"
     assert f"{len(grid)} configs already have a FINISHED run in this experiment" in out
-    assert (
-        trial_lines(out)[0] == f"[1/2] skipped       lr=0.1  (FINISHED run {held.info.run_id[:8]})"
+    source = f"parent {held.data.tags['mlflow.parentRunId'][:8]}"
+    assert trial_lines(out)[0].startswith(
+        f"[1/2] skipped       lr=0.1  (FINISHED run {held.info.run_id[:8]}, {source})"
     )
     assert trial_lines(out)[1].startswith("[2/2] completed     lr=0.001  loss=")
-    assert summary_line(out, "skipped") == (
-        "skipped          1  (a FINISHED run exists; tracking.rerun=true runs them again)"
+    assert summary_line(out, "skipped          1")
+    assert summary_line(out, "skipped:") == (
+        f"skipped: a FINISHED run of the same config exists (1 from {source}); "
+        "tracking.rerun=true runs them again"
     )
     assert summary_line(out, "completed") == "completed        1"
     # nothing trained for the skipped trial: no job files, no run
@@ -171,7 +175,7 @@ def test_a_finished_config_is_skipped_and_a_new_one_trains(rerun) -> None:
     # the best is chosen among the held run's stored values and the new run's; a skipped trial
     # is named by this sweep's overrides
     assert best_by_val_loss([held, new]) is held
-    assert summary_line(out, "best by") == best_line(held, "lr=0.1")
+    assert summary_line(out, "best trial") == best_line(held, "lr=0.1")
     (parent,) = [
         p for p in runs(rerun["cwd"], "grid", "sweep")
         if "lr=0.1,0.001" in p.data.params["sweep.overrides"]
@@ -239,7 +243,7 @@ def test_diverged_and_failed_trials_leave_the_rest_running(launch_dir: Path) -> 
 
     assert by_key[("1e+30", "2")].data.tags["nnlab.outcome"] == "diverged"  # stopped at epoch 1
     assert "failed           1" in proc.stdout and "diverged         2" in proc.stdout
-    assert summary_line(proc.stdout, "best by") == best_line(ok)  # the only usable one
+    assert summary_line(proc.stdout, "best trial") == best_line(ok)  # the only usable one
     assert runs(tmp_path, "bad", "sweep")[0].data.tags["nnlab.n_failed"] == "1"
 
 

@@ -49,9 +49,10 @@ GROUP_SWEEPS = {
 
 @pytest.fixture(scope="module")
 def hydra_loader():
-    import nnlab.run  # noqa: F401 - registers the nnlab_launch_id resolver
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+
+    import nnlab.run  # noqa: F401 - registers the nnlab_launch_id resolver
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         yield GlobalHydra.instance().config_loader()
@@ -80,9 +81,8 @@ def sweep_of(loader, arguments: list[str]):
 
 def hydra_trial(loader, master, job: int, overrides: list[str]) -> tuple[dict, dict]:
     """What Hydra's launchers give job ``job``: (resolved task config, the job's hydra fields)."""
-    from omegaconf import open_dict, read_write
-
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
 
     cfg = loader.load_sweep_config(master, list(overrides))
     with read_write(cfg.hydra), open_dict(cfg.hydra):
@@ -113,6 +113,15 @@ def nnlab_trial(composer, job: int, overrides: list[str]) -> tuple[dict, dict]:
     return t.plain, fields
 
 
+def plain_types(tree) -> bool:
+    """Only dicts, lists and scalars (an OmegaConf node compares equal to a dict, but is not)."""
+    if isinstance(tree, dict):
+        return type(tree) is dict and all(plain_types(v) for v in tree.values())
+    if isinstance(tree, list):
+        return type(tree) is list and all(plain_types(v) for v in tree)
+    return isinstance(tree, (str, int, float, bool, type(None)))
+
+
 def spread(n: int, k: int) -> list[int]:
     """``k`` job numbers spread over ``range(n)`` (first and last included)."""
     if n <= k:
@@ -130,6 +139,7 @@ def assert_same_trials(loader, arguments: list[str], sample: int | None) -> int:
         ours = nnlab_trial(composer, job, jobs[job])
         theirs = hydra_trial(loader, master, job, jobs[job])
         assert ours == theirs, f"trial {job} {jobs[job]} differs"
+        assert plain_types(ours[0]), f"trial {job}: not plain Python containers"
     distinct = {tuple(o for o in job if o.split("=")[0].lstrip("+~") in ("data", "optimizer",
                 "schedule", "experiment")) for job in jobs}  # fmt: skip
     assert composer.compositions <= len(distinct)  # once per distinct group choice

@@ -1,4 +1,5 @@
-"""nnlab.tracking.sink: ``MlflowSink`` against a real MLflow sqlite store (no training needed)."""
+"""How a job directory becomes an MLflow run (the run writer's filing, nnlab.tracking.writer and
+the calls it shares in nnlab.tracking.upload), against a real sqlite store, no training needed."""
 
 from __future__ import annotations
 
@@ -6,89 +7,97 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import epoch_logs
+from helpers import epoch_logs, file_now, write_job
 
 from nnlab.tracking import store as mlstore
-from nnlab.tracking.sink import MlflowSink
+from nnlab.tracking.writer import RunWriter, Upload
 
 
-def test_sink_buffers_metrics_until_flush(tmp_path: Path, tracking_store) -> None:
+def test_a_running_trial_is_live_and_its_end_files_the_rest(tmp_path: Path, tracking_store) -> None:
     _, uri, exp_id = tracking_store
-    sink = MlflowSink(uri, exp_id, "buffered", {"nnlab.role": "trial"}, {"lr": 0.1}, 3600)
+    run_file = write_job(tmp_path / "live", "unit", epoch_logs(2), params={"lr": 0.1})
+    up = file_now(uri, exp_id, run_file)  # what one poll sends while the trial trains
     c = mlstore.client(uri)
-    for epoch, logs in enumerate(epoch_logs(3), start=1):
-        sink.log_epoch(epoch, logs)
-    assert c.get_metric_history(sink.run_id, "loss") == []  # nothing written yet: one flush later
-    (tmp_path / "art").mkdir()
-    (tmp_path / "art" / "history.csv").write_text("epoch,loss\n1,1.0\n")
-    sink.finish("completed", {"nnlab.outcome": "completed"}, tmp_path / "art")
+    assert c.get_run(up.run_id).info.status == "RUNNING"
+    assert [m.step for m in c.get_metric_history(up.run_id, "loss")] == [1, 2]
 
-    run = c.get_run(sink.run_id)
+    write_job(tmp_path / "live", "unit", epoch_logs(3), "completed", params={"lr": 0.1})
+    (tmp_path / "live" / "artifacts" / "model.npz").write_bytes(b"weights")
+    writer = RunWriter(up_context(uri, exp_id))
+    writer.connect()
+    writer.sync(up)  # the same Upload: only what it has not sent
+    run = c.get_run(up.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"lr": "0.1"}
     assert run.data.tags["nnlab.outcome"] == "completed"
-    history = c.get_metric_history(sink.run_id, "loss")
-    assert [m.step for m in history] == [1, 2, 3]
+    history = c.get_metric_history(up.run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3]  # each step once
     assert [m.value for m in history] == pytest.approx([1.0, 0.5, 1 / 3])
-    assert [a.path for a in c.list_artifacts(sink.run_id)] == ["history.csv"]
-    assert sink.overhead > 0
+    assert {a.path for a in c.list_artifacts(up.run_id)} == {"history.csv", "model.npz"}
 
 
-def test_sink_flushes_when_the_interval_passed(tracking_store) -> None:
-    _, uri, exp_id = tracking_store
-    sink = MlflowSink(uri, exp_id, "live", {}, {}, flush_interval=0.0)
-    sink.log_epoch(1, epoch_logs(1)[0])
-    sink.log_batch_loss(7, 0.25)  # batch losses wait for the next flush
-    assert len(mlstore.client(uri).get_metric_history(sink.run_id, "loss")) == 1
-    assert mlstore.client(uri).get_metric_history(sink.run_id, "batch_loss") == []
-    sink.finish("failed", {"nnlab.outcome": "failed"}, None)
-    run = mlstore.client(uri).get_run(sink.run_id)
-    assert run.info.status == "FAILED"
-    assert [m.step for m in mlstore.client(uri).get_metric_history(sink.run_id, "batch_loss")] == [
-        7
-    ]
+def up_context(uri: str, exp_id: str):
+    from nnlab.sweep.context import SweepContext
+
+    return SweepContext.from_dict({"uri": uri, "experiment_id": exp_id})
 
 
-def test_many_params_and_nan_metrics_are_stored(tracking_store) -> None:
+def test_many_params_and_nan_metrics_are_stored(tmp_path: Path, tracking_store) -> None:
     _, uri, exp_id = tracking_store
     params = {f"p{i}": i for i in range(250)}  # more than one log_batch allows
-    sink = MlflowSink(uri, exp_id, "many", {}, params, flush_interval=3600)
-    sink.log_epoch(1, {"loss": math.nan})
-    sink.finish("diverged", {"nnlab.outcome": "diverged", "nnlab.stopped_epoch": "1"}, None)
-    run = mlstore.client(uri).get_run(sink.run_id)
+    run_file = write_job(
+        tmp_path / "many",
+        "unit",
+        [{"loss": math.nan}],
+        "diverged",
+        params=params,
+    )
+    meta_end = {"nnlab.stopped_epoch": "1"}
+    import json
+
+    meta = json.loads(run_file.read_text())
+    run_file.write_text(json.dumps(meta | {"end_tags": meta_end}))
+    up = file_now(uri, exp_id, run_file)
+    run = mlstore.client(uri).get_run(up.run_id)
     assert len(run.data.params) == 250
     assert math.isnan(run.data.metrics["loss"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["nnlab.stopped_epoch"] == "1"
 
 
-def test_reopened_run_gets_only_the_missing_steps(tracking_store) -> None:
+def test_a_resumed_trial_continues_its_run_with_only_the_missing_steps(
+    tmp_path: Path, tracking_store
+) -> None:
     _, uri, exp_id = tracking_store
-    first = MlflowSink(uri, exp_id, "cut", {"nnlab.role": "trial"}, {"lr": 0.1}, 0)
-    for epoch, logs in enumerate(epoch_logs(2), start=1):
-        first.log_epoch(epoch, logs)  # flushed (interval 0); then the process "dies"
+    digest = {"nnlab.config_hash": "cafe0123cafe0123"}
+    first = file_now(uri, exp_id, write_job(tmp_path / "a", "unit", epoch_logs(2), tags=digest))
     c = mlstore.client(uri)
-    assert c.get_run(first.run_id).info.status == "RUNNING"
+    assert c.get_run(first.run_id).info.status == "RUNNING"  # then its process "dies"
 
-    history = {k: [e[k] for e in epoch_logs(4)] for k in epoch_logs(1)[0]}
-    again = MlflowSink(uri, exp_id, "cut", {"nnlab.resumed_from_epoch": "3"}, {}, 3600,
-                                resume_run_id=first.run_id)  # fmt: skip
-    assert again.run_id == first.run_id
-    assert again.backfill({k: v[:3] for k, v in history.items()}, [(5, 0.5)]) == 4 + 1  # epoch 3
-    again.log_epoch(4, {k: v[3] for k, v in history.items()})
-    again.finish("completed", {"nnlab.outcome": "completed"}, None)
+    resumed = {**digest, "nnlab.resumed_from_epoch": "2"}
+    again = write_job(tmp_path / "b", "unit", epoch_logs(4), "completed", tags=resumed)
+    up = file_now(uri, exp_id, again)
+    assert up.run_id == first.run_id  # the interrupted run, continued
     run = c.get_run(first.run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["nnlab.resumed_from_epoch"] == "3"
-    assert run.data.params == {"lr": "0.1"}  # logged once, at creation
+    assert run.info.status == "FINISHED" and run.data.tags["nnlab.resumed_from_epoch"] == "2"
+    history = {k: [e[k] for e in epoch_logs(4)] for k in epoch_logs(1)[0]}
     for key, values in history.items():
         logged = c.get_metric_history(first.run_id, key)
-        assert [m.step for m in logged] == [1, 2, 3, 4]
+        assert [m.step for m in logged] == [1, 2, 3, 4], key
         assert [m.value for m in logged] == pytest.approx(values)
+    # a trial that did not resume (no checkpoint) never writes into an old run
+    fresh = file_now(uri, exp_id, write_job(tmp_path / "c", "unit", epoch_logs(1), tags=digest))
+    assert fresh.run_id != first.run_id
 
 
-def test_store_calls_per_run_are_few(tracking_store) -> None:
+def test_store_calls_per_run_are_few_off_sqlite(tmp_path: Path, tracking_store) -> None:
+    """Through MLflow's API (a server's path; sqlite's is one transaction): create, datasets
+    (none here), one log_batch of params + metrics + end tags, artifacts, status."""
     _, uri, exp_id = tracking_store
-    c = mlstore.client(uri)
+    writer = RunWriter(up_context(uri, exp_id))
+    writer.connect()
+    writer.bulk = False
+    c = writer.client
     calls: list[str] = []
     originals = {n: getattr(c, n) for n in ("create_run", "log_batch", "set_terminated")}
 
@@ -99,18 +108,16 @@ def test_store_calls_per_run_are_few(tracking_store) -> None:
 
         return call
 
+    run_file = write_job(tmp_path / "few", "unit", epoch_logs(100), "completed", params={"a": 1})
     try:
         for name in originals:
             setattr(c, name, counting(name))
-        sink = MlflowSink(uri, exp_id, "few", {"a": "b"}, {"lr": 0.1}, 3600)
-        for epoch, logs in enumerate(epoch_logs(100), start=1):
-            sink.log_epoch(epoch, logs)
-        sink.finish("completed", {"nnlab.outcome": "completed"}, None)
+        up = Upload(0, run_file)
+        writer.sync(up)
     finally:
         for name, fn in originals.items():
             setattr(c, name, fn)
-    # create, params, metrics + outcome tags together, status
-    assert calls == ["create_run", "log_batch", "log_batch", "set_terminated"]
-    run = c.get_run(sink.run_id)
+    assert calls == ["create_run", "log_batch", "set_terminated"]
+    run = c.get_run(up.run_id)
     assert run.data.tags["nnlab.outcome"] == "completed" and run.data.metrics["loss"] == 0.01
-    assert len(c.get_metric_history(sink.run_id, "val_loss")) == 100
+    assert len(c.get_metric_history(up.run_id, "val_loss")) == 100

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import file_now, write_job
 
 from nnlab.config import ConfigError
 from nnlab.tracking import store as mlstore
-from nnlab.tracking.sink import MlflowSink
 
 
 def test_resolve_uri_makes_sqlite_paths_absolute(tmp_path: Path) -> None:
@@ -45,14 +45,14 @@ def test_sqlite_commits_are_not_synced(tracking_store) -> None:
         assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
-def test_finished_trials_maps_config_hash_to_run(tracking_store) -> None:
+def test_finished_trials_maps_config_hash_to_run(tracking_store, tmp_path: Path) -> None:
     launch_dir, uri, _ = tracking_store
     exp_id = mlstore.open_experiment(uri, "skips", "mlruns", launch_dir)
-    done = MlflowSink(uri, exp_id, "a", {"nnlab.role": "trial", "nnlab.config_hash": "h1"}, {}, 0)
-    done.log_epoch(1, {"loss": 0.3, "val_loss": 0.4})
-    done.finish("completed", {"nnlab.outcome": "completed"}, None)
-    failed = MlflowSink(uri, exp_id, "b", {"nnlab.role": "trial", "nnlab.config_hash": "h2"}, {}, 0)
-    failed.finish("failed", {"nnlab.outcome": "failed"}, None)
+    ok = write_job(tmp_path / "a", "skips", [{"loss": 0.3, "val_loss": 0.4}], "completed",
+                   tags={"nnlab.config_hash": "h1"})  # fmt: skip
+    done = file_now(uri, exp_id, ok)
+    bad = write_job(tmp_path / "b", "skips", [], "failed", tags={"nnlab.config_hash": "h2"})
+    file_now(uri, exp_id, bad)
     found = mlstore.finished_trials(uri, exp_id)
     assert set(found) == {"h1"}  # a FAILED run is not a reason to skip
     assert found["h1"]["run_id"] == done.run_id

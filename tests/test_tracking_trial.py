@@ -15,10 +15,9 @@ from helpers import QUIET, TINY, SavedStates, compose, history_rows, train_state
 from nnlab import checkpoint
 from nnlab.checkpoint import Checkpointer, checkpoint_path
 from nnlab.config import validate
-from nnlab.tracking import store as mlstore
+from nnlab.jobdir import LocalHistory, read_history
 from nnlab.tracking import trial
 from nnlab.tracking.schema import config_hash
-from nnlab.tracking.sink import MlflowSink
 from nnlab.train import train
 
 
@@ -31,30 +30,28 @@ def test_run_name_uses_the_overrides_that_vary() -> None:
     assert single == "lr=0.01 batch_size=16 epochs=50 optimizer=sgd"
 
 
-def test_an_interruption_saves_the_last_epoch_end_cut_to_it(tracking_store) -> None:
-    _, uri, exp_id = tracking_store
-    sink = MlflowSink(uri, exp_id, "cut", {}, {}, flush_interval=3600)
+def test_an_interruption_saves_the_last_epoch_end_cut_to_it(tmp_path: Path) -> None:
+    local = LocalHistory(tmp_path / "artifacts", tmp_path / "run.json", {}, interval=3600)
     saver = SavedStates()
-    sink.auto_flush = False
-    points = checkpoint.CheckpointSchedule(saver, interval=3600, after_save=sink.maybe_flush)
+    points = checkpoint.CheckpointSchedule(saver, interval=3600, after_save=lambda _: local.write())
     history = {"loss": [0.9, 0.8]}
     batches = [(1, 0.9), (2, 0.8)]
     points.on_state(train_state(2, history, batches))
-    sink.log_epoch(1, {"loss": 0.9})
-    sink.log_epoch(2, {"loss": 0.8})
+    local.log_epoch(1, {"loss": 0.9})
+    local.log_epoch(2, {"loss": 0.8})
     for step, value in batches:
-        sink.log_batch_loss(step, value)
+        local.log_batch_loss(step, value)
     assert saver.saved == []
     # epoch 3 is under way when Ctrl-C lands: a batch loss and a part of its logs exist
     batches.append((3, 0.7))
-    sink.log_batch_loss(3, 0.7)
+    local.log_batch_loss(3, 0.7)
     history["loss"].append(0.7)
-    trial.save_on_interrupt(points, sink)
+    trial.save_on_interrupt(points, local)
     assert [(s[0], s[1]) for s in saver.saved] == [(2, {"loss": [0.9, 0.8]})]
-    sink.finish("killed", {"nnlab.outcome": "killed"}, None)
-    c = mlstore.client(uri)
-    assert [m.step for m in c.get_metric_history(sink.run_id, "batch_loss")] == [1, 2]
-    assert [m.step for m in c.get_metric_history(sink.run_id, "loss")] == [1, 2]
+    assert local.batches == [(1, 0.9), (2, 0.8)] and [r["epoch"] for r in local.rows] == [1, 2]
+    series = read_history(tmp_path / "artifacts")  # what the writer would file
+    assert [s for s, _ in series["batch_loss"]] == [1, 2]
+    assert [s for s, _ in series["loss"]] == [1, 2]
 
 
 # --- config wiring: every trainer.checkpoint.* key changes what the trial does ----------------

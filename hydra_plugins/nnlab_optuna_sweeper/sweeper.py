@@ -27,12 +27,12 @@ class NnlabOptunaSweeper(LaunchingSweeper):
         params: dict | None = None,
     ) -> None:
         super().__init__()
-        # the sweep callback already checked and planned these from hydra.sweeper
-        # (nnlab.tracking.search); the sweep context carries the plan to every process
+        # nnlab.search.space.plan reads and checks these from hydra.sweeper itself
         self.n_jobs = n_jobs
         self.params = dict(params or {})
 
     def sweep(self, arguments: list[str]) -> list:
         from nnlab.search.loop import Search
 
-        return Search(self, list(arguments)).run()
+        Search(self, list(arguments)).run()
+        return []

@@ -19,19 +19,16 @@ finite reported value (FAIL if it has none); ``failed`` -> FAIL, and the search 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from nnlab.checkpoint import atomic_write_text
-from nnlab.search.space import parse
+from nnlab.config import ConfigError
 from nnlab.search.study import (
     EPOCHS_ATTR,
     LAUNCHER_ATTR,
@@ -42,11 +39,8 @@ from nnlab.search.study import (
     make_sampler,
     storage,
 )
-from nnlab.tracking import launchers
 from nnlab.tracking.parent import launcher_gone, launcher_tag
-from nnlab.tracking.schema import SWEEP_FILE, Tag
-from nnlab.tracking.search import STUDY_FILE
-from nnlab.tracking.sweep import SweepContext
+from nnlab.tracking.schema import RUN_OUTCOMES, Tag
 
 FINISHED_OK = ("completed", "early_stopped")
 
@@ -80,28 +74,36 @@ class Search:
         from hydra.errors import HydraException
         from omegaconf import OmegaConf
 
+        from nnlab.search.space import plan
+        from nnlab.sweep.session import Session, fail_config
+
         config = sweeper.config
-        sweep_dir = Path(config.hydra.runtime.cwd) / str(config.hydra.sweep.dir)
-        if not (sweep_dir / SWEEP_FILE).is_file():
-            raise HydraException(
-                "hydra/sweeper=optuna needs nnlab's sweep callback (hydra.callbacks.nnlab in "
-                "conf/config.yaml): it plans the search and opens the store first"
-            )
-        OmegaConf.save(config, sweep_dir / "multirun.yaml")
-        self.ctx = SweepContext.load(sweep_dir / SWEEP_FILE)
-        self.sweep_dir, self.first_number = sweep_dir, -1
+        loader = sweeper.hydra_context.config_loader
+        try:
+            self.plan = plan(loader, config.hydra.sweeper, list(arguments))
+        except (ConfigError, HydraException) as exc:
+            fail_config(str(exc))
+        self.session = Session(sweeper)
+        self.session.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, self.session.sweep_dir / "multirun.yaml")
+        self.space = self.plan.space
+        self.session.open(
+            self.space.probe_jobs(),
+            list(self.space.fixed),
+            [d.key for d in self.space.dims.values()],
+            self.plan.n_trials,
+            self.plan.signature(),
+            search=self.plan,
+        )
+        self.ctx = self.session.ctx
         self.spec = self.ctx.search
-        params = [f"{k}={v}" for k, v in sweeper.params.items()]
-        self.space = parse(sweeper.hydra_context.config_loader, params + arguments)
         self.distributions = {n: d.distribution() for n, d in self.space.dims.items()}
-        self.launcher = sweeper.launcher
         self.n_jobs = int(sweeper.n_jobs)
-        self.threaded = self.n_jobs > 1 and launchers.is_parallel(config.hydra.launcher)
+        self.threaded = self.n_jobs > 1 and self.session.launch.parallel
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.tag = launcher_tag()
         self.study: optuna.Study | None = None
-        self.returns: list = []
         self.errors: list[BaseException] = []
         self.todo = self.asked = self.launched = 0
 
@@ -161,22 +163,14 @@ class Search:
                 return None
             trial = self.study.ask(self.distributions)
             trial.set_user_attr(LAUNCHER_ATTR, self.tag)
-            if not self.asked:
-                self.first_number = trial.number
             self.asked += 1
             return trial
 
     def run_trial(self, trial: optuna.Trial) -> None:
-        overrides = self.space.overrides(trial.params)
-        (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
-        try:
-            record = job.return_value
-        except Exception as exc:  # the job raised (the trial's own failures come as records)
-            record = {"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        record = self.session.run_one(trial.number, self.space.overrides(trial.params))
         with self.lock:
-            self.returns.append([job])
             self.launched += 1
-            self.tell(trial, record if isinstance(record, dict) else {})
+            self.tell(trial, record)
 
     def tell(self, trial: optuna.Trial, record: dict) -> None:
         """Tell the study the trial's outcome (module docstring); tag its MLflow run."""
@@ -216,25 +210,13 @@ class Search:
             threading.Thread(target=self.worker, name=f"nnlab-search-{i}", daemon=True)
             for i in range(min(self.n_jobs, self.todo))
         ]
-        threads[0].start()
-        self.wait_first_job(threads[0])
-        for t in threads[1:]:
+        for t in threads:
             t.start()
         for t in threads:
             while t.is_alive():  # short joins: Ctrl-C still reaches the launching thread
                 t.join(0.2)
         if self.errors:
             raise self.errors[0]
-
-    def wait_first_job(self, thread: threading.Thread, timeout: float = 300.0) -> None:
-        """Until the first job runs (its job dir exists) or ends: joblib's worker pool is not
-        safe to create from two threads at once (measured: AttributeError on
-        ``_temp_folder_manager``); once it exists, launches from several threads share it."""
-        deadline = time.monotonic() + timeout
-        while thread.is_alive() and time.monotonic() < deadline:
-            if self.asked and (self.sweep_dir / str(self.first_number)).is_dir():
-                return
-            thread.join(0.05)
 
     def run_batches(self) -> None:
         while True:
@@ -244,45 +226,56 @@ class Search:
             for trial in batch:
                 self.run_trial(trial)
 
-    def run(self) -> list:
-        self.study = self.open_study()
-        self.requeue_stale()
-        done = len(self.counted())
-        self.todo = max(self.spec["n_trials"] - done, 0)
-        print(
-            f"  study {self.spec['study']}: {done} of {self.spec['n_trials']} trials done, "
-            f"{self.todo} to go, {self.n_jobs} at a time (journal {self.spec['journal']})",
-            flush=True,
-        )
-        if self.todo:
-            (self.run_threads if self.threaded else self.run_batches)()
-        self.write_summary()
-        return self.returns
+    def run(self) -> None:
+        """Ask, run and tell until the study has ``n_trials``; then the sweep's summary."""
+        session = self.session
+        try:
+            self.study = self.open_study()
+            self.requeue_stale()
+            done = len(self.counted())
+            self.todo = max(self.spec["n_trials"] - done, 0)
+            session.progress.total = self.todo
+            print(
+                f"  study {self.spec['study']}: {done} of {self.spec['n_trials']} trials done, "
+                f"{self.todo} to go, {self.n_jobs} at a time (journal {self.spec['journal']})",
+                flush=True,
+            )
+            if self.todo:
+                (self.run_threads if self.threaded else self.run_batches)()
+            session.study = self.summary()
+        except KeyboardInterrupt:
+            session.abort()
+            raise
+        except Exception as exc:
+            session.close(error=exc)
+            raise SystemExit(1) from None
+        session.close()
 
-    def write_summary(self) -> None:
-        """The study's counts, epochs and best trial, for the sweep summary and parent run."""
+    def summary(self) -> dict:
+        """The study's counts (by nnlab outcome), epochs and best trial, for the sweep summary
+        and the parent run."""
         trials = self.counted()
-        counts = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        outcomes = [t.user_attrs.get(OUTCOME_ATTR, "failed") for t in trials]
+        counts = {o: outcomes.count(o) for o in RUN_OUTCOMES if o in outcomes}
         best = None
-        if counts["COMPLETE"]:
+        if any(t.state == TrialState.COMPLETE for t in trials):
             b = self.study.best_trial
             best = {
-                "number": b.number,
+                "number": b.number,  # Optuna's (from 0); the summary shows it from 1
                 "value": b.value,
                 "params": b.params,
                 "run_id": b.user_attrs.get(RUN_ATTR),
             }
-        summary = {
+        return {
             "study": self.spec["study"],
             "journal": self.spec["journal"],
             "sampler": self.spec["sampler"]["name"],
             "pruner": self.spec["pruner"]["name"],
             "objective": self.spec["objective"],
+            "direction": self.spec["direction"],
             "n_trials": self.spec["n_trials"],
             "launched": self.launched,
             "counts": counts,
             "epochs": sum(int(t.user_attrs.get(EPOCHS_ATTR, 0)) for t in trials),
             "best": best,
         }
-        path = Path(self.ctx.results_dir) / STUDY_FILE
-        atomic_write_text(path, json.dumps(summary, indent=1, default=str), sync=False)

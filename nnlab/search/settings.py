@@ -117,4 +117,3 @@ PRUNERS = {
     "hyperband": HyperbandPrunerConf,
     "threshold": ThresholdPrunerConf,
 }
-

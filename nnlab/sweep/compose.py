@@ -246,10 +246,12 @@ def _task(cfg: DictConfig) -> dict:
         if key == "hydra":
             continue
         node = cfg._get_node(key)
+        if not isinstance(node, (DictConfig, ListConfig)):
+            node = cfg[key]  # a value, or an interpolation that resolves to a node
         plain[key] = (
             OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
             if isinstance(node, (DictConfig, ListConfig))
-            else cfg[key]
+            else node
         )
     return plain
 

@@ -2,9 +2,14 @@
 
 - :mod:`nnlab.tracking.schema` - outcomes, statuses, tag keys, artifact names, the config hash
 - :mod:`nnlab.tracking.store` - tracking URIs, fail-fast probes, opening the store
-- :mod:`nnlab.tracking.sink` - :class:`MlflowSink`: one trial streamed into one MLflow run
-- :mod:`nnlab.tracking.trial` - :func:`run_trial`: one tracked trial (a Hydra job)
-- :mod:`nnlab.tracking.sweep` - :class:`SweepCallback`: set-up, parent run and summary of a sweep
+- :mod:`nnlab.tracking.trial` - :func:`run_trial`, :func:`run_spec`: one trial, written to its
+  job directory (no MLflow)
+- :mod:`nnlab.tracking.writer` - :class:`RunWriter`: job directories -> MLflow runs, the one path
+  for every launcher; :func:`file_job_dir` files one now
+- :mod:`nnlab.tracking.single` - a single run: the trial here, its writer in a thread
+- :mod:`nnlab.tracking.sweep` - :class:`SweepTracking`: a sweep's store, parent run and writer
+- :mod:`nnlab.tracking.parent` - the sweep's parent run; ending runs nobody owns
+- :mod:`nnlab.tracking.upload` - MLflow calls the writer and ``nnlab.recover`` share
 - :mod:`nnlab.tracking.pyfunc` - a trial's model as an MLflow Model (``artifacts/model/``, no pickle)
 - :mod:`nnlab.tracking.datasets` - a trial's data splits as MLflow dataset inputs
 - :mod:`nnlab.tracking.registry` - a sweep's best model registered, alias ``best``
@@ -19,11 +24,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SweepCallback": "sweep",
-    "SweepContext": "sweep",
-    "abort_sweep": "sweep",
+    "SweepTracking": "sweep",
     "run_trial": "trial",
-    "MlflowSink": "sink",
+    "RunWriter": "writer",
+    "file_job_dir": "writer",
     "client": "store",
     "prepare_store": "store",
     "resolve_uri": "store",

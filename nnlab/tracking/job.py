@@ -1,5 +1,5 @@
-"""Where a Hydra job of a sweep runs and what it reports: :class:`JobPlace`, :class:`TrialRecord`
-(the summary's ``job#####.json``) and the trial's run name."""
+"""Where a trial runs and what it reports: :class:`JobPlace`, :class:`TrialRecord` (what the
+sweep's summary counts) and the trial's run name."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnlab.sweep.context import SweepContext
 from nnlab.tracking.schema import SWEEP_FILE
-from nnlab.tracking.sweep import SweepContext
 
 
 @dataclass
 class TrialRecord:
-    """What a finished trial reports (to the sweep summary, as ``job#####.json``)."""
+    """What a finished trial reports to the launching process (lines, summary, search)."""
 
     job: int
     name: str

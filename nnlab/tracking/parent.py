@@ -1,7 +1,7 @@
-"""The sweep's parent run: created once per sweep, reopened by an interrupted one, ended with
+"""The sweep's parent run: created once per sweep, reopened by the same command, ended with
 the summary, its numbers (metrics ``best_<objective>``, ``n_<outcome>``) and, once built, the
-report (artifacts ``report/``). ``nnlab.launcher`` (host:pid) tells a live launcher from a dead
-one.
+report (artifacts ``report/``). ``nnlab.launcher`` (host:pid:start) tells a live launcher from a
+dead one.
 """
 
 from __future__ import annotations
@@ -16,17 +16,34 @@ from typing import Any
 import nnlab
 from nnlab.tracking.runs_view import save_sweep_view
 from nnlab.tracking.schema import OUTCOMES, Artifact, Tag
-from nnlab.tracking.sink import log_params
 from nnlab.tracking.store import client, one_line, say
+from nnlab.tracking.upload import log_params
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), None if unknown.
+
+    With the pid, it names one process: a pid the system has given to another process since
+    has another start time.
+    """
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one read of a tiny file
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5): starttime
 
 
 def launcher_tag() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start`` of this process (the owner of the runs it starts)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_start(pid) or ''}"
 
 
 def launcher_gone(tag: str | None) -> bool:
-    """True when ``host:pid`` names a process of this host that no longer exists."""
-    host, _, pid = (tag or "").rpartition(":")
+    """True when ``tag`` (``host:pid:start``, or an older ``host:pid``) names a process of
+    this host that no longer runs: its pid is free, or now another process's."""
+    host, pid, start = (list((tag or "").split(":")) + ["", "", ""])[:3]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -35,55 +52,55 @@ def launcher_gone(tag: str | None) -> bool:
         return True
     except OSError:
         return False
-    return False
+    now = process_start(int(pid))
+    return bool(start) and now is not None and now != start
 
 
-def reusable(status: str, tags: dict[str, str], search: bool) -> bool:
+def reusable(status: str, tags: dict[str, str], search: bool, rerun: bool = False) -> bool:
     """Whether the latest parent of the same sweep (its ``status`` and ``tags``) is reopened:
-    it ended KILLED (Ctrl-C, SIGTERM), or is still RUNNING although its launcher process is gone
-    (``kill -9``); a search's parent is reopened FINISHED too (one study, one run)."""
+    it ended KILLED (Ctrl-C, SIGTERM), is still RUNNING although its launcher is gone
+    (``kill -9``), or FINISHED: the same sweep again re-checks it (a search goes on with its
+    study); ``tracking.rerun=true`` trains finished trials again, under a new parent."""
     gone = status == "RUNNING" and launcher_gone(tags.get(Tag.LAUNCHER))
-    return status == "KILLED" or gone or (search and status == "FINISHED")
+    return status == "KILLED" or gone or (status == "FINISHED" and (search or not rerun))
 
 
-def reopen_parent(ctx: Any) -> str | None:
-    """Reuse the parent run of an interrupted run of the same sweep; return its id or None.
-
-    The latest parent with the same ``nnlab.sweep_hash`` is reused when :func:`reusable`. Its
-    trials that FINISHED are skipped, interrupted ones resume into their own runs, so the sweep
-    ends with one parent holding every trial.
-    """
+def reopen_parent(ctx: Any, rerun: bool = False) -> str | None:
+    """Reuse the parent run of the same sweep when :func:`reusable`; return its id or None."""
     c = client(ctx.uri)
     query = f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.SWEEP_HASH}` = '{ctx.sweep_hash}'"
     latest = c.search_runs(
         [ctx.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
     )
-    if not latest or not reusable(latest[0].info.status, latest[0].data.tags, bool(ctx.search)):
+    if not latest:
         return None
     run = latest[0]
+    if not reusable(run.info.status, run.data.tags, bool(ctx.search), rerun):
+        return None
     ctx.parent_run_id = run.info.run_id
     ctx.sweep_id = run.data.tags.get(Tag.SWEEP_ID, ctx.sweep_id)
-    take_over(ctx, run.data.tags)
+    take_over(ctx, run.data.tags, rechecked=run.info.status == "FINISHED")
     return ctx.parent_run_id
 
 
-def take_over(ctx: Any, tags: dict[str, str]) -> None:
+def take_over(ctx: Any, tags: dict[str, str], rechecked: bool = False) -> None:
     """Mark the reopened parent ``ctx.parent_run_id`` RUNNING under this launcher (``tags``:
-    its tags before, for the count of resumes)."""
+    its tags before, for the count of resumes); a FINISHED one is tagged ``nnlab.rechecked``
+    with the time it was checked again."""
     from mlflow.entities import RunTag
 
     c = client(ctx.uri)
     c.update_run(ctx.parent_run_id, "RUNNING")
-    resumes = int(tags.get(Tag.RESUMES, "0")) + 1
-    c.log_batch(
-        ctx.parent_run_id,
-        tags=[RunTag(Tag.LAUNCHER, launcher_tag()), RunTag(Tag.RESUMES, str(resumes))],
-    )
+    resumes = int(tags.get(Tag.RESUMES, "0")) + (not rechecked)
+    items = [RunTag(Tag.LAUNCHER, launcher_tag()), RunTag(Tag.RESUMES, str(resumes))]
+    if rechecked:
+        items.append(RunTag(Tag.RECHECKED, time.strftime("%Y-%m-%d %H:%M:%S")))
+    c.log_batch(ctx.parent_run_id, tags=items)
 
 
-def start_parent(ctx: Any, task: str, experiment_name: str) -> str:
+def start_parent(ctx: Any, task: str, experiment_name: str, recovered: bool = False) -> str:
     """Create the sweep's parent run (tags + the sweep's own params); ``task`` is the sweep's
-    command-line overrides, joined."""
+    command-line overrides, joined; ``recovered``: made again by ``nnlab.recover``."""
     c = client(ctx.uri)
     tags = {
         Tag.ROLE: "sweep",
@@ -93,6 +110,8 @@ def start_parent(ctx: Any, task: str, experiment_name: str) -> str:
         Tag.VERSION: nnlab.__version__,
         **ctx.git,
     }
+    if recovered:
+        tags[Tag.RECOVERED] = "true"
     run = c.create_run(ctx.experiment_id, run_name=f"sweep {task}"[:250] or "sweep", tags=tags)
     params = {
         "sweep.overrides": task,
@@ -209,3 +228,31 @@ def unfinished_trials(ctx: Any) -> dict[str, str]:
         found.setdefault(run.data.tags.get(Tag.CONFIG_HASH, ""), run.info.run_id)
     found.pop("", None)
     return found
+
+
+def end_abandoned(ctx: Any, keep: set[str], parent_only: bool = False) -> int:
+    """End KILLED the experiment's runs still RUNNING that nobody owns any more: their launcher
+    (``nnlab.launcher``), or their parent's, is gone; with ``parent_only``, the trials of this
+    sweep's parent that it did not continue. Runs in ``keep``, and the trials of a parent in
+    ``keep``, are left alone. Returns how many runs were ended."""
+    from mlflow.entities import RunTag
+
+    c = client(ctx.uri)
+    query = "attributes.status = 'RUNNING'"
+    if parent_only:
+        query += f" and tags.`{Tag.PARENT}` = '{ctx.parent_run_id}'"
+    running = c.search_runs([ctx.experiment_id], query, max_results=50_000)
+    if parent_only:
+        dead = {r.info.run_id for r in running} - keep
+    else:
+        gone = {r.info.run_id for r in running if launcher_gone(r.data.tags.get(Tag.LAUNCHER))}
+        dead = {
+            r.info.run_id
+            for r in running
+            if r.info.run_id in gone or r.data.tags.get(Tag.PARENT) in gone
+        }
+        dead -= keep | {r.info.run_id for r in running if r.data.tags.get(Tag.PARENT) in keep}
+    for run_id in dead:
+        c.log_batch(run_id, tags=[RunTag(Tag.OUTCOME, "killed")])
+        c.set_terminated(run_id, "KILLED")
+    return len(dead)

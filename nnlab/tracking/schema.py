@@ -71,12 +71,13 @@ class Tag:
     SWEEP_HASH = "nnlab.sweep_hash"
     JOB = "nnlab.job"
     VERSION = "nnlab.version"
-    LAUNCHER = "nnlab.launcher"  # host:pid of the sweep's launching process
+    LAUNCHER = "nnlab.launcher"  # host:pid:start of the process that owns a running run
     RESUMES = "nnlab.resumes"
     RESUMED_FROM_EPOCH = "nnlab.resumed_from_epoch"
     STOPPED_EPOCH = "nnlab.stopped_epoch"
     BEST_RUN_ID = "nnlab.best_run_id"
     RECOVERED = "nnlab.recovered"
+    RECHECKED = "nnlab.rechecked"  # a finished sweep's parent, run again: when it was checked
     ORIGINAL_PARENT = "nnlab.original_parent"
     GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own: the UI's commit column
     GIT_DIRTY = "nnlab.git_dirty"  # "true" when tracked files differ from the commit

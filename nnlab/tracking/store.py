@@ -178,6 +178,10 @@ def check_sqlite_file(db: Path, uri: str) -> None:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
             pages = con.execute("PRAGMA page_count").fetchone()[0]
             page_size = con.execute("PRAGMA page_size").fetchone()[0]
+            revision = None
+            if "alembic_version" in tables:
+                rows = con.execute("SELECT version_num FROM alembic_version").fetchall()
+                revision = rows[0][0] if len(rows) == 1 else None
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
@@ -207,6 +211,23 @@ def check_sqlite_file(db: Path, uri: str) -> None:
         raise ConfigError(
             f"tracking.uri={uri!r}: {db} is an SQLite file but not an MLflow store; {fix}"
         )
+    from nnlab.tracking.store_index import head_revision
+
+    head = head_revision()
+    if revision is not None and head is not None and revision != head:
+        raise schema_mismatch(uri, revision, head)
+
+
+def schema_mismatch(uri: str, found: str, expected: str) -> ConfigError:
+    """A store of another MLflow schema: one line with the command to run. nnlab never
+    migrates a store: the user decides (and backs it up) first."""
+    from importlib.metadata import version
+
+    return ConfigError(
+        f"tracking.uri={uri!r}: the store was written by another MLflow version (schema "
+        f"{found}; MLflow {version('mlflow')} expects {expected}); nnlab never migrates a "
+        f"store: back it up, then run `mlflow db upgrade {uri}` (or use the MLflow that wrote it)"
+    )
 
 
 def unwritable(directory: Path) -> str | None:
@@ -229,15 +250,7 @@ def schema_error(exc: Exception, uri: str) -> ConfigError | None:
     import re
 
     m = re.search(r"found version (\w+), but expected (\w+)", str(exc))
-    if m is None:
-        return None
-    import mlflow
-
-    return ConfigError(
-        f"tracking.uri={uri!r}: the store was written by another MLflow version (schema "
-        f"{m.group(1)}; MLflow {mlflow.__version__} expects {m.group(2)}); nnlab never migrates a "
-        f"store: back it up, then run `mlflow db upgrade {uri}` (or use the MLflow that wrote it)"
-    )
+    return None if m is None else schema_mismatch(uri, m.group(1), m.group(2))
 
 
 LOCK_NOTICE = 1.5  # seconds of waiting for the store lock before saying so
@@ -448,7 +461,7 @@ def probe_location(location: str, name: str) -> None:
 
 
 def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:
-    """config_hash -> {run_id, run_name, outcome, loss, val_loss} of the experiment's FINISHED
+    """config_hash -> {run_id, run_name, outcome, loss, val_loss, parent} of the experiment's FINISHED
     trials (the newest run of each config wins; a pruned run does not count)."""
     from mlflow.entities import ViewType
 
@@ -469,6 +482,7 @@ def finished_trials(uri: str, experiment_id: str) -> dict[str, dict]:
                     "outcome": run.data.tags.get(Tag.OUTCOME, "completed"),
                     "loss": run.data.metrics.get("loss"),
                     "val_loss": run.data.metrics.get("val_loss"),
+                    "parent": run.data.tags.get(Tag.PARENT),
                 }
         token = page.token
         if not token:

@@ -59,15 +59,6 @@ def _tags(con: sqlite3.Connection, run_id: str) -> dict[str, str]:
     return dict(con.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
 
 
-def _latest(con: sqlite3.Connection, run_id: str, key: str) -> float | None:
-    row = con.execute(
-        "SELECT value, is_nan FROM latest_metrics WHERE run_uuid = ? AND key = ?", (run_id, key)
-    ).fetchone()
-    if row is None:
-        return None
-    return math.nan if row[1] else float(row[0])
-
-
 def read_index(db: Path, experiment: str, sweep_hash: str) -> StoreIndex | None:
     """The store ``db``'s experiment ``experiment``: its FINISHED trials and the latest parent
     with ``nnlab.sweep_hash`` = ``sweep_hash``; None when MLflow must be asked instead."""
@@ -100,25 +91,8 @@ def _read(
     if exp[1] != "active":
         return None  # deleted: MLflow's path says how to restore it
     index = StoreIndex(str(exp[0]), exp[2])
+    index.finished = finished_runs(con, exp[0])
     role = "SELECT run_uuid FROM tags WHERE key = ? AND value = ?"
-    trials = con.execute(
-        "SELECT run_uuid, name FROM runs WHERE experiment_id = ? AND status = 'FINISHED' "
-        f"AND lifecycle_stage = 'active' AND run_uuid IN ({role}) "
-        "ORDER BY start_time DESC, run_uuid",
-        (exp[0], Tag.ROLE, "trial"),
-    )
-    for run_id, name in trials.fetchall():
-        tags = _tags(con, run_id)
-        digest = tags.get(Tag.CONFIG_HASH)
-        if tags.get(Tag.OUTCOME) == "pruned" or not digest or digest in index.finished:
-            continue
-        index.finished[digest] = {
-            "run_id": run_id,
-            "run_name": name,
-            "outcome": tags.get(Tag.OUTCOME, "completed"),
-            "loss": _latest(con, run_id, "loss"),
-            "val_loss": _latest(con, run_id, "val_loss"),
-        }
     parent = con.execute(
         "SELECT run_uuid, status FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
         f"AND run_uuid IN ({role}) AND run_uuid IN ({role}) "
@@ -128,3 +102,43 @@ def _read(
     if parent is not None:
         index.parent = (parent[0], parent[1], _tags(con, parent[0]))
     return index
+
+
+_FINISHED = """
+SELECT r.run_uuid, r.name, h.value, o.value, p.value, l.value, l.is_nan, v.value, v.is_nan
+FROM runs r
+JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = 'trial'
+JOIN tags h ON h.run_uuid = r.run_uuid AND h.key = ?
+LEFT JOIN tags o ON o.run_uuid = r.run_uuid AND o.key = ?
+LEFT JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = ?
+LEFT JOIN latest_metrics l ON l.run_uuid = r.run_uuid AND l.key = 'loss'
+LEFT JOIN latest_metrics v ON v.run_uuid = r.run_uuid AND v.key = 'val_loss'
+WHERE r.experiment_id = ? AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'
+ORDER BY r.start_time DESC, r.run_uuid
+"""
+
+
+def _value(value: float | None, is_nan: int | None) -> float | None:
+    if value is None:
+        return None
+    return math.nan if is_nan else float(value)
+
+
+def finished_runs(con: sqlite3.Connection, experiment_id: int) -> dict[str, dict]:
+    """config hash -> the newest FINISHED trial of that config (not pruned), in one query."""
+    found: dict[str, dict] = {}
+    rows = con.execute(
+        _FINISHED, (Tag.ROLE, Tag.CONFIG_HASH, Tag.OUTCOME, Tag.PARENT, experiment_id)
+    )
+    for run_id, name, digest, outcome, parent, loss, loss_nan, val, val_nan in rows:
+        if outcome == "pruned" or not digest or digest in found:
+            continue
+        found[digest] = {
+            "run_id": run_id,
+            "run_name": name,
+            "outcome": outcome or "completed",
+            "loss": _value(loss, loss_nan),
+            "val_loss": _value(val, val_nan),
+            "parent": parent,
+        }
+    return found

@@ -1,26 +1,34 @@
-"""The sweep writer: one thread of the launching process puts a parallel sweep into MLflow.
+"""The run writer: one thread of the launching process turns job directories into MLflow runs.
 
-In a joblib sweep every worker process would otherwise import MLflow (2-3 s) and open the store
-(~1.5 s), and the trials would queue on sqlite's single writer. Instead the trials of a parallel
-sweep only write their job directories - ``run.json``, ``artifacts/history.csv`` rewritten
-right after each checkpoint save (so never ahead of the checkpoint; every
-``tracking.flush_interval`` seconds without checkpoints), the artifacts at the end: what
-``nnlab.recover`` reads too - and announce them in ``<results dir>/jobs/``. This thread, started by the sweep's set-up, uploads
-them while they train:
+Every trial - a single run, a trial of a serial, parallel or SLURM sweep - only writes its job
+directory (``run.json``, ``artifacts/history.csv`` rewritten while it trains, the artifacts at
+the end: :mod:`nnlab.jobdir`) and says where it is. :class:`RunWriter`, a thread of the
+launching process, files those directories while the trials train; ``nnlab.recover`` files them
+afterwards with the same code (:func:`file_job_dir`). So there is one path from a trial to its
+run, and no trial process imports MLflow (2-3 s) or opens the store (~1.5 s).
 
-- a trial seen for the first time: its run is created (tags, params, datasets), or, when the
-  sweep reopened an interrupted parent, that config's unfinished run is reopened;
-- every poll: the history's new steps (live curves in the UI, a checkpoint interval behind);
+For each trial the writer:
+
+- when it first sees it: creates its run (tags, params, datasets), or continues the interrupted
+  run of the same config (a reopened parent's, or the newest unfinished one of a resumed trial);
+- every poll: sends the history's new steps (live curves in the UI, a checkpoint interval
+  behind);
 - once ``run.json`` holds the outcome: the last steps, outcome tags, artifacts, then the status.
 
 Every metric step reaches its run once: only steps above the last one logged are sent. A store
 error ends the uploads of that trial, never its training: its job directory keeps everything and
 the summary names ``python -m nnlab.recover``.
+
+Trials tell the writer where they are with :meth:`RunWriter.add` (nnlab's own launchers), or
+with an announcement file in ``<results dir>/jobs/`` (jobs of Hydra's launchers and SLURM tasks,
+:func:`announce`), which the writer reads once and deletes.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -36,104 +44,82 @@ from nnlab.tracking.schema import (
     MAX_PARAMS_PER_BATCH,
     RUN_OUTCOMES,
     STATUS,
-    SWEEP_FILE,
     Artifact,
     Tag,
     param_value,
 )
-from nnlab.tracking.sink import upload_artifacts
 from nnlab.tracking.store import one_line, say
+from nnlab.tracking.upload import upload_artifacts
 
-POLL_S = 0.2  # seconds between scans of the sweep's job directories
+POLL_S = 0.2  # seconds between passes over the trials in progress
 JOBS_DIR = "jobs"  # <results dir>/jobs/<job number>: the path of that trial's run.json
+RECORDS_DIR = "records"  # <results dir>/records/<job number>.json: a remote job's record
 DONE_OUTCOMES = ("completed", "early_stopped", "diverged", "pruned")  # checkpoint not needed
-
-
-def quick_setup(ctx: Any, plain: dict, task: str) -> tuple[SweepWriter, str] | None:
-    """A parallel sweep's set-up on a sqlite store, without importing MLflow here.
-
-    The store is checked (file, directories) and read (:mod:`nnlab.tracking.store_index`) for
-    the trials to skip and the parent to continue; the writer, once started, opens the store,
-    creates the experiment and the parent run (or takes the interrupted one over) while the first
-    trials train. Returns (writer, what the header says), or None when MLflow must be asked
-    (another store, a schema this MLflow does not write, a deleted experiment).
-    """
-    from nnlab.tracking.parent import reusable, start_parent, take_over, unfinished_trials
-    from nnlab.tracking.store import (
-        check_store,
-        is_new_sqlite,
-        prepare_store,
-        probe_location,
-        sqlite_path,
-        ui_command,
-    )
-    from nnlab.tracking.store_index import StoreIndex, read_index
-
-    db, tracking, name = sqlite_path(ctx.uri), plain["tracking"], plain["experiment_name"]
-    if db is None:
-        return None
-    base = Path(ctx.launch_dir)
-    check_store(ctx.uri, tracking["artifacts"], base)
-    new = is_new_sqlite(ctx.uri)
-    index = StoreIndex() if new else read_index(db, name, ctx.sweep_hash)
-    if index is None:
-        return None
-    if index.artifact_location:
-        probe_location(index.artifact_location, name)
-    ctx.experiment_id = index.experiment_id
-    if not tracking["rerun"]:
-        ctx.skip = index.finished
-    previous = index.parent
-    reused = previous is not None and reusable(previous[1], previous[2], False)
-    if reused:
-        ctx.parent_run_id, tags = previous[0], previous[2]
-        ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
-    sweep_file = Path(ctx.sweep_dir) / SWEEP_FILE
-
-    def setup() -> dict[str, str] | None:
-        ctx.experiment_id = prepare_store(ctx.uri, name, tracking["artifacts"], base)
-        reopen = None
-        if reused:
-            take_over(ctx, tags)
-            reopen = unfinished_trials(ctx)
-        else:
-            ctx.parent_run_id = start_parent(ctx, task, name)
-        ctx.save(sweep_file)  # for nnlab.recover: the parent to close
-        return reopen
-
-    where = ("a new store " if new else "") + ui_command(ctx.uri).split()[-1]
-    if reused:
-        where += f", parent run {ctx.parent_run_id} (resumed: same sweep as an interrupted one)"
-    return SweepWriter(ctx, setup), f", experiment {name!r} in {where}"
+OnDone = Callable[[int, "str | None", "str | None"], None]  # (job, run id, error)
 
 
 def announce(results_dir: str | Path, job: int, run_file: Path) -> None:
-    """In a worker: tell the writer where trial ``job`` keeps its ``run.json``."""
+    """In a job started by another launcher: tell the writer where trial ``job``'s ``run.json``
+    is (an atomic file ``<results dir>/jobs/<job>``: its name is only digits when complete)."""
     atomic_write_text(Path(results_dir) / JOBS_DIR / f"{job:05d}", str(run_file), sync=False)
+
+
+def save_record(results_dir: str | Path, record: dict) -> None:
+    """In a job started by another launcher: leave its record for the launching process."""
+    path = Path(results_dir) / RECORDS_DIR / f"{record['job']:05d}.json"
+    atomic_write_text(path, json.dumps(record, default=float), sync=False)
+
+
+def take_records(results_dir: str | Path) -> list[dict]:
+    """The records left since the last call (each file read once, then deleted)."""
+    folder = Path(results_dir) / RECORDS_DIR
+    found = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name) if folder.is_dir() else []:
+        if not (entry.name.endswith(".json") and entry.name[:-5].isdigit()):
+            continue  # an atomic write still under way (its temp name)
+        try:
+            found.append(json.loads(Path(entry.path).read_text()))
+            os.unlink(entry.path)
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 @dataclass
 class Upload:
     """One trial's progress into its MLflow run."""
 
+    job: int
     run_file: Path
     run_id: str | None = None
     artifact_uri: str | None = None
     last_step: dict[str, int] = field(default_factory=dict)  # metric -> last step logged
     seen: tuple = ()  # (size, mtime) of the history files at the last upload
-    done: bool = False
+    abandoned: tuple[str, str] | None = None  # (outcome, why): its process died
+    sent: int = 0  # metric values sent
+    outcome: str = "running"
     error: str | None = None
     seconds: float = 0.0  # the writer's time on this trial (wall clock)
     cpu_seconds: float = 0.0  # of which the writer thread's own CPU time
 
 
-class SweepWriter:
-    """The thread that uploads a parallel sweep's trials (see the module docstring).
+class RunWriter:
+    """The thread that files trials' job directories as MLflow runs (the module docstring).
 
-    ``setup`` (optional) runs first, in the thread, while the first trials already train: it
-    opens the store, sets ``ctx.experiment_id`` and ``ctx.parent_run_id`` and returns what
-    ``reopen`` holds otherwise: config hash -> run id of the unfinished trials of a reopened
-    parent (:func:`quick_setup`).
+    Parameters
+    ----------
+    ctx : SweepContext
+        Its ``uri``, ``experiment_id``, ``parent_run_id`` (None: single runs) and
+        ``results_dir`` (where announcements arrive).
+    setup : callable, optional
+        Runs first, in the thread, while the first trials already train: opens the store, sets
+        ``ctx.experiment_id`` (and ``ctx.parent_run_id``) and returns what ``reopen`` holds
+        otherwise.
+    reopen : dict, optional
+        config hash -> run id of the unfinished trials of a reopened parent: continued.
+    on_done : callable, optional
+        Called (in the writer's thread) with (job, run id, error) once a trial's run is filed,
+        or given up (error set).
     """
 
     def __init__(
@@ -141,45 +127,76 @@ class SweepWriter:
         ctx: Any,
         setup: Callable[[], dict[str, str] | None] | None = None,
         reopen: dict[str, str] | None = None,
+        on_done: OnDone | None = None,
         poll: float = POLL_S,
     ):
         self.ctx, self.setup, self.reopen, self.poll_s = ctx, setup, dict(reopen or {}), poll
-        self.jobs: dict[str, Upload] = {}
+        self.on_done = on_done
+        self.jobs: dict[int, Upload] = {}  # the trials in progress
         self.error: str | None = None  # the store could not be opened: nothing is uploaded
         self.setup_s = self.drain_s = 0.0
-        self.killed = 0  # runs ended KILLED (Ctrl-C, SIGTERM)
+        self.killed = self.filed = self.failed = 0  # runs ended KILLED; runs filed; given up
+        self.per_trial: list[tuple[float, float]] = []  # (wall, cpu) s per filed run (bounded)
+        self._new: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # poll now (someone waits for a trial's run)
+        self._ready = threading.Event()  # setup has run (the store is open, or failed)
         self._end_running = False  # the final pass ends trials still "running" as killed
-        self._thread = threading.Thread(target=self._main, name="nnlab-sweep-writer", daemon=True)
+        self._thread = threading.Thread(target=self._main, name="nnlab-run-writer", daemon=True)
         self.client: Any = None
         self.store: Any = None  # MLflow's SqlAlchemyStore behind the client (sqlite)
         self.bulk = False  # new runs' rows in one transaction (insert_new_run)
+        self.reopen_all = False  # continue the run in ``reopen`` even if the trial did not resume
+        self.extra_tags: dict[str, str] = {}  # added to every run's (nnlab.recover's)
 
-    def start(self) -> None:
+    # --- what the launching process calls --------------------------------------------------
+
+    def start(self) -> RunWriter:
         self._thread.start()
+        return self
 
-    def close(self, interrupted: bool = False) -> None:
-        """Upload what is left and stop; ``interrupted``: trials still running end KILLED."""
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive() or self._ready.is_set()
+
+    def add(self, job: int, run_file: Path) -> None:
+        """Trial ``job`` writes its job directory at ``run_file``'s directory (thread-safe)."""
+        self._new.put(("add", job, Path(run_file)))
+
+    def abandon(self, job: int, outcome: str, why: str) -> None:
+        """Trial ``job``'s process died: file what its job dir holds and end it ``outcome``."""
+        self._new.put(("abandon", job, (outcome, why)))
+
+    def kick(self) -> None:
+        """Poll now instead of at the next tick (a search waits for a trial's run id)."""
+        self._wake.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Until the store is open (True) or the timeout passed."""
+        return self._ready.wait(timeout)
+
+    def close(self, interrupted: bool = False) -> dict[int, str]:
+        """File what is left and stop; ``interrupted``: trials still running end KILLED.
+
+        Returns job -> why for the trials MLflow did not get whole (``run.json`` says so too).
+        """
         t0 = time.perf_counter()
         self._end_running = interrupted
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         self.drain_s = time.perf_counter() - t0
-        for name, error in self._missed().items():
-            _mark_untracked(self.jobs[name], error)
-
-    def _missed(self) -> dict[str, str]:
-        """job name -> why MLflow did not get that trial whole."""
         missed = {}
-        for name, up in self.jobs.items():
-            error = up.error or self.error
-            if error is None and not up.done:
-                error = "its run was not closed"
-            if error is not None:
-                missed[name] = error
+        for job, up in list(self.jobs.items()):
+            missed[job] = up.error or self.error or "its run was not closed"
+            _mark_untracked(up, missed[job])
+            self._done(up)
         return missed
 
-    def _main(self) -> None:
+    # --- the thread --------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Run ``setup`` and open the client (``error`` says why not, once, on stderr)."""
         from nnlab.tracking.store import client
 
         t0 = time.perf_counter()
@@ -191,60 +208,110 @@ class SweepWriter:
             self.bulk = hasattr(self.store, "engine") and self.ctx.uri.startswith("sqlite:")
         except Exception as exc:  # ConfigError included: the trials go on, kept locally
             self.error = str(exc) if isinstance(exc, ConfigError) else one_line(exc)
-            say(f"nnlab: the sweep's MLflow store cannot be used ({self.error}); the trials go on")
+            say(f"nnlab: the MLflow store cannot be used ({self.error}); the trials go on")
         self.setup_s = time.perf_counter() - t0
+        self._ready.set()
+
+    def _main(self) -> None:
+        self.connect()
         while True:
             stopping = self._stop.is_set()
-            if self.error is None:
-                self.poll()
+            try:
+                self._take_new()
+                if self.error is None:
+                    self.poll()
+            except Exception as exc:  # never let the thread die: the trials stay in the dirs
+                say(f"nnlab: the run writer hit {one_line(exc)}; it goes on")
             if stopping:
                 return
-            self._stop.wait(self.poll_s)
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def _take_new(self) -> None:
+        """Register the trials added or announced since the last pass."""
+        while True:
+            try:
+                kind, job, what = self._new.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "add":
+                self.jobs.setdefault(job, Upload(job, what))
+            elif job in self.jobs:
+                self.jobs[job].abandoned = what
+        folder = Path(self.ctx.results_dir) / JOBS_DIR
+        for entry in os.scandir(folder) if folder.is_dir() else []:
+            if not entry.name.isdigit():
+                continue  # an announcement still being written (its temp name)
+            try:
+                run_file = Path(Path(entry.path).read_text())
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            self.jobs.setdefault(int(entry.name), Upload(int(entry.name), run_file))
 
     def poll(self) -> None:
-        """One pass over every announced trial not yet done."""
-        jobs = Path(self.ctx.results_dir) / JOBS_DIR
-        for entry in sorted(jobs.iterdir()) if jobs.is_dir() else []:
-            up = self.jobs.get(entry.name)
-            if up is None:
-                up = self.jobs[entry.name] = Upload(Path(entry.read_text()))
-            if up.done or up.error is not None:
-                continue
+        """One pass over every trial in progress."""
+        for up in list(self.jobs.values()):
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
-                self.sync(up)
+                done = self.sync(up)
             except Exception as exc:
                 up.error = one_line(exc)
                 say(
                     f"nnlab: MLflow error on {up.run_file.parent} ({up.error}); the trial goes "
                     "on, its history is kept in its job directory"
                 )
+                _mark_untracked(up, up.error)
+                done = True
             up.seconds += time.perf_counter() - t0
             up.cpu_seconds += time.thread_time() - c0
+            if done:
+                self._done(up)
 
-    def sync(self, up: Upload) -> None:
-        """Bring trial ``up``'s run level with its job directory."""
-        meta = json.loads(up.run_file.read_text())
+    def _done(self, up: Upload) -> None:
+        self.jobs.pop(up.job, None)
+        if up.error is None:
+            self.filed += 1
+            if len(self.per_trial) < 100_000:
+                self.per_trial.append((up.seconds, up.cpu_seconds))
+        else:
+            self.failed += 1
+        if self.on_done is not None:
+            self.on_done(up.job, up.run_id, up.error)
+
+    def sync(self, up: Upload) -> bool:
+        """Bring trial ``up``'s run level with its job directory; True once it is closed."""
+        try:
+            meta = json.loads(up.run_file.read_text())
+        except FileNotFoundError:
+            if up.abandoned is None and not self._end_running:
+                return False  # not written yet
+            raise
         outcome = meta.get("outcome") or "running"
         if outcome not in RUN_OUTCOMES:  # still training, or stopped before it could say
-            outcome = "killed" if self._end_running else "running"
+            if up.abandoned is not None:
+                outcome = up.abandoned[0]
+                meta.setdefault("end_tags", {})["nnlab.error"] = up.abandoned[1][:500]
+            else:
+                outcome = "killed" if self._end_running else "running"
         final = outcome != "running"
         artifacts = up.run_file.parent / "artifacts"
         seen = _stamp(artifacts)
         if up.run_id is not None and not final and seen == up.seen:
-            return
+            return False
         series = read_history(artifacts)
         up.seen = seen
         params = self._open(up, meta, series) if up.run_id is None else []
         metrics = self._new_points(up, series)
         tags = self._end_tags(up, meta, outcome) if final else {}
         if final:  # the files first: a run is never FINISHED without them
-            upload_artifacts(
-                self.client, up.run_id, up.artifact_uri, up.run_file.parent / "artifacts"
-            )
+            upload_artifacts(self.client, up.run_id, up.artifact_uri, artifacts)
         ended = self._send(up, params, metrics, tags, STATUS[outcome] if final else None)
+        up.sent += len(metrics)
         if final:
+            up.outcome = outcome
             self._close(up, meta, outcome, ended)
+        return final
 
     # --- the store calls ---------------------------------------------------------------------
 
@@ -252,10 +319,21 @@ class SweepWriter:
         """Create the trial's run (or reopen its interrupted one); return the params to send."""
         from mlflow.entities import Param, RunTag
 
+        from nnlab.tracking.parent import launcher_tag
+
         c = self.client
         tags = {k: str(v) for k, v in (meta.get("tags") or {}).items()}
-        tags |= {Tag.PARENT: self.ctx.parent_run_id, Tag.SWEEP_ID: self.ctx.sweep_id}
-        reopened = self.reopen.pop(tags.get(Tag.CONFIG_HASH, ""), None)
+        tags[Tag.LAUNCHER] = launcher_tag()  # who files it: a dead one leaves it to be ended
+        if self.ctx.parent_run_id:
+            tags |= {Tag.PARENT: self.ctx.parent_run_id, Tag.SWEEP_ID: self.ctx.sweep_id}
+        else:  # a single run, or a recovered one whose parent the store does not hold
+            tags.pop(Tag.PARENT, None)
+        tags |= self.extra_tags
+        reopened, digest = None, tags.get(Tag.CONFIG_HASH, "")
+        if self.reopen_all:
+            reopened = self.reopen.pop(digest, None)
+        elif Tag.RESUMED_FROM_EPOCH in tags:  # a trial resumed from its checkpoint continues
+            reopened = self.reopen.pop(digest, None) or self._interrupted_run(digest)
         if reopened is not None:  # the interrupted run of this config: continue it
             up.run_id = reopened
             c.update_run(reopened, "RUNNING")
@@ -274,6 +352,21 @@ class SweepWriter:
             except Exception as exc:  # the run goes on without its Dataset column
                 say(f"nnlab: could not log the datasets of MLflow run {up.run_id}: {one_line(exc)}")
         return [Param(k, param_value(v)) for k, v in (meta.get("params") or {}).items()]
+
+    def _interrupted_run(self, digest: str) -> str | None:
+        """The newest unfinished run of config ``digest`` under this parent (or of a single
+        run), which a trial resumed from its checkpoint continues; None if there is none."""
+        parent = self.ctx.parent_run_id
+        query = f"tags.`{Tag.CONFIG_HASH}` = '{digest}' and attributes.status != 'FINISHED'"
+        if parent:
+            query += f" and tags.`{Tag.PARENT}` = '{parent}'"
+        runs = self.client.search_runs(
+            [self.ctx.experiment_id], query, max_results=20, order_by=["attributes.start_time DESC"]
+        )
+        for run in runs:
+            if parent or Tag.PARENT not in run.data.tags:
+                return run.info.run_id
+        return None
 
     def _send(
         self, up: Upload, params: list, metrics: list, tags: dict[str, str], status: str | None
@@ -316,19 +409,19 @@ class SweepWriter:
         deleted; ``run.json`` names the run."""
         if not ended:
             self.client.set_terminated(up.run_id, STATUS[outcome])
-        up.done = True
         self.killed += outcome == "killed"
         checkpoint = meta.get("checkpoint")
         if checkpoint and outcome in DONE_OUTCOMES and not meta.get("keep_checkpoint"):
             Checkpointer(Path(checkpoint)).delete()  # trained and tracked: nothing to resume
         meta.update(run_id=up.run_id, experiment_id=self.ctx.experiment_id, outcome=outcome)
+        meta.update(tracking_uri=self.ctx.uri)
         meta.update(tracked=True, error=None)
         atomic_write_text(up.run_file, json.dumps(meta, indent=1, default=str), sync=False)
 
     @staticmethod
     def _new_points(up: Upload, series: dict) -> list:
         """The points above the steps already sent, as Metrics; they count as sent from now."""
-        from nnlab.tracking.sink import points_after
+        from nnlab.tracking.upload import points_after
 
         new = points_after(series, up.last_step)
         for key, points in series.items():
@@ -336,24 +429,59 @@ class SweepWriter:
                 up.last_step[key] = max(up.last_step.get(key, 0), max(s for s, _ in points))
         return new
 
-    # --- what the sweep's end needs -----------------------------------------------------------
-
-    def results(self) -> dict[int, tuple[str | None, str | None]]:
-        """job number -> (run id, error) of every trial the writer saw."""
-        missed = self._missed()
-        return {int(name): (up.run_id, missed.get(name)) for name, up in self.jobs.items()}
-
     def stats(self) -> dict:
         """What the benchmark reads (``writer.json``)."""
-        done = [up for up in self.jobs.values() if up.done]
         return {
-            "trials": len(done),
-            "per_trial_s": [up.seconds for up in done],
-            "per_trial_cpu_s": [up.cpu_seconds for up in done],
+            "trials": self.filed,
+            "per_trial_s": [w for w, _ in self.per_trial],
+            "per_trial_cpu_s": [c for _, c in self.per_trial],
             "setup_s": self.setup_s,
             "drain_s": self.drain_s,
-            "errors": sum(up.error is not None for up in self.jobs.values()),
+            "errors": self.failed,
         }
+
+
+def file_job_dir(job_dir: Path, plain: dict, base: Path) -> str:
+    """File the finished job directory ``job_dir`` as one run of ``plain``'s experiment, in the
+    store ``plain["tracking"]`` names (relative paths from ``base``); return the run id.
+
+    What a single run's writer does, for a job written by other code (``nnlab.lr_find``).
+    ConfigError for a store that cannot be used.
+    """
+    from nnlab.sweep.context import SweepContext
+    from nnlab.tracking.schema import RUN_FILE
+    from nnlab.tracking.store import prepare_store, resolve_uri
+
+    tracking = plain["tracking"]
+    uri = resolve_uri(tracking["uri"], base)
+    experiment_id = prepare_store(uri, plain["experiment_name"], tracking["artifacts"], base)
+    ctx = SweepContext("", "mlflow", uri, experiment_id, None, None, [], False, str(job_dir))
+    return file_run(Path(job_dir) / RUN_FILE, ctx)
+
+
+def file_run(
+    run_file: Path,
+    ctx: Any,
+    reopen: dict[str, str] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> tuple[str, int, str]:
+    """File one job directory (its ``run_file``) as a run, now, in this thread.
+
+    What the writer thread does for a trial, all at once: for a job directory whose trial has
+    ended (or died: a run that never ended is filed KILLED). ``ctx`` names the store
+    (``uri``), ``experiment_id`` and ``parent_run_id``; ``reopen`` maps a config hash to the run
+    to continue (whatever the trial says of its resume); ``extra_tags`` are added to the run's.
+    Returns (run id, metric values sent, outcome). Raises on a store error.
+    """
+    writer = RunWriter(ctx, reopen=reopen)
+    writer.reopen_all, writer.extra_tags = True, dict(extra_tags or {})
+    writer.connect()
+    if writer.error is not None:
+        raise ConfigError(writer.error)
+    writer._end_running = True
+    up = Upload(0, Path(run_file))
+    writer.sync(up)
+    return up.run_id, up.sent, up.outcome
 
 
 def insert_new_run(

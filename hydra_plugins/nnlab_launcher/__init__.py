@@ -1,0 +1,1 @@
+"""nnlab's Hydra launcher plugin: ``hydra/launcher=parallel`` and ``hydra/launcher=slurm``."""
