@@ -242,13 +242,16 @@ def _refuse_targets(node: Any, prefix: str = "") -> None:
             _refuse_targets(item, prefix)
 
 
-def validate(cfg: Any) -> dict:
+def validate(cfg: Any, raw: Any = None) -> dict:
     """Check a composed nnlab config; return it as a resolved plain dict.
 
     Parameters
     ----------
     cfg : DictConfig or dict
         The job config (``conf/config.yaml`` composed with overrides, without the ``hydra`` node).
+    raw : dict, optional
+        ``cfg`` unresolved (interpolations as text), when ``cfg`` is a resolved dict: what tells
+        an experiment's helper keys from unknown ones (:func:`nnlab.config_keys.unknown_key`).
 
     Raises
     ------
@@ -256,7 +259,8 @@ def validate(cfg: Any) -> dict:
         On the first bad value, with a one-line message naming key, value and what is allowed.
     """
     try:
-        raw = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else None
+        if isinstance(cfg, DictConfig):
+            raw = OmegaConf.to_container(cfg, resolve=False)
         plain = to_plain(cfg)
     except Exception as exc:  # a required ??? value, or an interpolation that cannot resolve
         key = getattr(exc, "full_key", None)

@@ -230,9 +230,6 @@ def test_summary_links_the_runs_table_and_the_experiment_is_a_training_one(sweep
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 26: close_sweep prints runs_url(..., view=ctx.parent_run_id)"
-)
 def test_summary_link_opens_the_sweeps_saved_view(sweep) -> None:
     from nnlab.tracking.runs_view import view_key
     from nnlab.tracking.store import runs_url

@@ -164,9 +164,6 @@ def test_sweep_view_lists_the_trials_best_first_with_metrics_and_outcome(
     shot(page, "sweep_view")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 26: the sweep writer names a run with run_display_name when it ends"
-)
 def test_a_diverged_trial_is_named_by_its_outcome(sweep) -> None:
     """The name the runs table shows (the writer names each run when it ends)."""
     trials = runs(sweep[0], EXPERIMENT, "trial")

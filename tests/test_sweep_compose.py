@@ -47,6 +47,16 @@ GROUP_SWEEPS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_hydra_job_left():
+    """A composition with ``${hydra:...}`` sets Hydra's job config in this process, as a job
+    would; other tests in this worker must not see it."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+
+
 @pytest.fixture(scope="module")
 def hydra_loader():
     from hydra import initialize_config_dir

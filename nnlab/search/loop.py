@@ -72,7 +72,6 @@ class Search:
 
     def __init__(self, sweeper: Any, arguments: list[str]) -> None:
         from hydra.errors import HydraException
-        from omegaconf import OmegaConf
 
         from nnlab.search.space import plan
         from nnlab.sweep.session import Session, fail_config
@@ -84,8 +83,6 @@ class Search:
         except (ConfigError, HydraException) as exc:
             fail_config(str(exc))
         self.session = Session(sweeper)
-        self.session.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(config, self.session.sweep_dir / "multirun.yaml")
         self.space = self.plan.space
         self.session.open(
             self.space.probe_jobs(),

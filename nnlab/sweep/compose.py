@@ -52,6 +52,7 @@ class TrialConfig:
     plain: dict
     out: str
     override_dirname: str
+    raw: dict | None = None  # the task config unresolved (interpolations as text)
 
 
 class CompositionError(Exception):
@@ -70,6 +71,7 @@ class Base:
 
     cfg: DictConfig
     plain: dict
+    raw: dict  # the task part unresolved
     hydra_resolver: bool  # the task part reads ${hydra:...}: resolved with HydraConfig set
     sweep_dir: str  # hydra.sweep.dir, resolved (${now:} is cached: the same for every job)
     subdir: Any  # hydra.sweep.subdir as written
@@ -147,6 +149,7 @@ class Composer:
             base = self._bases[key] = Base(
                 cfg,
                 plain,
+                raw,
                 uses,
                 str(hc.sweep.dir),
                 hc.sweep._get_node("subdir")._value(),
@@ -180,16 +183,17 @@ class Composer:
                     value = self._values[o.input_line] = o.value()
                 for path in [_path(o.key_or_group), *base.deps[o.key_or_group]]:
                     _set(plain, path, copy.deepcopy(value))
-            return TrialConfig(job, list(overrides), plain, *fields)
+            return TrialConfig(job, list(overrides), plain, *fields, base.raw)
         cfg = base.cfg
         if all(_settable(cfg, o) for o in own) and not base.hydra_resolver:
             with _set_in_place(cfg, own):
-                return TrialConfig(job, list(overrides), _task(cfg), *fields)
+                return TrialConfig(job, list(overrides), _task(cfg), *fields, base.raw)
         cfg = copy.deepcopy(cfg)
         apply_overrides(own, cfg)
         if base.hydra_resolver:
             self._set_hydra(cfg, job, overrides, fields)
-        return TrialConfig(job, list(overrides), _task(cfg), *fields)
+        raw = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+        return TrialConfig(job, list(overrides), _task(cfg), *fields, raw)
 
     def _plain_path(self, base: Base, own: list[Any]) -> bool:
         """Whether the trial's config is the base's resolved config with values set at known

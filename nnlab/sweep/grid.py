@@ -89,15 +89,10 @@ def expand(config_loader: Any, arguments: list[str]) -> tuple[list[list[str]], l
 
 def run_grid(sweeper: Any, arguments: list[str]) -> None:
     """``hydra/sweeper=nnlab``: check, open, run every trial of the grid, summarise."""
-    from omegaconf import OmegaConf
-
     from nnlab.sweep.session import Session
 
-    config = sweeper.config
     params = [f"{k}={v}" for k, v in (sweeper.params or {}).items()]
     grid = parse_grid(sweeper.hydra_context.config_loader, params + list(arguments))
     session = Session(sweeper)
-    session.sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, session.sweep_dir / "multirun.yaml")
     session.open(grid.probes(), grid.shared, grid.varying, len(grid), grid.axes)
     session.sweep(grid.jobs())

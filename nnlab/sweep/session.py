@@ -94,7 +94,11 @@ class Session:
         t0 = time.perf_counter()
         loader = self.sweeper.hydra_context.config_loader
         self.composer = Composer(loader, self.config, shared)
-        self.plain = self.check(probes)
+        self.plain = self.check(probes)  # a refused sweep leaves nothing behind
+        from omegaconf import OmegaConf
+
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         name, tracking = self.plain["experiment_name"], self.plain["tracking"]
         self.rerun = bool(tracking["rerun"])
         launch = launch_for(self, self.config.hydra.launcher)
@@ -178,7 +182,7 @@ class Session:
         """(validated plain config, job dir) of trial ``job``; with ``shapes`` (a cache of each
         data config's features and classes) its data and model size are checked too."""
         trial = self.composer.trial(job, list(overrides))
-        plain = validate(trial.plain)
+        plain = validate(trial.plain, trial.raw)
         if shapes is not None:
             key = json.dumps(plain["data"], sort_keys=True, default=str)
             if key not in shapes:
@@ -316,6 +320,15 @@ class Session:
             tracking_uri=self.ctx.uri,
         )
         print(f"  report: {path}", flush=True)
+        if self.ctx.parent_run_id:  # the parent run carries it too (artifacts report/)
+            from nnlab.tracking.parent import log_report
+            from nnlab.tracking.store import one_line
+
+            try:
+                log_report(self.ctx.uri, self.ctx.parent_run_id, Path(path).parent)
+            except Exception as exc:  # the report is on disk: the sweep is complete
+                print(f"nnlab: could not attach the report to the parent run: {one_line(exc)}",
+                      file=sys.stderr)  # fmt: skip
 
     def abort(self) -> None:
         """Ctrl-C / SIGTERM in the launching process: end the running trials and the parent

@@ -409,7 +409,8 @@ def is_new_sqlite(uri: str) -> bool:
 
 def check_store(uri: str, artifacts: str | None, base: Path) -> None:
     """The checks that need no MLflow: the server's port (http), the sqlite file and its
-    directory, the artifact root. ConfigError naming the problem and the fix."""
+    directory, the artifact root, and that no other process holds the store's lock for long
+    (it waits out loud, then gives up). ConfigError naming the problem and the fix."""
     probe_server(uri)
     db = sqlite_path(uri)
     if db is not None:
@@ -418,6 +419,9 @@ def check_store(uri: str, artifacts: str | None, base: Path) -> None:
                 f"tracking.uri={uri!r}: {db} cannot be a sqlite file (its directory is missing "
                 "or it is a directory); point it at a file in an existing directory"
             )
+        if os.access(db.parent, os.W_OK):
+            with store_lock(db):  # another launch creating the store: wait for it here
+                pass
         check_sqlite_file(db, uri)
         probe_directory(
             (base / (artifacts or "mlruns")).resolve(), f"tracking.artifacts={artifacts!r}"

@@ -208,7 +208,10 @@ class SweepTracking:
             return lines, problems
         lines.append(f"  parent run: {ctx.parent_run_id}")
         lines.append(f"  browse: {ui_command(ctx.uri)}")
-        lines.append(f"  runs table: {runs_url(ctx.uri, ctx.experiment_id)}")
+        from nnlab.tracking.runs_view import view_key
+
+        view = view_key(ctx.parent_run_id)  # end_parent saves it: the sweep's trials, best first
+        lines.append(f"  runs table: {runs_url(ctx.uri, ctx.experiment_id, view=view)}")
         killed = counts.get("killed", 0) or interrupted
         try:
             if not killed:  # an interrupted sweep registers once it is complete
@@ -219,7 +222,8 @@ class SweepTracking:
                 tag_parent(ctx.uri, ctx.parent_run_id, ctx.search, study)
             status = "KILLED" if killed else "FINISHED"
             end_abandoned(ctx, keep=set(), parent_only=True)  # its trials nobody continued
-            end_parent(ctx, counts, best, "\n".join(summary + lines), status)
+            objective = study.get("objective") if study else None
+            end_parent(ctx, counts, best, "\n".join(summary + lines), status, objective)
         except Exception as exc:
             lines.append(f"  could not close the parent run in MLflow: {one_line(exc)}")
             problems += 1

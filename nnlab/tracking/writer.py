@@ -47,6 +47,7 @@ from nnlab.tracking.schema import (
     Artifact,
     Tag,
     param_value,
+    run_display_name,
 )
 from nnlab.tracking.store import one_line, say
 from nnlab.tracking.upload import upload_artifacts
@@ -97,6 +98,8 @@ class Upload:
     seen: tuple = ()  # (size, mtime) of the history files at the last upload
     abandoned: tuple[str, str] | None = None  # (outcome, why): its process died
     sent: int = 0  # metric values sent
+    named: bool = False  # created with its final name (it had ended when first seen)
+    reopened: bool = False  # an interrupted run continued (its name may carry " [killed]")
     outcome: str = "running"
     error: str | None = None
     seconds: float = 0.0  # the writer's time on this trial (wall clock)
@@ -335,14 +338,17 @@ class RunWriter:
         elif Tag.RESUMED_FROM_EPOCH in tags:  # a trial resumed from its checkpoint continues
             reopened = self.reopen.pop(digest, None) or self._interrupted_run(digest)
         if reopened is not None:  # the interrupted run of this config: continue it
-            up.run_id = reopened
+            up.run_id, up.reopened = reopened, True
             c.update_run(reopened, "RUNNING")
             c.log_batch(reopened, tags=[RunTag(k, v) for k, v in tags.items()])
             for key in c.get_run(reopened).data.metrics:  # steps it holds are not sent again
                 logged = c.get_metric_history(reopened, key)
                 up.last_step[key] = max((m.step for m in logged), default=0)
             return []
-        run = c.create_run(self.ctx.experiment_id, run_name=meta.get("run_name"), tags=tags)
+        name = meta.get("run_name")
+        if meta.get("outcome") in RUN_OUTCOMES:  # ended before it was seen: named as it ended
+            name, up.named = run_display_name(name or "", meta["outcome"]), True
+        run = c.create_run(self.ctx.experiment_id, run_name=name, tags=tags)
         up.run_id, up.artifact_uri = run.info.run_id, run.info.artifact_uri
         if meta.get("datasets"):
             from nnlab.tracking.datasets import inputs_of
@@ -407,6 +413,10 @@ class RunWriter:
     def _close(self, up: Upload, meta: dict, outcome: str, ended: bool) -> None:
         """The status (unless ``ended``); the checkpoint of a trial that trained to its end is
         deleted; ``run.json`` names the run."""
+        name = meta.get("run_name") or ""
+        shown = run_display_name(name, outcome)
+        if not up.named and (shown != name or up.reopened):
+            self.client.update_run(up.run_id, name=shown)  # the table tells a diverged run by it
         if not ended:
             self.client.set_terminated(up.run_id, STATUS[outcome])
         self.killed += outcome == "killed"
