@@ -193,7 +193,7 @@ def test_findings_agree_with_the_tables_and_the_raw_histories(sweep, runs, hist)
         b_txt = f"{b:.4f}" if np.isfinite(b) else "n/a (no usable run)"
         pattern = (
             rf"lr={re.escape(f'{lr:g}')}: epochs to target {re.escape(e_txt)} "
-            rf".*best val_loss {re.escape(b_txt)}"
+            rf".*lowest val_loss reached {re.escape(b_txt)}"
         )
         assert re.search(pattern, html), pattern
     assert findings["verdict"].split(":")[0] in html

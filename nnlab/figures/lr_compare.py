@@ -133,7 +133,7 @@ def _sq_axes(ax, lay: dict, metric: str, target: float) -> None:
         ax.set_yscale("log")
         log_ticks(ax.yaxis)
     ax.set_xlabel(f"epochs to reach {metric} ≤ {target:.3f} (median of seeds; fewer = faster)")
-    ax.set_ylabel(f"best {metric} reached (median of seeds; lower = more accurate)")
+    ax.set_ylabel(f"lowest {metric} reached (median of seeds; lower = more accurate)")
 
 
 def _sq_legends(ax, pal: dict, markers: dict) -> None:

@@ -117,7 +117,7 @@ def _claim_axes(axes, ds: str, rows: pd.DataFrame, data: dict, metric: str, firs
     axes[1].set_xlabel("learning rate")
     if first:
         axes[0].set_ylabel("epochs to target\n(lower = faster)")
-        axes[1].set_ylabel(f"best {metric}\n(lower = more accurate)")
+        axes[1].set_ylabel(f"lowest {metric} reached\n(lower = more accurate)")
 
 
 def claim_grid(per_lr: pd.DataFrame, claim: pd.DataFrame, metric: str) -> plt.Figure:
@@ -159,7 +159,7 @@ def claim_grid(per_lr: pd.DataFrame, claim: pd.DataFrame, metric: str) -> plt.Fi
     handles = [Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in pal.items()]
     handles += [Line2D([], [], color="0.4", ls=":", label="lr 0.001"),
                 Line2D([], [], color="0.3", marker="o", mfc="none", ms=12, ls="",
-                       label="fastest / most\naccurate lr")]  # fmt: skip
+                       label="fastest lr / best lr\n(median over seeds)")]  # fmt: skip
     fig.legend(handles=handles, loc="center right", frameon=False)
     fig.suptitle("The notes' claim per set-up: a larger lr should be faster (top) but less "
                  "accurate (bottom) than 0.001", fontsize=12)  # fmt: skip

@@ -131,7 +131,7 @@ def _lr_sentences(t: pd.DataFrame, target: float, metric: str, max_epochs: int) 
         s.append(
             f"lr={fmt_lr(lr)}: epochs to target {fmt_epochs(row['median_epochs_to_target'])} "
             f"{ett} ({int(row['reached_target'])}/{int(row['runs'])} runs reached it), "
-            f"best {metric} {fmt_val(row['median_best'])} {best}."
+            f"lowest {metric} reached {fmt_val(row['median_best'])} {best}."
         )
     never = [fmt_lr(lr) for lr, row in t.iterrows() if row["reached_target"] == 0]
     if never:
@@ -250,7 +250,7 @@ def per_batch_lines(curves: pd.DataFrame, metric: str) -> list[str]:
             tied = [fmt_lr(lrs[g]) for g in quality.tied(g_acc) if g != g_acc]
             acc = (
                 f"best lr (median over {int(quality.n_seeds[g_acc])} seeds) "
-                f"{fmt_lr(lrs[g_acc])} (best {metric} {fmt_val(iv.value)} "
+                f"{fmt_lr(lrs[g_acc])} (lowest {metric} reached {fmt_val(iv.value)} "
                 f"{fmt_interval(iv.lo, iv.hi)}"
                 + (f"; not separated from it: {', '.join(tied)})" if tied else ")")
             )

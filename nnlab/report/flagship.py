@@ -55,7 +55,7 @@ CAPTIONS = {
     "diverged, failed or never learned (the label names the most common outcome); '✕' counts "
     "such runs in the other cells.",
     "speed_quality": "Each point is one (lr, batch size): epochs its runs needed to reach the "
-    "target (median over seeds) against the best {m} they reached. Hollow points never reached "
+    "target (median over seeds) against the lowest {m} they reached. Hollow points never reached "
     "the target within the budget.",
     "best_lr": "The best lr (lowest median final {m} over seeds) for each epoch budget, from the "
     "trials run with that budget, one line per batch size; the pale bar spans the lrs the 95% "
@@ -170,7 +170,8 @@ def shown(name: str, frame: pd.DataFrame, metric: str) -> pd.DataFrame:
             "epochs to target [95% CI]": [
                 _with(r["median_epochs_to_target"], r["epochs_to_target_lo"],
                       r["epochs_to_target_hi"], e) for r in rows],
-            f"best {metric} [95% CI]": [_with(r["median_best"], r["best_lo"], r["best_hi"])
+            f"lowest {metric} reached [95% CI]": [_with(r["median_best"], r["best_lo"],
+                                                       r["best_hi"])
                                         for r in rows],
             "not usable": frame["not_usable"],
             "not learning": frame["not_learning"],

@@ -41,7 +41,7 @@ from nnlab.tracking.schema import Tag
 __all__ = ["FIGURES", "search_trials", "progress_table", "importances", "best_trial", "section"]
 
 FIGURES = (
-    ("search_progress", "Search: best so far"),
+    ("search_progress", "Search: best trial so far"),
     ("search_lr", "Search: objective against learning rate"),
     ("search_curves", "Search: every trial's learning curve"),
     ("search_importance", "Search: parameter importances"),

@@ -71,7 +71,7 @@ TITLES = {
 CAPTIONS = {
     "claim": "One column per dataset, one line per set-up. Top: epochs the runs needed to reach "
     "the set-up's target (median over seeds, band: its 95% bootstrap interval; hollow marks at "
-    "the top: not reached within the budget). Bottom: best {m} reached (median over seeds, "
+    "the top: not reached within the budget). Bottom: lowest {m} reached (median over seeds, "
     "band: its interval; crosses at the top: most seeds diverged or failed). Rings: the fastest "
     "lr (top) and the best lr by the median (bottom); dotted line: the notes' small lr, 0.001. "
     "The claim holds where the fastest lr is larger than 0.001 and the paired intervals put it "
@@ -139,7 +139,7 @@ def claim_display(claim: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         + _with(r["reference_epochs"], r["reference_epochs_lo"], r["reference_epochs_hi"], e)
         for r in rows
     ]
-    shown["best gap, fastest − 0.001"] = [
+    shown["gap in lowest value, fastest − 0.001"] = [
         "n/a" if pd.isna(r["accuracy_gap"])
         else f"{r['accuracy_gap']:+.4f} " + rt.fmt_interval(r["accuracy_gap_lo"],
                                                              r["accuracy_gap_hi"])
@@ -159,10 +159,10 @@ def schedule_display(vs: pd.DataFrame) -> pd.DataFrame:
     budget, schedule), numbers as text with their 95% intervals."""
     shown = vs[["dataset", "optimizer", "epochs", "schedule", "n_seeds"]].copy()
     rows = vs.to_dict("records")
-    shown["its best lr: final"] = [
+    shown["its best lr (median over seeds): final"] = [
         f"{_lr(r['lr'])}: " + _with(r["median_final"], r["lo"], r["hi"]) for r in rows
     ]
-    shown["best constant lr: final"] = [
+    shown["best constant lr (median over seeds): final"] = [
         "none usable" if pd.isna(r["constant_lr"])
         else f"{_lr(r['constant_lr'])}: "
         + _with(r["constant_median_final"], r["constant_lo"], r["constant_hi"])

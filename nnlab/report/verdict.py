@@ -15,7 +15,8 @@ runs (``nnlab.report.tables.per_run_curves``), pooled over batch sizes:
   one is contradicted; **unresolved**: the intervals decide neither; **cannot be checked**: a
   single lr, or no lr's median run reached the target.
 
-The **best lr** is the lr with the lowest median best value over seeds, stated with its
+The **best lr** is the lr with the lowest median over seeds of the lowest value each run
+reached (the "best lr (median over N seeds)"; a "best trial" is a single run), stated with its
 interval, the share of resamples in which it is best, and the lrs the intervals do not
 separate from it (``nnlab.report.intervals``).
 """
@@ -161,7 +162,7 @@ def _accuracy_text(c: Claim, metric: str, state: str) -> str:
            OPEN: "not separated by the intervals from"}[state]  # fmt: skip
     gap = c.accuracy_gap
     return (
-        f"; lr={fast} was {how} lr={ref}: best {metric} {_val(c.fastest_best)} against "
+        f"; lr={fast} was {how} lr={ref}: lowest {metric} reached {_val(c.fastest_best)} against "
         f"{_val(c.reference_best)} (gap {gap.value:+.4f} {fmt_interval(gap.lo, gap.hi)})"
     )
 
@@ -172,8 +173,8 @@ def best_lr_text(c: Claim, metric: str) -> str:
         return ""
     others = [lr for lr in c.tied_lrs if lr != c.most_accurate_lr]
     text = (
-        f" The best lr (median over {c.n_seeds} seeds) was {fmt_lr(c.most_accurate_lr)}: best "
-        f"{metric} {_val(c.most_accurate_best)}, the lowest median in "
+        f" The best lr (median over {c.n_seeds} seeds) was {fmt_lr(c.most_accurate_lr)}: lowest "
+        f"{metric} reached {_val(c.most_accurate_best)}, the lowest median in "
         f"{c.most_accurate_share:.0%} of resamples"
     )
     if others:
