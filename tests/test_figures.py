@@ -84,6 +84,7 @@ def frames() -> dict:
         "lr_batch": rt.per_lr_batch(curves),
         "budget": budget,
         "best": rt.best_lr_per_budget(runs, METRIC, stuck),
+        "shift": rt.budget_shift(runs, METRIC, stuck),
         "counts": rt.outcome_counts(runs, stuck),
     }
 
@@ -249,7 +250,8 @@ def test_speed_quality_places_each_setting_at_its_table_values(frames):
 
 def test_best_lr_lines_follow_the_best_lr_table(frames):
     best, budget = frames["best"], frames["budget"]
-    fig = fg.best_lr(best, budget.loc[np.isfinite(budget["median_final"]), "lr"].unique())
+    lrs = budget.loc[np.isfinite(budget["median_final"]), "lr"].unique()
+    fig = fg.best_lr(best, lrs, frames["shift"])
     data = fig.nnlab_data
     assert set(data["lines"]) == set(BATCH_SIZES)
     med = _median_final(frames["runs"])

@@ -11,7 +11,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from bootstrap_reference import gap_interval, median_interval
+from bootstrap_reference import gap_interval, median_interval, medians
 from helpers import cli
 
 from nnlab.analysis import load_histories, load_runs
@@ -304,6 +304,25 @@ def test_best_lr_per_budget_agrees_with_the_runs_table(sweep):
         tied = [lr for lr, g in at.groupby("lr") if lr == r.best_lr or gap_interval(
             g, at[at["lr"] == r.best_lr], "final", seeds)[1] <= 0]  # fmt: skip
         assert str(r.tied_lrs).split() == [f"{x:g}" for x in tied]
+    # Does the best lr move with the budget? In each resample (the same seeds at both budgets)
+    # each budget's best lr is chosen again; a shift is stated when 97.5% of resamples agree.
+    shift = pd.read_csv(out / "budget_shift.csv").set_index("batch_size")
+    short, long = min(EPOCHS), max(EPOCHS)
+    seeds = sorted(SEEDS)
+    for bs in BATCH_SIZES:
+        won = {}
+        for ep in (short, long):
+            at = runs[(runs["batch_size"] == bs) & (runs["epochs"] == ep)]
+            per_lr = {lr: medians(g, "final", seeds) for lr, g in at.groupby("lr")}
+            lrs = sorted(per_lr)
+            won[ep] = np.array(lrs)[np.argmin(np.nan_to_num([per_lr[x] for x in lrs],
+                                                            nan=np.inf), axis=0)]  # fmt: skip
+        larger = np.mean(won[short] > won[long])
+        assert shift.loc[bs, "larger"] == pytest.approx(larger)
+        want = "larger" if larger >= 0.975 else (
+            "smaller" if np.mean(won[short] < won[long]) >= 0.975 else "unresolved")  # fmt: skip
+        assert shift.loc[bs, "shift"] == want
+        assert f"larger in {larger:.0%} of resamples" in findings["verdict"]
 
 
 # ------------------------------------------------------------------------------ end to end

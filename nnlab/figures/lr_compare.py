@@ -17,7 +17,7 @@ from nnlab.figures.style import (
     use_log,
 )
 from nnlab.report.intervals import Resampled
-from nnlab.report.tables import budget_shifts, fmt_lr
+from nnlab.report.tables import fmt_lr
 from nnlab.tracking.schema import OK_OUTCOMES
 
 # ---------------------------------------------------------------------- 3 speed vs quality
@@ -224,7 +224,7 @@ def _tied_ranges(best: pd.DataFrame) -> np.ndarray:
     return np.array([[min(s), max(s)] for s in sets], dtype=float).reshape(-1, 2)
 
 
-def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
+def best_lr(best: pd.DataFrame, lrs, shift: pd.DataFrame | None = None) -> plt.Figure:
     """The lr with the lowest median final metric for each epoch budget (its own trials), one
     line per batch size; a pale bar spans the lrs the 95% intervals do not separate from it.
 
@@ -234,6 +234,8 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
         ``nnlab.report.tables.best_lr_per_budget``: ``batch_size, epochs, best_lr, ...``.
     lrs : iterable of float
         Learning rates with a usable result (the y ticks).
+    shift : DataFrame, optional
+        ``nnlab.report.tables.budget_shift``: the title says what it resolves.
 
     Returns
     -------
@@ -273,7 +275,7 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
     ax.set_xlabel("epoch budget (its own trials)")
     ax.set_ylabel("best learning rate (lowest median final loss)")
     ax.legend(title="batch size", frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    shifts = list(budget_shifts(best).values())
+    shifts = [] if shift is None else shift["shift"].tolist()
     if shifts and all(x == "larger" for x in shifts):
         say = "short budgets favour larger lrs, beyond the intervals"
     elif shifts and all(x == "smaller" for x in shifts):
@@ -282,7 +284,7 @@ def best_lr(best: pd.DataFrame, lrs) -> plt.Figure:
         n = sum(x != "unresolved" for x in shifts)
         say = f"a shift beyond the intervals for {n} of {len(shifts)} batch sizes"
     else:
-        say = "a single budget"
+        say = "no shift tested"
     ax.set_title(f"Best learning rate for each epoch budget: {say}")
     fig.tight_layout()
     return attach(fig, lines=lines, trend=say, yticks=lrs)

@@ -15,8 +15,8 @@ import pandas as pd
 
 from nnlab.report.intervals import METHOD, Resampled
 from nnlab.report.tables import (
+    SHIFT_LEVEL,
     TARGET_FACTOR,
-    budget_shifts,
     fmt_epochs,
     fmt_interval,
     fmt_lr,
@@ -139,32 +139,32 @@ def _lr_sentences(t: pd.DataFrame, target: float, metric: str, max_epochs: int) 
     return s
 
 
-def budget_clause(best_budget: pd.DataFrame | None) -> str:
+def budget_clause(best_budget: pd.DataFrame | None, shift: pd.DataFrame | None) -> str:
     """' Across budgets ...': per batch size, the best lr at the shortest and the longest
-    budget (with the lrs not separated from it) and whether shorter budgets favoured larger
-    lrs beyond the intervals (``tables.budget_shifts``); empty with fewer than two budgets."""
-    shifts = budget_shifts(best_budget) if best_budget is not None else {}
-    if not shifts:
+    budget (with the lrs not separated from it) and whether the shorter budget's best lr was
+    larger, in how many resamples (``tables.budget_shift``); empty with fewer than two
+    budgets."""
+    if best_budget is None or shift is None or not len(shift):
         return ""
-    lo, hi = best_budget["epochs"].min(), best_budget["epochs"].max()
     parts = []
-    for bs in shifts:
-        rows = best_budget[best_budget["batch_size"] == bs].set_index("epochs")
-        sets = [sorted(tied_set(rows.at[e, "tied_lrs"])) for e in (lo, hi)]
+    for r in shift.itertuples():
+        rows = best_budget[best_budget["batch_size"] == r.batch_size].set_index("epochs")
+        sets = [sorted(tied_set(rows.at[e, "tied_lrs"])) for e in (r.short, r.long)]
         parts.append(
-            f"batch size {bs}: {fmt_lr(rows.at[lo, 'best_lr'])} at {lo} epochs "
-            f"(not separated: {', '.join(map(fmt_lr, sets[0]))}), "
-            f"{fmt_lr(rows.at[hi, 'best_lr'])} at {hi} (not separated: "
-            f"{', '.join(map(fmt_lr, sets[1]))})"
+            f"batch size {r.batch_size}: {fmt_lr(r.best_short)} at {r.short} epochs (not "
+            f"separated: {', '.join(map(fmt_lr, sets[0]))}), {fmt_lr(r.best_long)} at "
+            f"{r.long} (not separated: {', '.join(map(fmt_lr, sets[1]))}); the shorter "
+            f"budget's best lr was larger in {r.larger:.0%} of resamples, smaller in "
+            f"{r.smaller:.0%}"
         )
     said = {"larger": "a larger lr", "smaller": "a smaller lr", "unresolved": "not resolved"}
-    found = list(shifts.values())
+    found = shift["shift"].tolist()
     summary = ", ".join(f"{said[k]} for {found.count(k)} of {len(found)} batch sizes"
                         for k in said if found.count(k))  # fmt: skip
     return (
-        f" Across budgets (own trials per budget; the best lr by the median over seeds, and "
-        f"the lrs the intervals do not separate from it): {'; '.join(parts)}. Shorter budgets "
-        f"favoured, beyond the intervals (the two sets do not overlap): {summary}."
+        f" Across budgets (own trials per budget; the best lr by the median over seeds, chosen "
+        f"again in each resample): {'; '.join(parts)}. Shorter budgets favoured (stated where "
+        f"{SHIFT_LEVEL:.1%} of resamples agree): {summary}."
     )
 
 
@@ -177,6 +177,7 @@ def compute_findings(
     best_budget: pd.DataFrame | None = None,
     stuck: pd.Series | None = None,
     consistency: dict | None = None,
+    shift: pd.DataFrame | None = None,
 ) -> Findings:
     """Findings stated in the report, from the tables and the runs (see ``verdict``).
 
@@ -197,6 +198,8 @@ def compute_findings(
         ``tables.not_learning``, indexed like ``runs``.
     consistency : dict, optional
         ``tables.budget_consistency``.
+    shift : DataFrame, optional
+        ``tables.budget_shift``.
 
     Returns
     -------
@@ -219,7 +222,7 @@ def compute_findings(
         reference_lr=claim.reference_lr,
         claim_faster=claim.faster,
         claim_less_accurate=claim.less_accurate,
-        verdict=claim.sentence + best_lr_text(claim, metric) + budget_clause(best_budget),
+        verdict=claim.sentence + best_lr_text(claim, metric) + budget_clause(best_budget, shift),
         claim_intervals=claim.record(),
         sentences=[
             *_outcome_sentences(runs, outcomes, stuck),

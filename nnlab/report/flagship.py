@@ -106,13 +106,17 @@ def compute(
     lr_table = rt.per_lr(curves)
     budget = rt.final_by_budget(runs, metric, stuck)
     best = rt.best_lr_per_budget(runs, metric, stuck)
+    shift = rt.budget_shift(runs, metric, stuck)
     consistency = rt.budget_consistency(runs, hist, metric)
-    findings = fd.compute_findings(runs, curves, lr_table, target, metric, best, stuck, consistency)
+    findings = fd.compute_findings(
+        runs, curves, lr_table, target, metric, best, stuck, consistency, shift
+    )
     tables = {
         "per_lr": lr_table,
         "per_lr_batch": rt.per_lr_batch(curves),
         "final_by_budget": budget,
         "best_lr_per_budget": best,
+        "budget_shift": shift,
         "outcomes": rt.outcome_counts(runs, stuck),
         "curves": curves,
         "runs": runs,
@@ -131,7 +135,7 @@ def _makers(ctx: Context, f: Flagship) -> dict:
         "learning_curves": lambda: fg.learning_curves(runs, hist, metric, f.target, stuck),
         "heatmap": lambda: fg.budget_heatmap(budget, metric),
         "speed_quality": lambda: fg.speed_quality(t["per_lr_batch"], metric, f.target),
-        "best_lr": lambda: fg.best_lr(t["best_lr_per_budget"], usable_lrs),
+        "best_lr": lambda: fg.best_lr(t["best_lr_per_budget"], usable_lrs, t["budget_shift"]),
         "batch_size": lambda: fg.batch_size_effect(runs, metric, stuck),
         "outcomes": lambda: fg.outcomes(t["outcomes"]),
         "decision_boundaries": partial(boundaries.draw, runs, metric, ctx.uri, stuck),

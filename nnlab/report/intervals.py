@@ -217,10 +217,14 @@ class Resampled:
         rows = np.flatnonzero(np.ones(len(self.keys), bool) if among is None else among)
         return [int(g) for g in rows if g == best or not self.gap(int(g), best).lo > 0]
 
-    def share(self, among: np.ndarray | None = None) -> np.ndarray:
-        """The fraction of resamples in which each group has the lowest median, shape (G,)."""
+    def winners(self, among: np.ndarray | None = None) -> np.ndarray:
+        """The group with the lowest median in each resample, shape (B,) (ties: the first)."""
         s = np.where(np.isnan(self.samples), np.inf, self.samples)
         if among is not None:
             s = np.where(among[:, None], s, np.inf)
-        winners = np.argmin(s, axis=0)
-        return np.bincount(winners, minlength=len(self.keys)) / s.shape[1]
+        return np.argmin(s, axis=0)
+
+    def share(self, among: np.ndarray | None = None) -> np.ndarray:
+        """The fraction of resamples in which each group has the lowest median, shape (G,)."""
+        winners = self.winners(among)
+        return np.bincount(winners, minlength=len(self.keys)) / len(winners)

@@ -209,26 +209,47 @@ def tied_set(text: str) -> set[float]:
     return {float(x) for x in str(text).split()}
 
 
-def budget_shifts(best: pd.DataFrame) -> dict[int, str]:
-    """Per batch size: which way the best lr moves from the shortest to the longest budget of
-    :func:`best_lr_per_budget`, judged on the lrs the intervals do not separate from each
-    budget's best: ``larger`` (every tied lr at the shortest budget above every one at the
-    longest), ``smaller``, or ``unresolved`` (the two sets overlap or interleave)."""
-    if not len(best) or best["epochs"].nunique() <= 1:
-        return {}
-    lo, hi = best["epochs"].min(), best["epochs"].max()
-    out = {}
-    for bs, grp in best.groupby("batch_size"):
-        rows = grp.set_index("epochs")
-        if lo not in rows.index or hi not in rows.index:
+SHIFT_LEVEL = 0.975  # a shift is stated when this share of resamples agrees (two-sided 95%)
+SHIFT_COLUMNS = ["batch_size", "short", "long", "best_short", "best_long", "larger", "smaller",
+                 "shift"]  # fmt: skip
+
+
+def budget_shift(runs: pd.DataFrame, metric: str, stuck: pd.Series | None = None) -> pd.DataFrame:
+    """Per batch size: does the best lr move from the shortest to the longest epoch budget?
+
+    In each resample of the seeds (the same draws at both budgets) the best lr of each budget
+    is chosen again, by the lowest median final ``metric``; the shift is stated only when at
+    least :data:`SHIFT_LEVEL` of the resamples agree.
+
+    Returns
+    -------
+    DataFrame
+        One row per batch size with both budgets: ``batch_size, short, long`` (epochs),
+        ``best_short, best_long`` (the best lr by the median over all seeds), ``larger`` and
+        ``smaller`` (the share of resamples in which the short budget's best lr is larger /
+        smaller than the long one's) and ``shift``: ``larger``, ``smaller`` or ``unresolved``.
+        Empty with fewer than two budgets.
+    """
+    frame = _finals(runs, metric, stuck)
+    seeds = np.sort(frame["seed"].unique())
+    short, long = frame["epochs"].min(), frame["epochs"].max()
+    rows = []
+    for bs, grp in frame.groupby("batch_size", sort=True):
+        if short == long or not {short, long} <= set(grp["epochs"]):
             continue
-        short, long = (tied_set(rows.at[e, "tied_lrs"]) for e in (lo, hi))
-        out[int(bs)] = (
-            "larger" if min(short) > max(long)
-            else "smaller" if max(short) < min(long)
-            else "unresolved"
-        )  # fmt: skip
-    return out
+        best, won = {}, {}
+        for ep in (short, long):
+            r = Resampled(grp[grp["epochs"] == ep], ["lr"], "final", seeds)
+            lrs = r.keys["lr"].to_numpy(dtype=float)
+            b = r.best()
+            best[ep] = lrs[b] if b is not None else np.nan
+            won[ep] = lrs[r.winners()]
+        larger, smaller = float(np.mean(won[short] > won[long])), float(
+            np.mean(won[short] < won[long]))  # fmt: skip
+        shift = ("larger" if larger >= SHIFT_LEVEL else "smaller" if smaller >= SHIFT_LEVEL
+                 else "unresolved")  # fmt: skip
+        rows.append([bs, short, long, best[short], best[long], larger, smaller, shift])
+    return pd.DataFrame(rows, columns=SHIFT_COLUMNS)
 
 
 def outcome_counts(runs: pd.DataFrame, stuck: pd.Series | None = None) -> pd.DataFrame:
