@@ -5,7 +5,8 @@ Rule: draw ``n`` seeds with replacement (``numpy.random.default_rng(0).integers(
 n))``, seeds sorted), pool every run of the drawn seeds (a seed drawn twice counts twice),
 take the median (missing runs left out, +inf kept); the interval is the 2.5th percentile
 (lower order statistic) and the 97.5th (higher) of the 2000 medians. A paired gap takes both
-medians from the same draw; two equal infinities differ by 0.
+medians from the same draw; two equal infinities differ by 0. With fewer than 6 seeds nothing is
+decided (every seed agreeing by chance would count: 2 / 2**n).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RESAMPLES, SEED = 2000, 0
+RESAMPLES, SEED, MIN_SEEDS = 2000, 0, 6
 
 
 def draws(n_seeds: int) -> np.ndarray:

@@ -96,6 +96,19 @@ def test_unusable_runs_count_as_infinite():
     assert r.best() == 0 and r.share()[0] > 0.5
 
 
+@pytest.mark.parametrize(("n_seeds", "resolved"), [(3, False), (5, False), (6, True)])
+def test_below_six_seeds_nothing_is_resolved(n_seeds, resolved):
+    """Every seed puts lr 0.1 above lr 0.01: with 3 seeds chance alone does that a quarter of
+    the time, so the interval is shown but decides nothing until there are 6 seeds."""
+    base = [0.1, 0.5, 0.3, 0.9, 0.2, 0.7][:n_seeds]
+    r = Resampled(_runs({0.01: [[b] for b in base], 0.1: [[b + 0.05] for b in base]}),
+                  ["lr"], "v")  # fmt: skip
+    gap = r.gap(1, 0)
+    assert gap.lo > 0  # the interval itself excludes 0 ...
+    assert (gap.above(0), gap.excludes(0), r.resolvable) == (resolved,) * 3  # ... but only counts
+    assert r.tied(0) == ([0] if resolved else [0, 1])
+
+
 def test_the_draws_are_seeded():
     np.testing.assert_array_equal(seed_draws(5), seed_draws(5))
     runs = _runs({0.1: [[0.1], [0.4], [0.2], [0.3]]})

@@ -19,7 +19,7 @@ from nnlab.analysis import resolve_tracking_uri
 from nnlab.report import flagship, search, studies
 from nnlab.report.content import Code, NotDrawn, Paragraph, Section
 from nnlab.report.context import Context, load_context, say
-from nnlab.report.intervals import METHOD
+from nnlab.report.intervals import METHOD, too_few
 from nnlab.report.page import Page, write_page
 from nnlab.report.tables import fmt_lr
 
@@ -72,10 +72,14 @@ def _page(ctx: Context, sections: list[Section], seconds: float) -> Page:
             "its interval does not separate from it.",
         ]
     )
+    grid = ctx.grid_runs  # a search's trials are single runs: no intervals to caution about
+    caution = too_few(grid["seed"].nunique()) if len(grid) else ""
+    cautions = [Paragraph(f"Caution: {caution}.", id="seed-caution", verdict=True)]
+    cautions = cautions if caution else []
     return Page(
         title=f"nnlab report: {ctx.experiment}",
         heading=["Learning rate, batch size and epochs: ", Code(ctx.experiment)],
-        intro=[intro],
+        intro=[intro, *cautions],
         sections=sections,
         footer=f"Built by nnlab.report in {seconds:.1f} s.",
     )

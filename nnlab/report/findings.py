@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from nnlab.report.intervals import METHOD, Resampled
+from nnlab.report.intervals import METHOD, MIN_SEEDS, Resampled, too_few
 from nnlab.report.tables import (
     SHIFT_LEVEL,
     TARGET_FACTOR,
@@ -139,6 +139,11 @@ def _lr_sentences(t: pd.DataFrame, target: float, metric: str, max_epochs: int) 
     return s
 
 
+def _caution(n_seeds: int) -> list[str]:
+    caution = too_few(n_seeds)
+    return [f"Caution: {caution}."] if caution else []
+
+
 def budget_clause(best_budget: pd.DataFrame | None, shift: pd.DataFrame | None) -> str:
     """' Across budgets ...': per batch size, the best lr at the shortest and the longest
     budget (with the lrs not separated from it) and whether the shorter budget's best lr was
@@ -147,15 +152,15 @@ def budget_clause(best_budget: pd.DataFrame | None, shift: pd.DataFrame | None) 
     if best_budget is None or shift is None or not len(shift):
         return ""
     parts = []
+    enough = best_budget["n_seeds"].max() >= MIN_SEEDS
     for r in shift.itertuples():
         rows = best_budget[best_budget["batch_size"] == r.batch_size].set_index("epochs")
         sets = [sorted(tied_set(rows.at[e, "tied_lrs"])) for e in (r.short, r.long)]
+        said = [f" (not separated: {', '.join(map(fmt_lr, s))})" if enough else "" for s in sets]
         parts.append(
-            f"batch size {r.batch_size}: {fmt_lr(r.best_short)} at {r.short} epochs (not "
-            f"separated: {', '.join(map(fmt_lr, sets[0]))}), {fmt_lr(r.best_long)} at "
-            f"{r.long} (not separated: {', '.join(map(fmt_lr, sets[1]))}); the shorter "
-            f"budget's best lr was larger in {r.larger:.0%} of resamples, smaller in "
-            f"{r.smaller:.0%}"
+            f"batch size {r.batch_size}: {fmt_lr(r.best_short)} at {r.short} epochs{said[0]}, "
+            f"{fmt_lr(r.best_long)} at {r.long}{said[1]}; the shorter budget's best lr was "
+            f"larger in {r.larger:.0%} of resamples, smaller in {r.smaller:.0%}"
         )
     said = {"larger": "a larger lr", "smaller": "a smaller lr", "unresolved": "not resolved"}
     found = shift["shift"].tolist()
@@ -225,6 +230,7 @@ def compute_findings(
         verdict=claim.sentence + best_lr_text(claim, metric) + budget_clause(best_budget, shift),
         claim_intervals=claim.record(),
         sentences=[
+            *_caution(int(runs["seed"].nunique())),
             *_outcome_sentences(runs, outcomes, stuck),
             *_consistency_sentences(consistency),
             *_lr_sentences(lr_table.set_index("lr"), target, metric, max_epochs),

@@ -15,6 +15,11 @@ The method, stated once for the whole report:
   only when its whole interval lies on one side of 0.
 - **Reproducible.** The draws come from ``numpy.random.default_rng(SEED)``: the same runs give
   the same intervals, report after report.
+- **Enough seeds.** With ``n`` seeds a resample draws one seed ``n`` times with probability
+  ``n**(1 - n)``; for few seeds the percentile interval is about the range of the seeds, and a
+  paired gap is "resolved" whenever every seed agrees on its sign, which chance alone gives
+  with probability ``2 / 2**n`` (25% with 3 seeds). So below :data:`MIN_SEEDS` seeds the
+  intervals are shown but decide nothing (:attr:`Interval.resolvable` is False).
 
 Runs that diverged, failed or were killed count as +inf (never dropped), as everywhere in the
 report; a missing run (a seed a setting does not have) is left out of that setting's median.
@@ -36,7 +41,9 @@ __all__ = [
     "RESAMPLES",
     "LEVEL",
     "SEED",
+    "MIN_SEEDS",
     "METHOD",
+    "too_few",
     "Interval",
     "seed_draws",
     "by_seed",
@@ -48,24 +55,49 @@ __all__ = [
 RESAMPLES = 2000
 LEVEL = 0.95
 SEED = 0
+MIN_SEEDS = 6  # fewer: all seeds agreeing by chance (2 / 2**n >= 6%) would count as resolved
 METHOD = (
     f"percentile bootstrap over seeds ({RESAMPLES} resamples of the seeds with replacement, "
-    f"{LEVEL:.0%} intervals, paired across settings, seeded)"
+    f"{LEVEL:.0%} intervals, paired across settings, seeded; nothing is decided with fewer "
+    f"than {MIN_SEEDS} seeds)"
 )
+
+
+def too_few(n_seeds: int) -> str:
+    """The caution for ``n_seeds`` below :data:`MIN_SEEDS` ("" when there are enough)."""
+    if n_seeds >= MIN_SEEDS:
+        return ""
+    return (
+        f"{n_seeds} seed{'s' if n_seeds != 1 else ''} are too few for a {LEVEL:.0%} interval "
+        f"(every seed agreeing by chance alone would count: {2 / 2**n_seeds:.0%}); the "
+        f"intervals are shown, but no difference is called resolved below {MIN_SEEDS} seeds"
+    )
+
+
 _CHUNK = 4_000_000  # values resampled at once (memory: 8 bytes each)
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate and its interval (``lo`` <= ``hi``; +inf allowed, NaN when unknown)."""
+    """A point estimate and its interval (``lo`` <= ``hi``; +inf allowed, NaN when unknown);
+    ``resolvable``: from enough seeds (:data:`MIN_SEEDS`) to decide anything."""
 
     value: float
     lo: float
     hi: float
+    resolvable: bool = True
+
+    def above(self, x: float = 0.0) -> bool:
+        """Whether the whole interval lies above ``x`` (never, without enough seeds)."""
+        return bool(self.resolvable and self.lo > x)
+
+    def below(self, x: float = 0.0) -> bool:
+        """Whether the whole interval lies below ``x`` (never, without enough seeds)."""
+        return bool(self.resolvable and self.hi < x)
 
     def excludes(self, x: float = 0.0) -> bool:
         """Whether the whole interval lies strictly on one side of ``x``."""
-        return bool(self.lo > x or self.hi < x)
+        return self.above(x) or self.below(x)
 
 
 def seed_draws(n_seeds: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
@@ -192,9 +224,14 @@ class Resampled:
             raise KeyError(f"no single group {key}")
         return int(found[0])
 
+    @property
+    def resolvable(self) -> bool:
+        """Whether there are enough seeds (:data:`MIN_SEEDS`) to decide anything."""
+        return len(self.seeds) >= MIN_SEEDS
+
     def interval(self, g: int) -> Interval:
         lo, hi = interval(self.samples[g])
-        return Interval(float(self.point[g]), float(lo), float(hi))
+        return Interval(float(self.point[g]), float(lo), float(hi), self.resolvable)
 
     def intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) of every group, shape (G,) each."""
@@ -204,7 +241,7 @@ class Resampled:
         """Group ``a`` minus group ``b``, paired over the same resamples."""
         lo, hi = interval(_gap(self.samples[a], self.samples[b]))
         point = _gap(np.array(self.point[a]), np.array(self.point[b]))
-        return Interval(float(point), float(lo), float(hi))
+        return Interval(float(point), float(lo), float(hi), self.resolvable)
 
     def best(self, among: np.ndarray | None = None) -> int | None:
         """The group with the lowest finite point median (among a boolean mask), or None."""
@@ -213,9 +250,11 @@ class Resampled:
 
     def tied(self, best: int, among: np.ndarray | None = None) -> list[int]:
         """The groups the intervals do not separate from ``best``: the interval of their gap
-        to it reaches 0 or below (``best`` itself included)."""
-        rows = np.flatnonzero(np.ones(len(self.keys), bool) if among is None else among)
-        return [int(g) for g in rows if g == best or not self.gap(int(g), best).lo > 0]
+        to it reaches 0 or below (``best`` itself included; groups without a finite median,
+        e.g. always diverged, never are)."""
+        mask = np.isfinite(self.point) & (True if among is None else among)
+        rows = np.flatnonzero(mask)
+        return [int(g) for g in rows if g == best or not self.gap(int(g), best).above(0)]
 
     def winners(self, among: np.ndarray | None = None) -> np.ndarray:
         """The group with the lowest median in each resample, shape (B,) (ties: the first)."""

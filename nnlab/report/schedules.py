@@ -17,7 +17,7 @@ import pandas as pd
 
 from nnlab.report import tables as rt
 from nnlab.report.claim import CONSTANT, SETUP_COLS, plain, setup_labels
-from nnlab.report.intervals import Resampled, interval
+from nnlab.report.intervals import MIN_SEEDS, Resampled, interval
 from nnlab.tracking.schema import OK_OUTCOMES
 
 __all__ = ["schedule_by_budget", "best_settings", "schedule_vs_constant", "schedule_findings"]
@@ -113,7 +113,9 @@ def _budget_rows(key: tuple, grp: pd.DataFrame, seeds: np.ndarray) -> list[dict]
         with np.errstate(invalid="ignore"):
             gap = np.where(mine == const, 0.0, mine - const)
         gap_lo, gap_hi = interval(gap)
-        result = "better" if gap_hi < 0 else "worse" if gap_lo > 0 else "no difference"
+        decide = len(seeds) >= MIN_SEEDS  # fewer seeds: shown, not decided
+        result = ("better" if decide and gap_hi < 0 else "worse" if decide and gap_lo > 0
+                  else "no difference")  # fmt: skip
         rows.append(row | {
             "constant_lr": float(r.keys.at[g_const, "lr"]),
             "constant_batch_size": int(r.keys.at[g_const, "batch_size"]),

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from nnlab.report.intervals import Resampled
+from nnlab.report.intervals import MIN_SEEDS, Resampled
 from nnlab.tracking.schema import NO_EFFECT, OK_OUTCOMES, excluded
 
 TARGET_FACTOR = 1.25  # default target: 25% above the best (median-over-seeds) result reached
@@ -246,8 +246,9 @@ def budget_shift(runs: pd.DataFrame, metric: str, stuck: pd.Series | None = None
             won[ep] = lrs[r.winners()]
         larger, smaller = float(np.mean(won[short] > won[long])), float(
             np.mean(won[short] < won[long]))  # fmt: skip
-        shift = ("larger" if larger >= SHIFT_LEVEL else "smaller" if smaller >= SHIFT_LEVEL
-                 else "unresolved")  # fmt: skip
+        decide = len(seeds) >= MIN_SEEDS  # fewer seeds: shown, not decided
+        shift = ("larger" if decide and larger >= SHIFT_LEVEL else "smaller" if decide
+                 and smaller >= SHIFT_LEVEL else "unresolved")  # fmt: skip
         rows.append([bs, short, long, best[short], best[long], larger, smaller, shift])
     return pd.DataFrame(rows, columns=SHIFT_COLUMNS)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from nnlab.report.intervals import Interval, Resampled
+from nnlab.report.intervals import Interval, Resampled, too_few
 from nnlab.report.tables import fmt_epochs, fmt_interval, fmt_lr, fmt_val
 
 __all__ = ["REFERENCE_LR", "VERDICTS", "Claim", "judge", "reference_lr"]
@@ -101,15 +101,15 @@ def reference_lr(lrs) -> float:
 def _speed_half(fast: float, ref: float, gap: Interval) -> str:
     if fast == ref:
         return AGAINST  # 0.001 itself was the fastest
-    if gap.lo > 0:
+    if gap.above(0):
         return HELD if fast > ref else AGAINST  # a smaller lr than 0.001 was resolved faster
-    return AGAINST if gap.hi < 0 else OPEN
+    return AGAINST if gap.below(0) else OPEN
 
 
 def _accuracy_half(fast: float, ref: float, gap: Interval) -> str:
     if fast <= ref:
         return OPEN  # the claim is about a larger lr: nothing to judge
-    return HELD if gap.lo > 0 else AGAINST if gap.hi < 0 else OPEN
+    return HELD if gap.above(0) else AGAINST if gap.below(0) else OPEN
 
 
 def _verdict(speed: str, accuracy: str) -> str:
@@ -144,7 +144,8 @@ def _speed_text(c: Claim, state: str) -> str:
     if c.fastest_lr == c.reference_lr:
         return f"lr={ref} itself was the fastest to the target ({_ett(c.fastest_epochs)})"
     says = {HELD: "faster, beyond the intervals", AGAINST: "faster, beyond the intervals",
-            OPEN: "not resolved: the interval of the difference includes 0"}[state]  # fmt: skip
+            OPEN: "not resolved: the interval of the difference includes 0"
+            if c.speed_gap.resolvable else "not decided: too few seeds"}[state]  # fmt: skip
     gap = (
         "" if c.speed_gap.lo == np.inf else f" (lr={ref} minus lr={fast}: {_gap_ett(c.speed_gap)})"
     )
@@ -159,7 +160,8 @@ def _accuracy_text(c: Claim, metric: str, state: str) -> str:
     if c.fastest_lr <= c.reference_lr:
         return ""
     how = {HELD: "less accurate than", AGAINST: "more accurate than",
-           OPEN: "not separated by the intervals from"}[state]  # fmt: skip
+           OPEN: "not separated by the intervals from" if c.accuracy_gap.resolvable
+           else "not compared (too few seeds) with"}[state]  # fmt: skip
     gap = c.accuracy_gap
     return (
         f"; lr={fast} was {how} lr={ref}: lowest {metric} reached {_val(c.fastest_best)} against "
@@ -177,6 +179,8 @@ def best_lr_text(c: Claim, metric: str) -> str:
         f"{metric} reached {_val(c.most_accurate_best)}, the lowest median in "
         f"{c.most_accurate_share:.0%} of resamples"
     )
+    if not c.most_accurate_best.resolvable:
+        return text + f"; with {c.n_seeds} seeds the intervals separate no lr from it."
     if others:
         return text + (
             f"; the intervals do not separate {', '.join(map(fmt_lr, others))} from it, so the "
@@ -197,6 +201,7 @@ def judge(curves: pd.DataFrame, target: float, metric: str) -> Claim:
                      f"rate ({', '.join(map(fmt_lr, lrs))}); sweep lr to compare.", **base)  # fmt: skip
     if not np.isfinite(target):
         return Claim("cannot be checked", "Cannot be checked: no run completed.", **base)
+    caution = too_few(n_seeds)
     seeds = np.sort(curves["seed"].unique())
     speed = Resampled(curves, ["lr"], "epochs_to_target", seeds)
     quality = Resampled(curves, ["lr"], "best", seeds)
@@ -227,5 +232,6 @@ def judge(curves: pd.DataFrame, target: float, metric: str) -> Claim:
     c.verdict = _verdict(s_half, a_half)
     c.sentence = (
         f"{VERDICTS[c.verdict]}: {_speed_text(c, s_half)}{_accuracy_text(c, metric, a_half)}."
+        + (f" ({caution[0].upper()}{caution[1:]}.)" if caution else "")
     )
     return c
