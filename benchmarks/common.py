@@ -71,15 +71,16 @@ def run_worker(spec: dict, core: int = 0, timeout: float = 900.0) -> dict:
 
 class WorkerServer:
     """A ``benchmarks.worker`` in serve mode, pinned to ``core``: built and warmed up once,
-    then one timed repeat per :meth:`request`. Its stderr goes to a temp file (read on failure)."""
+    then one timed repeat per :meth:`request`. Its stderr goes to a temp file (read on failure).
+    ``kind`` picks the worker's server (``worker.SERVERS``): the trainer sessions by default."""
 
-    def __init__(self, spec: dict, core: int = 0) -> None:
+    def __init__(self, spec: dict, core: int = 0, kind: str = "serve") -> None:
         import tempfile
 
-        self.name = f"{spec.get('kind')}/{spec.get('system', '')}"
+        self.name = f"{kind}/{spec.get('system', spec.get('contender', ''))}"
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", json.dumps({**spec, "kind": "serve"})],
+            [sys.executable, "-m", "benchmarks.worker", json.dumps({**spec, "kind": kind})],
             cwd=REPO,
             env=worker_env(),
             preexec_fn=(lambda: os.sched_setaffinity(0, {core}))

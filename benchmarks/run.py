@@ -5,7 +5,7 @@
     python -m benchmarks.run --only W1,W2,matmul  # some sections; others keep their last result
 
 Sections: W1 W2 W3 (trainer workloads, every system), matmul (W2's GEMM bound), tracking,
-scaling, analysis. Results merge into benchmarks/results/latest.json (per-section timestamps).
+scaling, analysis, stacking (many small models at once: one at a time, stacked, JAX). Results merge into benchmarks/results/latest.json (per-section timestamps).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from benchmarks.common import RESULTS, Skipped, WorkerError, git_commit, machine
 
 SYSTEMS = ("nnlab", "keras_jax", "torch", "sklearn")
 TRAINER_SECTIONS = ("W1", "W2", "W3")
-OTHER_SECTIONS = ("matmul", "tracking", "scaling", "analysis")
+OTHER_SECTIONS = ("matmul", "tracking", "scaling", "analysis", "stacking")
 ALL_SECTIONS = TRAINER_SECTIONS + OTHER_SECTIONS
 
 
@@ -160,6 +160,7 @@ SECTION_RUNNERS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "tracking": _optional("tracking_cost"),
     "scaling": _optional("sweep_scaling"),
     "analysis": _optional("analysis_speed"),
+    "stacking": _optional("stacking"),
 }
 
 
@@ -249,6 +250,24 @@ GOALS = [  # (label, how to read the measure, minimum or maximum)
         10.0,
     ),
     ("report 500x100 (s)", lambda r: r.get("analysis", {}).get("report_s"), "<=", 30.0),
+    (
+        "64 flagship models: one at a time / stacked, time per model-step",
+        lambda r: r.get("stacking", {}).get("ratio_alone"),
+        ">=",
+        6.0,
+    ),
+    (
+        "64 flagship models: JAX jit(vmap(step)) / stacked, time per model-step",
+        lambda r: r.get("stacking", {}).get("ratio_jax"),
+        ">=",
+        1.0,
+    ),
+    (  # trainer.stack=auto never makes a sweep slower than off
+        "stacking_pays cells: smallest alone / stacked ratio",
+        lambda r: r.get("stacking", {}).get("auto_min_ratio"),
+        ">=",
+        1.0,
+    ),
 ]
 
 

@@ -12,6 +12,8 @@ so each system is measured alone under the same conditions. Kinds of spec:
   the parent asks for one repeat at a time over stdin (interleaving the systems).
 - ``{"kind": "matmul", "workload": {...}, "repeats": 7}``: the same GEMMs as one training
   epoch (forward, weight gradients and hidden-layer input gradients), alone in NumPy.
+- ``{"kind": "stacking", "contender": ...}`` (served) and ``{"kind": "stacking_crossover", ...}``:
+  the stacking section's contenders and crossover cells (``benchmarks/stacking.py``).
 """
 
 from __future__ import annotations
@@ -173,18 +175,33 @@ def tracking_phases(spec: dict) -> dict:
     return phases(spec)
 
 
+def stacking_crossover(spec: dict) -> dict:
+    from benchmarks.stacking import crossover
+
+    return crossover(spec)
+
+
+def stacking_serve(spec: dict) -> None:
+    from benchmarks.stacking import serve as serve_contender
+
+    serve_contender(spec)
+
+
 KINDS = {
     "train": train,
     "matmul": matmul,
     "tracking_phases": tracking_phases,
+    "stacking_crossover": stacking_crossover,
     "blas": lambda spec: {"blas": blas_info()},
 }
+# kinds that answer one request per stdin line (WorkerServer) instead of printing one result
+SERVERS = {"serve": serve, "stacking": stacking_serve}
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    if spec["kind"] == "serve":
-        serve(spec)
+    if spec["kind"] in SERVERS:
+        SERVERS[spec["kind"]](spec)
         return
     result = KINDS[spec["kind"]](spec)
     sys.stdout.write("\n" + json.dumps(result) + "\n")

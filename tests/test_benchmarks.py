@@ -188,3 +188,73 @@ def test_tracking_server_answers_raw_calls_and_is_stopped(tmp_path):
     assert mem["rss_mb"] > 50 and mem["processes"] >= 1
     # nothing of the server's process group is left running
     assert not [p for p in group if Path(f"/proc/{p}").exists()]
+
+
+def test_stacking_contender_served_and_crossover_cell_in_pinned_workers():
+    from benchmarks import stacking
+    from benchmarks.common import WorkerServer
+
+    fl = stacking.flagship()
+    w = fl["workload"]
+    base = {"workload": w, "hidden": [4, 4], "batch_size": 64, "lrs": fl["lrs"]}
+    server = WorkerServer({**base, "contender": "stacked"}, kind="stacking")
+    try:
+        ready = server.ready()
+        reply = server.request({"epochs": 1})
+    finally:
+        server.close()
+    assert ready["ready"] and np.isfinite(ready["first_loss"]) and reply["us"] > 0
+    spec = {
+        "kind": "stacking_crossover",
+        "base": base,
+        "rounds": 2,
+        "target_s": 0.001,
+        "groups": [{"width": 4, "batch_size": 64, "features": 3, "ks": [2, 4]}],
+    }
+    cells = run_worker(spec)["cells"]
+    assert [(c["k"], c["features"], c["width"]) for c in cells] == [(2, 3, 4), (4, 3, 4)]
+    assert all(c["alone_us"] > 0 and c["stacked_us"] > 0 and c["ratio"] > 0 for c in cells)
+
+
+def test_stacking_table_lines():
+    from benchmarks import stacking
+
+    cell = {
+        "width": 16,
+        "batch_size": 16,
+        "features": 2,
+        "k": 64,
+        "ratio": 9.5,
+        "stacking_pays": True,
+    }
+    out = {
+        "workload": w3_from_config().to_dict(),
+        "k": 64,
+        "lrs": [1e-3, 1e-2],
+        "rounds": 3,
+        "jax_skipped": "JAX is not installed",
+        "auto_min_ratio": 9.5,
+        "auto_slower_cells": [],
+        "contenders": {
+            "alone": {
+                "us_per_model_step": {"median": 60.0, "min": 55.0, "max": 70.0},
+                "first_epoch_loss": 0.5,
+            },
+            "stacked": {
+                "us_per_model_step": {"median": 6.0, "min": 5.0, "max": 7.0},
+                "first_epoch_loss": 0.5,
+            },
+        },
+        "ratio_alone": 10.0,
+        "crossover": [cell, {**cell, "features": 64, "ratio": 0.9, "stacking_pays": False}],
+    }
+    text = "\n".join(stacking.summary_lines(out))
+    assert "JAX rows skipped: JAX is not installed" in text
+    assert "x10.00" in text and "9.50*" in text and "64 input features, width 16" in text
+    assert "stacks 1 of 2 cells" in text and "slower: 0" in text
+    goals = {g["goal"]: g for g in bench_run.goals({"stacking": out})}
+    assert goals["64 flagship models: one at a time / stacked, time per model-step"]["met"]
+    assert (
+        goals["64 flagship models: JAX jit(vmap(step)) / stacked, time per model-step"]["met"]
+        is None
+    )

@@ -515,3 +515,50 @@ def test_a_stack_of_one_and_zero_epochs():
     stacked = fit_both(make, 2, per_member=lambda i: {"epochs": 0}, batch_size=16)[1]
     assert all(h.epoch == [] and h.history["loss"] == [] for _, h in stacked)
     assert not math.isnan(stacked[0][0].evaluate(X, Y)["loss"])
+
+
+# --- the crossover rule (trainer.stack=auto) ---------------------------------------------------
+
+
+def test_stacking_pays_where_the_measured_table_says_and_rounds_towards_the_slower_cell():
+    from nnlab.nn import stacked
+
+    widths, batches = stacked.CROSSOVER_WIDTHS, stacked.CROSSOVER_BATCHES
+    for k, table in stacked.CROSSOVER.items():
+        for (i, w), (j, b) in ((iw, jb) for iw in enumerate(widths) for jb in enumerate(batches)):
+            assert stacked.measured_ratio([w, w, 1], b, 2, k) == table[i][j]
+            assert nn.stacking_pays([w, w, 1], b, 2, k) == (table[i][j] >= stacked.PAYS_AT)
+    ratio = stacked.measured_ratio
+    row, col = widths.index(32), batches.index(32)
+    # between measured points: the next wider net, the next larger batch, the worse stack size
+    assert ratio([20, 20, 1], 16, 2, 64) == ratio([32, 32, 1], 16, 2, 64)
+    assert ratio([16, 16, 1], 20, 2, 64) == ratio([16, 16, 1], 32, 2, 64)
+    between = (stacked.CROSSOVER[16][row][col], stacked.CROSSOVER[64][row][col])
+    assert ratio([32, 32, 1], 32, 2, 40) == min(between)
+    # more inputs or layers count as more multiply-adds: a wider measured net
+    assert ratio([16, 16, 1], 16, 16, 64) == ratio([32, 32, 1], 16, 2, 64)  # 528 > 304 MACs
+    assert ratio([16, 16, 1], 16, 64, 64) == ratio([64, 64, 1], 16, 2, 64)  # 1296 > 1120
+    assert ratio([16, 16, 16, 16, 1], 16, 2, 64) == ratio([32, 32, 1], 16, 2, 64)
+    # beyond the table nothing stacks
+    assert ratio([129, 129, 1], 16, 2, 64) is None and not nn.stacking_pays([256, 1], 16, 2, 64)
+    assert ratio([16, 16, 1], 257, 2, 64) is None
+    assert not nn.stacking_pays([16, 16, 1], 16, 2, 1)
+    assert ratio([16, 16, 1], 16, 2, 500) == ratio([16, 16, 1], 16, 2, 64)
+    # the flagship sweep's trial stacks
+    assert nn.stacking_pays([16, 16, 1], 16, 2, 64)
+
+
+def test_stack_size_picks_the_best_measured_size_that_pays():
+    from nnlab.nn import stacked
+
+    for w, b, n in ((16, 16, 252), (64, 128, 252), (128, 256, 252), (16, 16, 40), (16, 16, 3)):
+        size = nn.stack_size([w, w, 1], b, 2, n)
+        candidates = [s for s in (*stacked.CROSSOVER, n) if s <= n and s <= 64]
+        ratios = {s: stacked.measured_ratio([w, w, 1], b, 2, s) for s in candidates}
+        paying = {s: r for s, r in ratios.items() if r is not None and r >= stacked.PAYS_AT}
+        if not paying:
+            assert size == 1
+            continue
+        assert size <= n and ratios[size] == max(paying.values())
+        assert size == max(s for s, r in paying.items() if r == ratios[size])
+    assert nn.stack_size([16, 16, 1], 16, 2, 1) == 1

@@ -49,7 +49,7 @@ from .losses import (
 from .model import DTYPES, Sequential
 from .noise_scale import GradientNoiseScale
 from .optimizers import OPTIMIZERS, SGD, Adam, Optimizer, RMSprop
-from .stacked import Stack, compatibility_key
+from .stacked import Stack, compatibility_key, stack_size, stacking_pays
 
 __all__ = [
     "DTYPES",
@@ -85,5 +85,7 @@ __all__ = [
     "passes",
     "save_model",
     "schedules",
+    "stack_size",
     "stacked",
+    "stacking_pays",
 ]

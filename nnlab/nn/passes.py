@@ -48,6 +48,8 @@ class Views:
     kernels : list of (..., in, out) arrays
     biases : list of (..., out) arrays
     kernels_t : list of (..., out, in) arrays, the kernels transposed (for input gradients)
+    backprop : list of ufuncs computing ``d @ kernels_t[i]`` (np.matmul, or np.multiply for a
+        1-unit layer)
     biases_rows : list of arrays added to a layer's outputs: the bias (out,) for one model,
         (M, 1, out) for a stack
     """
@@ -62,6 +64,10 @@ class Views:
             self.biases.append(flat[..., stop : stop + units])
         self.kernels_t = [w.swapaxes(-1, -2) for w in self.kernels]
         self.biases_rows = [b[..., None, :] if lead else b for b in self.biases]
+        # input gradients d @ kernel.T; through a 1-unit layer that GEMM has an inner size of 1:
+        # an outer product, each element one rounded product, which np.multiply computes alike
+        # (half the time for a stack)
+        self.backprop = [np.multiply if units == 1 else np.matmul for _, _, units in layers]
 
 
 class Buffers:
@@ -100,11 +106,11 @@ def backward(
     dL/dz of the output layer in ``bufs.d[-1]``. ``x_t`` is the input batch transposed
     (..., in, n). The first layer's input gradient is never computed."""
     a, a_t, d, t, ones, vecmat = bufs.a, bufs.a_t, bufs.d, bufs.t, bufs.ones, bufs.vecmat
-    g_kernels, g_biases, kernels_t = grads.kernels, grads.biases, w.kernels_t
+    g_kernels, g_biases, kernels_t, backprop = grads.kernels, grads.biases, w.kernels_t, w.backprop
     for i in range(len(d) - 1, -1, -1):
         # d[i] = dL/dz_i: gradients of layer i, then d[i-1]
         np.matmul(a_t[i - 1] if i else x_t, d[i], out=g_kernels[i])
         vecmat(ones, d[i], out=g_biases[i])
         if i:
-            np.matmul(d[i], kernels_t[i], out=d[i - 1])
+            backprop[i](d[i], kernels_t[i], out=d[i - 1])
             derivatives[i - 1](a[i - 1], d[i - 1], t[i - 1])

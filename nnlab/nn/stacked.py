@@ -29,7 +29,8 @@ budget leaves the stack: its row goes back into its own arrays, its ``on_train_e
 the others go on in a smaller stack.
 
 Stacking pays for narrow networks and small batches, where NumPy's per-call overhead dominates a
-step; :func:`stacking_pays` holds the measured crossover.
+step, and less for wide ones, where a large stack's arrays fall out of the caches: ``CROSSOVER``
+holds the measured ratios, :func:`stacking_pays` and :func:`stack_size` read them.
 """
 
 from __future__ import annotations
@@ -405,3 +406,99 @@ class Stack:
             for j, (_, fn) in enumerate(model._metrics):
                 totals[j] += metrics_module.batch_total(fn, yb, out)
         return [loss_sum / n, *(t / n for t in totals)]
+
+
+#: alone / stacked time per model-step (> 1: stacking pays): the smallest of three runs of the
+#: crossover of ``python -m benchmarks.run --only stacking`` (two for stacks of 2; see
+#: benchmarks/README.md) on the 2-core development machine, one core: 2-w-w-1 relu/sigmoid nets,
+#: Adam, float32, the flagship's 640 moons samples. One table per stack size; rows: hidden width
+#: w in CROSSOVER_WIDTHS, columns: batch size in CROSSOVER_BATCHES.
+CROSSOVER_WIDTHS = (4, 8, 16, 32, 64, 128)
+CROSSOVER_BATCHES = (8, 16, 32, 64, 128, 256)
+CROSSOVER: dict[int, tuple[tuple[float, ...], ...]] = {
+    2: (
+        (1.43, 1.47, 1.33, 1.16, 1.20, 0.77),
+        (1.15, 1.46, 1.16, 1.31, 1.02, 1.16),
+        (1.56, 1.33, 1.37, 1.15, 1.27, 1.02),
+        (1.29, 1.48, 1.32, 1.11, 0.99, 0.95),
+        (1.42, 1.39, 1.22, 1.13, 0.80, 0.82),
+        (0.93, 1.16, 1.04, 1.05, 0.85, 0.87),
+    ),
+    4: (
+        (2.88, 2.63, 2.33, 2.13, 1.91, 1.35),
+        (2.84, 2.40, 2.15, 2.21, 1.83, 0.84),
+        (2.78, 2.17, 2.46, 1.91, 1.77, 1.58),
+        (2.39, 2.46, 1.96, 1.87, 1.34, 1.27),
+        (2.10, 1.89, 1.40, 1.42, 1.19, 0.92),
+        (1.32, 1.19, 1.08, 1.19, 1.10, 0.84),
+    ),
+    16: (
+        (9.22, 7.72, 5.92, 4.68, 3.29, 1.89),
+        (7.90, 6.74, 4.87, 4.58, 3.08, 1.85),
+        (8.25, 6.32, 5.45, 3.63, 2.40, 1.61),
+        (5.38, 4.83, 3.65, 2.80, 1.90, 1.26),
+        (3.26, 2.49, 1.98, 1.75, 1.38, 0.83),
+        (1.37, 1.28, 0.98, 0.96, 0.87, 0.63),
+    ),
+    64: (
+        (17.47, 12.11, 9.41, 6.28, 3.63, 1.76),
+        (12.54, 12.29, 8.98, 4.66, 2.57, 0.88),
+        (12.99, 7.46, 6.45, 3.73, 2.60, 0.77),
+        (7.52, 5.65, 2.64, 1.69, 1.23, 0.71),
+        (3.54, 2.90, 1.75, 1.47, 0.77, 0.57),
+        (1.12, 1.03, 0.91, 0.75, 0.66, 0.53),
+    ),
+}
+#: the measured ratio a stack must reach: a margin over 1 for one busy machine's noise
+PAYS_AT = 1.2
+
+
+def measured_ratio(widths: Sequence[int], batch_size: int, n_features: int, k: int):
+    """The crossover's alone / stacked ratio for ``k`` models of this shape, or None beyond it.
+
+    The net is compared, conservatively, with the measured 2-w-w-1 net of the smallest width w
+    that has at least its multiply-adds per sample and its units, at the smallest measured
+    batch size >= ``batch_size``, and with the smaller of the ratios of the measured stack sizes
+    around ``k`` (a stack larger than the largest measured counts as that size).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Units of every layer, the output layer's included, e.g. ``[16, 16, 1]``.
+    batch_size : int
+    n_features : int
+        Input width.
+    k : int
+        Models in the stack.
+    """
+    units = [n_features, *widths]
+    macs = sum(a * b for a, b in zip(units[:-1], units[1:], strict=True))
+    row = next((i for i, w in enumerate(CROSSOVER_WIDTHS)
+                if w * w + 3 * w >= macs and 2 * w + 1 >= sum(widths)), None)  # fmt: skip
+    col = next((j for j, b in enumerate(CROSSOVER_BATCHES) if b >= batch_size), None)
+    below = [s for s in CROSSOVER if s <= k]
+    above = [s for s in CROSSOVER if s >= k] or [max(CROSSOVER)]
+    if row is None or col is None or not below:
+        return None
+    return min(CROSSOVER[s][row][col] for s in (max(below), min(above)))
+
+
+def stacking_pays(widths: Sequence[int], batch_size: int, n_features: int, k: int) -> bool:
+    """Whether ``k`` models of this shape train faster as one stack than one at a time: the
+    measured ratio (:func:`measured_ratio`) reaches ``PAYS_AT``. What ``trainer.stack=auto``
+    asks; anything beyond the measured table (wider, larger batches, k < 2) does not stack."""
+    ratio = measured_ratio(widths, batch_size, n_features, k)
+    return ratio is not None and ratio >= PAYS_AT
+
+
+def stack_size(widths: Sequence[int], batch_size: int, n_features: int, n: int) -> int:
+    """How many of ``n`` compatible models to put in one stack: of the measured stack sizes up
+    to ``n`` and ``n`` itself, the one with the best measured ratio (the larger on a tie) among
+    those where stacking pays; 1 (no stack) when none does."""
+    sizes = sorted({s for s in CROSSOVER if s <= n} | ({n} if n <= max(CROSSOVER) else set()))
+    best = (PAYS_AT, 1)
+    for size in sizes:
+        ratio = measured_ratio(widths, batch_size, n_features, size)
+        if ratio is not None and (ratio, size) >= best:
+            best = (ratio, size)
+    return best[1]
