@@ -355,7 +355,7 @@ def run(quick: bool = False, core: int = 0) -> dict:
         "batch_size": w["batch_size"],
         "lrs": fl["lrs"],
     }
-    rounds = 3 if quick else 9
+    rounds = 3 if quick else 15
     out: dict = {"workload": w, "k": K, "lrs": fl["lrs"], "rounds": rounds}
     if not module_available("jax"):
         out["jax_skipped"] = 'JAX is not installed (pip install "jax[cpu]", or the bench extra)'
@@ -373,8 +373,8 @@ def run(quick: bool = False, core: int = 0) -> dict:
             "kind": "stacking_crossover",
             "base": base,
             "groups": _groups(quick),
-            "rounds": 3 if quick else 5,
-            "target_s": 0.03 if quick else 0.05,
+            "rounds": 3 if quick else 9,
+            "target_s": 0.03,
         },
         core=core,
         timeout=3600,
