@@ -1,14 +1,5 @@
 """Stacked training: M compiled ``Sequential`` models of one architecture fit in lockstep.
 
-    >>> from nnlab import nn
-    >>> def member(seed, lr):
-    ...     m = nn.Sequential([nn.Dense(16, "relu", input_dim=2),
-    ...                        nn.Dense(1, "sigmoid")], seed=seed)
-    ...     m.compile(nn.Adam(lr), "binary_crossentropy", ["accuracy"])
-    ...     return m
-    >>> models = [member(0, 1e-3), member(1, 1e-2)]
-    >>> histories = nn.Stack(models).fit(x, y, batch_size=16, epochs=[5, 10])  # doctest: +SKIP
-
 Each member keeps its own seed (initial weights and shuffle order), learning rate or schedule,
 optimizer state, callbacks and epoch budget, and ends with the history, weights and
 ``get_state()`` that ``member.fit(...)`` alone gives it: every model's GEMMs are the BLAS calls it
@@ -31,6 +22,17 @@ the others go on in a smaller stack.
 Stacking pays for narrow networks and small batches, where NumPy's per-call overhead dominates a
 step, and less for wide ones, where a large stack's arrays fall out of the caches: ``CROSSOVER``
 holds the measured ratios, :func:`stacking_pays` and :func:`stack_size` read them.
+
+Examples
+--------
+>>> from nnlab import nn
+>>> def member(seed, lr):
+...     m = nn.Sequential([nn.Dense(16, "relu", input_dim=2),
+...                        nn.Dense(1, "sigmoid")], seed=seed)
+...     m.compile(nn.Adam(lr), "binary_crossentropy", ["accuracy"])
+...     return m
+>>> models = [member(0, 1e-3), member(1, 1e-2)]
+>>> histories = nn.Stack(models).fit(x, y, batch_size=16, epochs=[5, 10])  # doctest: +SKIP
 """
 
 from __future__ import annotations
