@@ -69,6 +69,7 @@ def test_the_hash_follows_the_csv_content_not_its_path_or_time(tmp_path: Path) -
     assert config_hash(plain) == first
 
 
+@pytest.mark.slow
 def test_an_edited_csv_trains_again_instead_of_reusing_stale_results(launch_dir: Path) -> None:
     data = launch_dir / "my.csv"
     data.write_text(table())

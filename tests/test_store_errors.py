@@ -111,6 +111,7 @@ def test_other_errors_stay_as_they_were() -> None:
     )
 
 
+@pytest.mark.slow
 @ROOT_ONLY
 def test_a_run_on_an_immutable_store_is_short_and_names_the_cause(
     tmp_path: Path, empty_store: Path
