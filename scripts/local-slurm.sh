@@ -11,14 +11,17 @@
 #
 # Every command is idempotent. Runs as root (slurmd starts jobs as the submitting user; munged
 # runs as user munge). State, logs and PID files: $NNLAB_SERVICES/slurm (default
-# /tmp/nnlab-services/slurm), one cluster per machine since the ports are fixed (6817, 6818).
-# Every address in the config is 127.0.0.1: no traffic leaves the machine.
+# /tmp/nnlab-services/slurm). Loopback only: every address in the config is 127.0.0.1, and
+# CommunicationParameters=NoInAddrAny,NoCtldInAddrAny makes the daemons and srun bind to it
+# instead of to every address (0.0.0.0); slurmctld's and slurmd's ports are picked free on each
+# fresh start (not SLURM's fixed 6817/6818), and srun's come from SrunPortRange.
 set -euo pipefail
 
 PACKAGES=(slurmctld slurmd slurm-client munge)
 DIR="${NNLAB_SERVICES:-/tmp/nnlab-services}/slurm"
 CONF="$DIR/slurm.conf"
 CPUS="${NNLAB_SLURM_CPUS:-2}"
+PY="${PYTHON:-python3}"
 
 die() { echo "local-slurm: $*" >&2; exit "${2:-1}"; }
 
@@ -44,17 +47,30 @@ pid_alive() {  # pid_alive FILE: the PID in FILE names a live process
 
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 
+free_ports() {  # free_ports N: N distinct TCP ports nothing listens on at 127.0.0.1
+    "$PY" - "$1" <<'PYEOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PYEOF
+}
+
 write_conf() {
-    local mem
+    local mem ctld_port slurmd_port
     mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
+    read -r ctld_port slurmd_port < <(free_ports 2)
     mkdir -p "$DIR/state" "$DIR/spool"
     cat >"$CONF.tmp" <<EOF
 # Written by scripts/local-slurm.sh: a one-node cluster on loopback.
 ClusterName=nnlab
 SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=root
-SlurmctldPort=6817
-SlurmdPort=6818
+# ports picked free when this file was written; every daemon and srun binds 127.0.0.1 only
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
+CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 AuthType=auth/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
@@ -102,6 +118,23 @@ start_munge() {
     die "munged did not start (see /var/log/munge/munged.log)"
 }
 
+loopback_name() {  # loopback_name HOST: HOST resolves to a 127.x address (IPv4, as SLURM uses)
+    getent ahostsv4 "$1" 2>/dev/null | awk '{print $1; exit}' | grep -q '^127\.'
+}
+
+as_localhost() {  # as_localhost CMD...: run CMD where gethostname() is "localhost"
+    # NoInAddrAny binds to the address gethostname() resolves to, for the daemons and for the
+    # sruns of their jobs (slurmstepd inherits slurmd's host name): in a UTS namespace of their
+    # own named localhost that is 127.0.0.1, whatever this machine's name resolves to
+    if unshare --uts true 2>/dev/null; then
+        unshare --uts sh -c 'hostname localhost && exec "$@"' sh "$@"
+    elif loopback_name "$(hostname)"; then
+        "$@"
+    else
+        die "cannot keep SLURM on loopback: $(hostname) resolves to a non-loopback address and unshare --uts is not permitted here"
+    fi
+}
+
 node_state() { SLURM_CONF="$CONF" sinfo -h -n localhost -o %T 2>/dev/null | head -1; }
 
 do_start() {
@@ -115,8 +148,8 @@ do_start() {
     pid_alive "$DIR/slurmctld.pid" || write_conf
     start_munge
     # -i: ignore state from an earlier run that no longer fits (e.g. a changed node)
-    pid_alive "$DIR/slurmctld.pid" || slurmctld -f "$CONF" -i
-    pid_alive "$DIR/slurmd.pid" || slurmd -f "$CONF" -N localhost
+    pid_alive "$DIR/slurmctld.pid" || as_localhost slurmctld -f "$CONF" -i
+    pid_alive "$DIR/slurmd.pid" || as_localhost slurmd -f "$CONF" -N localhost
     local state=""
     for _ in $(seq 150); do
         state=$(node_state)

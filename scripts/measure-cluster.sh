@@ -10,7 +10,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 N="${1:-24}"
-URI="http://127.0.0.1:${MLFLOW_PORT:-5000}"
+URI="$("$ROOT/scripts/mlflow-server.sh" uri)"
 eval "$("$ROOT/scripts/local-slurm.sh" env)"
 "$ROOT/scripts/local-slurm.sh" status >/dev/null || { echo "start scripts/local-slurm.sh first" >&2; exit 1; }
 "$ROOT/scripts/mlflow-server.sh" status >/dev/null || { echo "start scripts/mlflow-server.sh first" >&2; exit 1; }

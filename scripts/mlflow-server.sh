@@ -5,20 +5,42 @@
 #
 #   scripts/mlflow-server.sh start    # waits until it answers; prints tracking.uri=...
 #   scripts/mlflow-server.sh status   # exit 0 running, 1 stopped
+#   scripts/mlflow-server.sh uri      # its tracking URI (http://127.0.0.1:PORT)
 #   scripts/mlflow-server.sh stop
 #
-# Environment: MLFLOW_PORT (default 5000), NNLAB_SERVICES (default /tmp/nnlab-services),
-# PYTHON (default python). Store, artifacts, log and PID: $NNLAB_SERVICES/mlflow-$MLFLOW_PORT.
-# For a server that cluster nodes reach (a login node), see docs/cluster.md: this one listens
-# on loopback only.
+# Environment: MLFLOW_PORT (default: 5000 if it is free, else a free port; the port picked is
+# kept in $NNLAB_SERVICES/mlflow.port for status, uri and stop), NNLAB_SERVICES (default
+# /tmp/nnlab-services), PYTHON (default python). Store, artifacts, log and PID:
+# $NNLAB_SERVICES/mlflow-$PORT. It listens on 127.0.0.1 only; for a server that cluster nodes
+# reach (a login node), see docs/cluster.md.
 set -euo pipefail
 
-PORT="${MLFLOW_PORT:-5000}"
-DIR="${NNLAB_SERVICES:-/tmp/nnlab-services}/mlflow-$PORT"
+BASE="${NNLAB_SERVICES:-/tmp/nnlab-services}"
+PORT_FILE="$BASE/mlflow.port"
 PY="${PYTHON:-python}"
-URI="http://127.0.0.1:$PORT"
 
 die() { echo "mlflow-server: $*" >&2; exit "${2:-1}"; }
+
+use_port() {  # use_port PORT: the server's port, directory and URI from here on
+    PORT=$1
+    DIR="$BASE/mlflow-$PORT"
+    URI="http://127.0.0.1:$PORT"
+}
+
+# MLFLOW_PORT, else the port this script started its server on, else the conventional 5000
+use_port "${MLFLOW_PORT:-$(cat "$PORT_FILE" 2>/dev/null || echo 5000)}"
+
+free_port() {  # free_port [PORT]: PORT if nothing holds 127.0.0.1:PORT, else one that is free
+    "$PY" - "${1:-0}" <<'PYEOF'
+import socket, sys
+with socket.socket() as s:
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])
+PYEOF
+}
 
 alive() { [ -s "$DIR/server.pid" ] && kill -0 "$(cat "$DIR/server.pid")" 2>/dev/null; }
 
@@ -38,10 +60,13 @@ do_start() {
         echo "mlflow-server: already running (pid $(cat "$DIR/server.pid")); tracking.uri=$URI"
         return 0
     fi
-    if healthy; then
+    if [ -z "${MLFLOW_PORT:-}" ]; then  # 5000 unless something holds it
+        use_port "$(free_port 5000)"
+    elif healthy; then
         die "something else answers at $URI; pick another port (MLFLOW_PORT=5001 $0 start)"
     fi
     mkdir -p "$DIR/artifacts"
+    [ -n "${MLFLOW_PORT:-}" ] || echo "$PORT" >"$PORT_FILE"
     # --workers 1 and no job execution: one small process, nothing started behind our back.
     # setsid: the server and its workers form one process group, stopped together.
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$PY" -m mlflow server \
@@ -78,6 +103,7 @@ do_stop() {
 case "${1:-}" in
     start) do_start ;;
     stop) do_stop ;;
+    uri) echo "$URI" ;;
     status)
         if alive && healthy; then
             echo "mlflow-server: running (pid $(cat "$DIR/server.pid")); tracking.uri=$URI"
@@ -86,5 +112,5 @@ case "${1:-}" in
             exit 1
         fi
         ;;
-    *) die "usage: $0 start|stop|status" 2 ;;
+    *) die "usage: $0 start|stop|status|uri" 2 ;;
 esac

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -391,7 +392,7 @@ def test_a_slurm_that_does_not_answer_is_refused_before_anything_is_tracked(
 ) -> None:
     conf = Path(slurm["SLURM_CONF"]).read_text()
     bad = tmp_path / "slurm.conf"  # the same cluster, but a controller port nothing listens on
-    bad.write_text(conf.replace("SlurmctldPort=6817", f"SlurmctldPort={_free_port()}"))
+    bad.write_text(re.sub(r"SlurmctldPort=\d+", f"SlurmctldPort={_free_port()}", conf))
     proc = run(tmp_path, {"SLURM_CONF": str(bad)}, *common(server, "nocluster"), "lr=0.1,0.01")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     (line,) = proc.stderr.splitlines()
@@ -435,3 +436,61 @@ def test_a_job_cancelled_before_it_started_is_named_not_waited_for_silently(
         r.info.status for r in runs(server, "lost", "sweep") + runs(server, "lost", "trial")
     }
     assert "RUNNING" not in statuses
+
+
+# --- the scripts listen on loopback only (issue 25, defect 15) --------------------------------
+
+SERVICES = ("slurmctld", "slurmd", "slurmstepd", "srun", "munged")
+
+
+def listeners() -> list[tuple[str, int, dict[int, str]]]:
+    """Every listening TCP/UDP socket: (local address, port, {pid: process name})."""
+    out = subprocess.run(["ss", "-Hltunp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        address, port = fields[4].rsplit(":", 1)
+        procs = {int(p): n for n, p in re.findall(r'\("([^"]+)",pid=(\d+)', line)}
+        found.append((address.strip("[]"), int(port), procs))
+    return found
+
+
+def ours(procs: dict[int, str]) -> bool:
+    """A socket of the cluster (SLURM, munge) or of an MLflow server."""
+    for pid, name in procs.items():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            command = b""
+        if name in SERVICES or b"mlflow" in command:
+            return True
+    return False
+
+
+def test_the_cluster_and_the_server_listen_on_loopback_only(tmp_path, slurm, server) -> None:
+    """Was: slurmctld on 0.0.0.0:6817 and slurmd on 0.0.0.0:6818. Checked while jobs run, so
+    the sruns of submitit's jobs (which listen for their tasks' I/O) are looked at too."""
+    args = [*common(server, "loopback"), "lr=0.1,0.01", "epochs=6", "debug.epoch_delay=0.5"]
+    proc = start(tmp_path, slurm, *args)
+    seen: dict[tuple[str, int], set[str]] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            for address, port, procs in listeners():
+                if ours(procs):
+                    seen.setdefault((address, port), set()).update(procs.values())
+            time.sleep(0.3)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert [line.split()[1] for line in trial_lines(out)] == ["completed"] * 2, out
+    names = set().union(*seen.values())
+    assert {"slurmctld", "slurmd", "srun"} <= names, seen  # the jobs' sruns were seen
+    wide = {where: who for where, who in seen.items() if where[0] not in ("127.0.0.1", "::1")}
+    assert not wide, f"listening beyond loopback: {wide}"
+    conf = Path(slurm["SLURM_CONF"]).read_text()
+    ports = {int(p) for p in re.findall(r"^Slurm(?:ctld|d)Port=(\d+)$", conf, re.M)}
+    assert len(ports) == 2 and not ports & {6817, 6818}, ports  # picked free, not SLURM's fixed
+    assert int(server.rsplit(":", 1)[1]) in {port for _, port in seen}
