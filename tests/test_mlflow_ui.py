@@ -24,9 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, ROOT, TINY, cli, mlflow_server, runs, store_uri
+from helpers import QUIET, ROOT, TINY, cli, mlflow_server, runs
 
-from nnlab.tracking.parent import log_report
 from nnlab.tracking.runs_view import view_key
 from nnlab.tracking.schema import run_display_name
 from nnlab.tracking.store import runs_url
@@ -41,16 +40,14 @@ SHOTS = Path(
 
 @pytest.fixture(scope="module")
 def sweep(make_launch_dir) -> tuple[Path, str]:
-    """(launch dir, the sweep's stdout): three trials of experiment ``ui``, lr=1e30 diverging,
-    and the report built and attached to the parent as the sweep's end does."""
+    """(launch dir, the sweep's stdout): three trials of experiment ``ui``, lr=1e30 diverging;
+    the sweep's end builds the report and attaches it to the parent run."""
     cwd = make_launch_dir("mlflow_ui")
     proc = cli(
         cwd, "-m", "lr=0.01,0.1,1e30", "epochs=5", *TINY, QUIET, f"experiment_name={EXPERIMENT}",
         "report.enabled=true",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    (parent,) = runs(cwd, EXPERIMENT, "sweep")
-    log_report(store_uri(cwd), parent.info.run_id, cwd / "reports" / "ui")
     return cwd, proc.stdout
 
 
@@ -87,13 +84,14 @@ def row(page, run_id: str, column: str):
 
 
 def open_runs_table(page, sweep, server: str) -> tuple:
-    page.goto(printed_runs_url(sweep[1], server))
+    """The experiment's whole runs table (the link a single run prints: no saved view)."""
     (parent,) = runs(sweep[0], EXPERIMENT, "sweep")
+    page.goto(runs_url(server, parent.info.experiment_id))
     row(page, parent.info.run_id, "attributes.`Run Name`").wait_for()
     return parent, runs(sweep[0], EXPERIMENT, "trial")
 
 
-def test_printed_link_opens_the_runs_table(page, sweep, server) -> None:
+def test_plain_runs_link_opens_the_table_with_the_parent(page, sweep, server) -> None:
     parent, _ = open_runs_table(page, sweep, server)
     assert "/runs" in page.url and "workflowType=machine_learning" in page.url
     name = row(page, parent.info.run_id, "attributes.`Run Name`").get_by_role("link")
@@ -108,10 +106,12 @@ def test_printed_link_opens_the_runs_table(page, sweep, server) -> None:
 
 
 def view_url(sweep, server: str) -> str:
-    """The sweep's saved view of the runs table, on this test's server (the link the summary
-    prints: ``runs_url(uri, experiment_id, view=<parent run id>)``)."""
+    """The link the summary prints, on this test's server: the sweep's saved view of the runs
+    table (``runs_url(uri, experiment_id, view=view_key(<parent run id>))``)."""
     (parent,) = runs(sweep[0], EXPERIMENT, "sweep")
-    return runs_url(server, parent.info.experiment_id, view=view_key(parent.info.run_id))
+    url = printed_runs_url(sweep[1], server)
+    assert url == runs_url(server, parent.info.experiment_id, view=view_key(parent.info.run_id))
+    return url
 
 
 # the runs table's column ids, left to right on the screen
@@ -158,6 +158,7 @@ def test_sweep_view_lists_the_trials_best_first_with_metrics_and_outcome(
         assert name.strip() == trial.info.run_name
         outcome = row(page, run_id, "tags.`nnlab.outcome`").inner_text().strip()
         assert outcome == trial.data.tags["nnlab.outcome"]
+        assert name.strip().endswith(" [diverged]") == (outcome == "diverged"), name
         value = row(page, run_id, "metrics.`val_loss`").inner_text().strip()
         loss = trial.data.metrics["val_loss"]
         assert value == "NaN" if math.isnan(loss) else value[:5] == f"{loss:.6f}"[:5], value
