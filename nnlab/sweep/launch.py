@@ -103,6 +103,8 @@ class Launch:
         if per_trial is None:
             return ""
         total = n_trials * (per_trial + OVERHEAD_S) / self.workers
+        if total < 30:  # a short sweep: its lines' ETA says enough
+            return ""
         from nnlab.sweep.progress import duration
 
         workers = f"{self.workers} worker{'s' * (self.workers > 1)}"
