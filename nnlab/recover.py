@@ -56,6 +56,22 @@ def _exists(c: Any, run_id: str | None, experiment_id: str | None = None) -> boo
     return experiment_id is None or run.info.experiment_id == experiment_id
 
 
+def interrupted_run(c: Any, experiment_id: str, digest: str, parent: str | None) -> str | None:
+    """The newest run of config ``digest`` under ``parent`` (or without one) that did not
+    finish: the run a writer had begun when the store broke (its trial then rewrote its
+    ``run.json`` without the id)."""
+    if not digest:
+        return None
+    query = f"tags.`{Tag.CONFIG_HASH}` = '{digest}' and attributes.status != 'FINISHED'"
+    found = c.search_runs(
+        [experiment_id], query, max_results=50, order_by=["attributes.start_time DESC"]
+    )
+    for run in found:
+        if run.data.tags.get(Tag.PARENT) == parent:
+            return run.info.run_id
+    return None
+
+
 def complete(c: Any, run_id: str, job_dir: Path) -> bool:
     """Whether run ``run_id`` already holds every step and artifact file of ``job_dir`` and
     has ended."""
@@ -91,14 +107,16 @@ def recover_one(run_file: Path, uri: str | None, parent: str | None = None) -> s
     if target is None:
         return f"{job_dir}: skipped (trained with tracking=none; pass --tracking-uri to upload)"
     uri, exp_id, c = target
+    tags = dict(meta.get("tags") or {})
+    parent = parent or tags.get(Tag.PARENT)
     run_id = meta.get("run_id") if _exists(c, meta.get("run_id"), exp_id) else None
+    if run_id is None and meta.get("run_id") is None:  # filed live, then the store broke
+        run_id = interrupted_run(c, exp_id, tags.get(Tag.CONFIG_HASH, ""), parent)
     series = read_history(job_dir / "artifacts")
     n_epochs = max((len(p) for k, p in series.items() if k != "batch_loss"), default=0)
     if run_id is not None and complete(c, run_id, job_dir):
         return f"{job_dir}: already complete: run {run_id} ({n_epochs} epochs)"
-    tags = dict(meta.get("tags") or {})
     extra = {Tag.RECOVERED: "true"}
-    parent = parent or tags.get(Tag.PARENT)
     if parent and not _exists(c, parent):
         extra[Tag.ORIGINAL_PARENT] = parent
         parent = None

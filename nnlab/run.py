@@ -55,6 +55,7 @@ def main(cfg: DictConfig) -> dict:
     try:
         return run_trial(cfg)
     except ConfigError as exc:
+        remove_empty_job_dir()
         if full_error():
             raise
         print(f"nnlab: invalid config: {exc}", file=sys.stderr, flush=True)
@@ -64,6 +65,21 @@ def main(cfg: DictConfig) -> dict:
             raise
         print(f"nnlab: run failed: {failure(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+def remove_empty_job_dir() -> None:
+    """A refused single run leaves nothing behind: Hydra made its job directory before nnlab
+    saw the config; it goes again (with the dated directories above it) while still empty."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = Path(HydraConfig.get().runtime.output_dir)
+    for directory in (out, out.parent, out.parent.parent):
+        try:
+            directory.rmdir()  # only an empty directory: never anything a run wrote
+        except OSError:
+            return
 
 
 def failure(exc: BaseException) -> str:

@@ -378,3 +378,52 @@ def file_now(uri: str, experiment_id: str, run_file: Path, parent: str | None = 
     up = Upload(0, run_file)
     writer.sync(up)
     return up
+
+
+def logged_trials(
+    cwd: Path,
+    experiment: str,
+    status: str | None = None,
+    steps_at_least: int = 0,
+    store: str = "mlflow.db",
+):
+    """The trial runs of ``experiment`` MLflow holds now (with ``status``, and at least
+    ``steps_at_least`` loss steps), read with sqlite3 from ``cwd/store`` (a server's file too)
+    so a test can poll while a sweep writes; (run id, status, loss steps) each."""
+    import sqlite3
+
+    db = cwd / store
+    if not db.is_file():
+        return []
+    query = """
+        SELECT r.run_uuid, r.status, COUNT(m.step) FROM runs r
+        JOIN experiments e ON e.experiment_id = r.experiment_id AND e.name = ?
+        JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'nnlab.role' AND t.value = 'trial'
+        LEFT JOIN metrics m ON m.run_uuid = r.run_uuid AND m.key = 'loss'
+        GROUP BY r.run_uuid"""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            rows = con.execute(query, (experiment,)).fetchall()
+    except sqlite3.Error:  # the store is being created, or broken on purpose
+        return []
+    return [r for r in rows if (status is None or r[1] == status) and r[2] >= steps_at_least]
+
+
+def wait_for_logged(
+    cwd: Path,
+    experiment: str,
+    proc: subprocess.Popen,
+    status: str = "RUNNING",
+    steps_at_least: int = 1,
+    timeout: float = 180,
+    store: str = "mlflow.db",
+) -> list:
+    """Block until the run writer has filed a trial of ``experiment`` with ``status`` and at
+    least ``steps_at_least`` loss steps (the store is live for it); return those runs."""
+    return wait_until(
+        lambda: logged_trials(cwd, experiment, status, steps_at_least, store),
+        proc,
+        f"a {status} trial of {experiment!r} with {steps_at_least} steps in MLflow",
+        timeout,
+        0.1,
+    )

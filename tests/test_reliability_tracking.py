@@ -24,7 +24,7 @@ from helpers import (
     runs,
     start_mlflow_server,
     stop_mlflow_server,
-    wait_for_epoch,
+    wait_for_logged,
 )
 
 
@@ -37,12 +37,12 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(make_launch_dir) -> N
     tmp_path = make_launch_dir("lost")
     db = tmp_path / "mlflow.db"
     args = [
-        "-m", "lr=0.1,0.01", "epochs=5", "experiment_name=lost", "debug.epoch_delay=0.2",
+        "-m", "lr=0.1,0.01", "epochs=30", "experiment_name=lost", "debug.epoch_delay=0.3",
         "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.sweep.dir=multirun/lost",
         *TINY,
     ]  # fmt: skip
     with running(tmp_path, *args) as proc:
-        wait_for_epoch(tmp_path, "lost", 2, proc)  # trial 1 is mid-run, its run RUNNING
+        wait_for_logged(tmp_path, "lost", proc, "RUNNING", 2)  # trial 1 mid-run, filed live
         with sqlite3.connect(db) as src, sqlite3.connect(tmp_path / "backup.db") as dst:
             src.backup(dst)  # what a nightly backup would hold
         for wal in ("mlflow.db-wal", "mlflow.db-shm"):
@@ -52,31 +52,32 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(make_launch_dir) -> N
         out, err = proc.communicate(timeout=300)
 
     assert proc.returncode == 1, err
-    assert "MLflow error at epoch" in err and "training goes on" in err
     sweep_dir = tmp_path / "multirun/lost"
-    assert "not in MLflow    2" in out
+    # seen live (the writer's error) or at the end (the file no longer holds the sweep)
+    assert "not in MLflow    2" in out or "MLflow error on" in err, (out, err)
     assert f"python -m nnlab.recover {sweep_dir}" in out
     jobs = sorted(p.parent for p in sweep_dir.glob("*/run.json"))
     assert len(jobs) == 2
     for job in jobs:  # every epoch of both trials is on disk
-        assert [int(r["epoch"]) for r in local_history(job)] == [1, 2, 3, 4, 5]
+        assert [int(r["epoch"]) for r in local_history(job)] == list(range(1, 31))
         assert json.loads((job / "run.json").read_text())["outcome"] == "completed"
     first_run = json.loads((jobs[0] / "run.json").read_text())["run_id"]
-    assert first_run is not None  # created before the store broke
+    assert first_run is not None  # created before the store broke (run.json says so)
 
     db.unlink()
     shutil.move(tmp_path / "backup.db", db)  # the store comes back, missing the rest
-    (before,) = runs(db, "lost", "trial")
-    assert before.info.run_id == first_run and before.info.status == "RUNNING"
+    before = {r.info.run_id: r for r in runs(db, "lost", "trial")}  # what the backup holds
+    assert first_run in before and "RUNNING" in {r.info.status for r in before.values()}
 
     rec = cli(tmp_path, str(sweep_dir), module="nnlab.recover")
     assert rec.returncode == 0, rec.stderr
-    assert f"updated run {first_run}" in rec.stdout and "created run" in rec.stdout
+    assert f"updated run {first_run}" in rec.stdout
     assert "closed parent run" in rec.stdout
     by_id = {r.info.run_id: r for r in runs(db, "lost", "trial")}
     assert len(by_id) == 2 and first_run in by_id
     c = client(db)
-    parent = c.search_runs([before.info.experiment_id], "tags.`nnlab.role` = 'sweep'")[0]
+    experiment_id = next(iter(before.values())).info.experiment_id
+    parent = c.search_runs([experiment_id], "tags.`nnlab.role` = 'sweep'")[0]
     assert parent.info.status == "FINISHED"
     for job in jobs:
         run_id = json.loads((job / "run.json").read_text())["run_id"]
@@ -86,7 +87,7 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(make_launch_dir) -> N
         assert run.data.params["lr"] in ("0.1", "0.01")
         for metric in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_time"):
             history = c.get_metric_history(run_id, metric)
-            assert sorted(m.step for m in history) == [1, 2, 3, 4, 5], (run_id, metric)
+            assert sorted(m.step for m in history) == list(range(1, 31)), (run_id, metric)
             by_step = {m.step: m.value for m in history}
             assert [by_step[int(r["epoch"])] for r in local_history(job)] == [
                 float(r[metric]) for r in local_history(job)
@@ -96,29 +97,29 @@ def test_store_broken_mid_sweep_loses_nothing_and_recovers(make_launch_dir) -> N
     again = cli(tmp_path, str(sweep_dir), module="nnlab.recover")  # idempotent
     assert again.returncode == 0 and again.stdout.count("already complete") == 2, again.stdout
     assert len(runs(db, "lost", "trial")) == 2
-    assert sum(len(c.get_metric_history(r, "loss")) for r in by_id) == 10
+    assert sum(len(c.get_metric_history(r, "loss")) for r in by_id) == 60
 
 
 @pytest.mark.slow
 def test_store_gone_for_good_recovers_into_another(make_launch_dir) -> None:
     tmp_path = make_launch_dir("gone")
     args = [
-        "epochs=4",
+        "epochs=40",
         "experiment_name=gone",
-        "debug.epoch_delay=0.2",
+        "debug.epoch_delay=0.3",
         "trainer.checkpoint.interval=0",
         "hydra.run.dir=job",
         *TINY,
     ]
     with running(tmp_path, *args) as proc:
-        wait_for_epoch(tmp_path, "gone", 2, proc)
+        wait_for_logged(tmp_path, "gone", proc, "RUNNING", 2)  # the run's writer is live
         for name in ("mlflow.db-wal", "mlflow.db-shm"):
             (tmp_path / name).unlink(missing_ok=True)
         (tmp_path / "mlflow.db").write_bytes(b"")  # truncated to nothing
         _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
     assert "nothing is lost" in err and "python -m nnlab.recover" in err and "Traceback" not in err
-    assert len(local_history(tmp_path / "job")) == 4
+    assert len(local_history(tmp_path / "job")) == 40
 
     new_db = tmp_path / "elsewhere" / "new.db"
     new_db.parent.mkdir()
@@ -132,13 +133,9 @@ def test_store_gone_for_good_recovers_into_another(make_launch_dir) -> None:
     assert rec.returncode == 0, rec.stderr
     (run,) = runs(new_db, "gone", "trial")
     assert run.info.status == "FINISHED" and run.data.tags["nnlab.recovered"] == "true"
-    assert run.data.params["epochs"] == "4"
-    assert sorted(m.step for m in client(new_db).get_metric_history(run.info.run_id, "loss")) == [
-        1,
-        2,
-        3,
-        4,
-    ]
+    assert run.data.params["epochs"] == "40"
+    loss = client(new_db).get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in loss) == list(range(1, 41))
     # artifacts next to the new store, the job's history among them
     (uploaded,) = (new_db.parent / "mlruns").rglob(f"{run.info.run_id}/artifacts/history.csv")
     assert history_rows(uploaded) == local_history(tmp_path / "job")
@@ -177,15 +174,16 @@ def test_parallel_writers_file_every_trial_completely(tmp_path: Path, n_jobs: in
     assert {r[2] for r in rows} == {"FINISHED"}
     per_run: dict[str, dict] = {}
     for run_id, key, n, distinct, lo, hi in counts:
-        per_run.setdefault(run_id, {})[key] = (n, distinct, lo, hi)
+        if run_id != parents[0][0]:  # the parent carries the sweep's numbers (n_completed...)
+            per_run.setdefault(run_id, {})[key] = (n, distinct, lo, hi)
     assert set(per_run) == {r[0] for r in children}
     for metrics in per_run.values():
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time"):
             assert metrics[key] == (3, 3, 1, 3), key  # 3 epochs, each once
         n, distinct, lo, _ = metrics["batch_loss"]
         assert n == distinct and lo == 5  # every 5th optimizer step, each once
-    records = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/**/.nnlab/*/job*.json")]
-    assert len(records) == 24 and all(r["blas_threads"] == 1 for r in records)
+    jobs = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/*/*/*/run.json")]
+    assert len(jobs) == 24 and all(j["blas_threads"] == 1 for j in jobs)
 
 
 SRV = ("--backend-store-uri", "sqlite:///srv.db")
@@ -197,18 +195,18 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow_server(tmp_path, port, *SRV)
     try:
-        args = ["tracking=server", f"tracking.uri={uri}", "epochs=6", "debug.epoch_delay=0.3",
+        args = ["tracking=server", f"tracking.uri={uri}", "epochs=20", "debug.epoch_delay=0.3",
                 "trainer.checkpoint.interval=0", "tracking.flush_interval=0", "hydra.run.dir=job",
                 "experiment_name=srv", *TINY]  # fmt: skip
         with running(tmp_path, *args) as proc:
-            wait_for_epoch(tmp_path, "srv", 2, proc, timeout=180)
+            wait_for_logged(tmp_path, "srv", proc, "RUNNING", 2, store="srv.db")  # writer live
             stop_mlflow_server(server)
             t_dead = time.monotonic()
             _, err = proc.communicate(timeout=300)
         assert time.monotonic() - t_dead < 60  # a dead server costs seconds, not MLflow's minutes
         assert proc.returncode == 1, err
-        assert "training goes on" in err and "nothing is lost" in err
-        assert [int(r["epoch"]) for r in local_history(tmp_path / "job")] == list(range(1, 7))
+        assert "the trial goes on" in err and "nothing is lost" in err
+        assert [int(r["epoch"]) for r in local_history(tmp_path / "job")] == list(range(1, 21))
         run_id = json.loads((tmp_path / "job" / "run.json").read_text())["run_id"]
 
         server = start_mlflow_server(tmp_path, port, *SRV)  # back, with what it had before
@@ -221,6 +219,8 @@ def test_server_dies_mid_run_and_the_run_is_completed_when_it_is_back(tmp_path: 
         run = c.get_run(run_id)
         assert run.info.status == "FINISHED" and run.data.tags["nnlab.outcome"] == "completed"
         for metric in ("loss", "val_loss"):
-            assert sorted(m.step for m in c.get_metric_history(run_id, metric)) == list(range(1, 7))
+            assert sorted(m.step for m in c.get_metric_history(run_id, metric)) == list(
+                range(1, 21)
+            )
     finally:
         stop_mlflow_server(server)

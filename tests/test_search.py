@@ -12,12 +12,23 @@ import json
 import math
 import re
 import signal
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import TINY, cli, client, compose, runs, start, steps, trial_lines, wait_for_epoch
+from helpers import (
+    TINY,
+    cli,
+    client,
+    compose,
+    logged_trials,
+    runs,
+    start,
+    steps,
+    trial_lines,
+    wait_for_logged,
+    wait_until,
+)
 from hydra.errors import HydraException
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
@@ -345,12 +356,10 @@ def test_killed_search_resumes_to_exactly_n_trials(launch_dir: Path) -> None:
         "trainer.checkpoint.interval=0", "experiment_name=killed",
     ]  # fmt: skip
     proc = start(launch_dir, *args)
-    try:  # two trials finish, then kill -9 in the middle of the third
-        deadline = time.monotonic() + 180
-        while not list(launch_dir.glob("multirun/**/.nnlab/*/job00001.json")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        wait_for_epoch(launch_dir, "killed", 2, proc)
+    try:  # two trials finish and are filed, then kill -9 in the middle of the third
+        done = lambda: len(logged_trials(launch_dir, "killed", "FINISHED")) >= 2  # noqa: E731
+        wait_until(done, proc, "two FINISHED trials", 180, 0.1)
+        wait_for_logged(launch_dir, "killed", proc, "RUNNING", 2)
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -74,7 +74,7 @@ class Session:
         self.launch: Launch | None = None
         self.rerun = False
         self.study: dict | None = None  # a search's summary (nnlab.search.loop), set before close
-        self.closed = False
+        self.ended = False  # the parent run is ended and the summary printed: nothing to undo
         self.started = time.perf_counter()
 
     # --- 1. open ---------------------------------------------------------------------------
@@ -259,10 +259,13 @@ class Session:
     # --- 3. close --------------------------------------------------------------------------
 
     def close(self, interrupted: bool = False, error: BaseException | None = None) -> None:
-        """The summary, the parent run, the report; exit 1 when anything is missing."""
-        if self.closed or self.ctx is None:
+        """The summary, the parent run, the report; exit 1 when anything is missing.
+
+        Interrupted half-way (a second Ctrl-C while the writer files the last trials), it runs
+        again from :meth:`abort`: every step here can be repeated.
+        """
+        if self.ended or self.ctx is None:
             return
-        self.closed = True
         if self.launch is not None:
             records = self.launch.stop(interrupted)
             for record in records:  # trials that ended while the sweep was being stopped
@@ -288,10 +291,16 @@ class Session:
             extra, n = self.tracking.close(progress.counts, best, lines, interrupted, study)
             lines += extra
             problems += n
+        if progress.untracked and self.tracking is not None:
+            lines.append(
+                f"  nothing is lost: python -m nnlab.recover {ctx.sweep_dir} files the "
+                f"{progress.untracked} trials MLflow missed from their job directories"
+            )
         lines += self.launch.notes() if self.launch is not None else []
         if progress.counts.get("killed") or interrupted:
             lines.append("  killed trials resume from their checkpoints: run the same command")
         print("\n".join(lines), flush=True)
+        self.ended = True
         if interrupted:
             return
         if not problems and not progress.untracked:
@@ -333,14 +342,15 @@ class Session:
     def abort(self) -> None:
         """Ctrl-C / SIGTERM in the launching process: end the running trials and the parent
         KILLED; the same command resumes them."""
-        if self.closed or self.ctx is None:
+        if self.ended or self.ctx is None:
             return
         try:
             self.close(interrupted=True)
         finally:
+            killed = self.tracking.writer.killed if self.tracking is not None else 0
             parent = f"parent run {self.ctx.parent_run_id} and " if self.ctx.parent_run_id else ""
             print(
-                f"nnlab: sweep {self.ctx.sweep_id} interrupted; {parent}its running trials "
+                f"nnlab: sweep {self.ctx.sweep_id} interrupted; {parent}{killed} running trials "
                 "marked KILLED. Run the same command to resume.",
                 file=sys.stderr,
                 flush=True,
@@ -359,4 +369,8 @@ class Session:
                 raise
             self.close(error=exc)
             raise SystemExit(1) from None
-        self.close()
+        try:
+            self.close()
+        except KeyboardInterrupt:  # while the last trials were being filed: end them KILLED
+            self.abort()
+            raise

@@ -22,6 +22,7 @@ from nnlab.tracking.store import (
     resolve_uri,
     runs_url,
     say,
+    store_lost,
     ui_command,
 )
 
@@ -79,6 +80,8 @@ def run_single(plain: dict, place: JobPlace) -> dict:
     if interrupted:
         raise KeyboardInterrupt
     error = filed.get("error") or next(iter(missed.values()), None) or writer.error
+    if error is None:  # the file on disk must hold what MLflow said it wrote
+        error = store_lost(uri, filed.get("run_id"), filed.get("store"))
     record.update(run_id=filed.get("run_id"), tracking_error=error)
     print_result(record, uri, ctx.experiment_id, place)
     return record

@@ -407,6 +407,41 @@ def is_new_sqlite(uri: str) -> bool:
     return db is not None and (not db.exists() or (db.is_file() and db.stat().st_size == 0))
 
 
+def store_lost(uri: str, run_id: str | None, since: tuple[int, int] | None = None) -> str | None:
+    """Why the sqlite file of ``uri`` does not hold run ``run_id`` any more, or None.
+
+    An open connection writes on into a file that was deleted, replaced or overwritten (or
+    into a write-ahead log that was deleted): MLflow reports success while the file users open
+    lacks the run. A fresh read-only connection reads what is on disk; ``since`` is the file's
+    (device, inode) when it was opened.
+    """
+    import sqlite3
+
+    db = sqlite_path(uri or "")
+    if db is None or not run_id:
+        return None
+    if not db.exists():
+        return f"{db} was deleted while it was written"
+    st = db.stat()
+    if since is not None and (st.st_dev, st.st_ino) != since:
+        return f"{db} was replaced by another file while it was written"
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+            row = con.execute("SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    except sqlite3.Error as exc:
+        return f"{db} cannot be read any more ({exc})"
+    return None if row is not None else f"{db} no longer holds run {run_id}"
+
+
+def file_id(uri: str) -> tuple[int, int] | None:
+    """(device, inode) of a sqlite store's file, None for other stores or a missing file."""
+    db = sqlite_path(uri or "")
+    if db is None or not db.exists():
+        return None
+    st = db.stat()
+    return st.st_dev, st.st_ino
+
+
 def check_store(uri: str, artifacts: str | None, base: Path) -> None:
     """The checks that need no MLflow: the server's port (http), the sqlite file and its
     directory, the artifact root, and that no other process holds the store's lock for long

@@ -33,6 +33,7 @@ from nnlab.tracking.schema import SWEEP_FILE, Tag
 from nnlab.tracking.store import (
     check_store,
     client,
+    file_id,
     finished_trials,
     is_new_sqlite,
     one_line,
@@ -41,6 +42,7 @@ from nnlab.tracking.store import (
     resolve_uri,
     runs_url,
     sqlite_path,
+    store_lost,
     ui_command,
 )
 from nnlab.tracking.writer import OnDone, RunWriter
@@ -94,12 +96,9 @@ class SweepTracking:
             if self.reused:
                 ctx.parent_run_id = run_id
                 ctx.sweep_id = tags.get(Tag.SWEEP_ID, ctx.sweep_id)
-        db = sqlite_path(ctx.uri)
-        if db is not None and db.exists():
-            st = db.stat()
-            self.store_id = (st.st_dev, st.st_ino)
         self.writer = RunWriter(ctx, setup=self._setup, on_done=self.on_done)
-        where = ("a new store " if new else "") + ui_command(ctx.uri).split()[-1]
+        db = sqlite_path(ctx.uri)
+        where = ("a new store " if new else "") + (f"sqlite:///{db.name}" if db else ctx.uri)
         if self.reused:
             how = {"FINISHED": "re-checked: same sweep as a finished one"}.get(
                 self.previous[1], "resumed: same sweep as an interrupted one"
@@ -138,6 +137,7 @@ class SweepTracking:
         Returns config hash -> run id of the reopened parent's unfinished trials."""
         ctx, tracking = self.ctx, self.plain["tracking"]
         ctx.experiment_id = prepare_store(ctx.uri, self.name, tracking["artifacts"], self.base)
+        self.store_id = file_id(ctx.uri)
         reopen: dict[str, str] = {}
         if self.reused:
             take_over(ctx, self.previous[2], rechecked=self.previous[1] == "FINISHED")
@@ -153,18 +153,12 @@ class SweepTracking:
 
     # --- the end ---------------------------------------------------------------------------
 
-    def store_replaced(self) -> str | None:
-        """Why the sqlite store the sweep opened is not the file there now (deleted, moved,
-        replaced mid-sweep), or None: its runs are then not in the file users will open."""
-        db = sqlite_path(self.ctx.uri or "")
-        if self.store_id is None or db is None:
+    def store_problem(self) -> str | None:
+        """Why the sqlite file users will open does not hold this sweep (deleted, replaced or
+        overwritten mid-sweep), or None (:func:`~nnlab.tracking.store.store_lost`)."""
+        if self.store_id is None:
             return None
-        if not db.exists():
-            return f"{db} was deleted during the sweep"
-        st = db.stat()
-        if (st.st_dev, st.st_ino) != self.store_id:
-            return f"{db} was replaced by another file during the sweep"
-        return None
+        return store_lost(self.ctx.uri, self.ctx.parent_run_id, self.store_id)
 
     def drain(self, interrupted: bool) -> int:
         """Stop the writer once it has filed what the trials left (``interrupted``: trials
@@ -196,12 +190,13 @@ class SweepTracking:
         parent that could not be closed).
         """
         ctx, lines, problems = self.ctx, [], 0
-        replaced = self.store_replaced()
-        if replaced is not None or self.writer.error is not None:
-            why = replaced or self.writer.error
+        why = self.writer.error or (self.store_problem() if ctx.parent_run_id else None)
+        if why is not None:
+            lost = self.writer.filed + self.writer.failed
+            lines.append(f"  {'not in MLflow':<14}{lost:>4}  ({why})")
             lines.append(
-                f"  not in MLflow: {why}; nothing is lost: python -m nnlab.recover "
-                f"{ctx.sweep_dir} files every trial (and the parent) again"
+                f"  nothing is lost: python -m nnlab.recover {ctx.sweep_dir} files every trial "
+                "(and the parent) from their job directories"
             )
             return lines, problems + 1
         if not ctx.parent_run_id:
@@ -227,11 +222,6 @@ class SweepTracking:
         except Exception as exc:
             lines.append(f"  could not close the parent run in MLflow: {one_line(exc)}")
             problems += 1
-        if self.missed:
-            lines.append(
-                f"  nothing is lost: python -m nnlab.recover {ctx.sweep_dir} files the "
-                f"{len(self.missed)} trials MLflow missed"
-            )
         return lines, problems
 
     def run_of(self, digest: str) -> str | None:

@@ -24,6 +24,7 @@ returns its record; the caller stops.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import traceback
@@ -183,6 +184,16 @@ def save_on_interrupt(schedule: CheckpointSchedule | None, local: LocalHistory) 
         local.write()
 
 
+@functools.cache
+def blas_threads() -> int | None:
+    """The BLAS threads this process trains with (asked once: a worker limits them first)."""
+    from threadpoolctl import threadpool_info
+
+    return max(
+        (p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=None
+    )
+
+
 def trial_tags(record: TrialRecord, ctx: Any, resume: TrainState | None, search: bool) -> dict:
     """The tags a trial's run starts with (the writer adds the parent and sweep ids)."""
     tags = {
@@ -293,6 +304,7 @@ class Trial:
             "tracked": None if self.tracked else False,
             "checkpoint": str(self.ckpt.path) if self.ckpt is not None else None,
             "keep_checkpoint": bool(tr["checkpoint"]["keep"]),
+            "blas_threads": blas_threads(),
         }
         if self.tracked and plain["tracking"].get("log_datasets", True):
             meta["datasets"] = dataset_records(self.data, plain["data"])

@@ -81,13 +81,13 @@ def upload_artifacts(c: Any, run_id: str, artifact_uri: str | None, directory: P
     missing or empty).
 
     With the run's artifact URI known (from ``create_run``) the repository is built from it
-    directly: ``MlflowClient.log_artifacts`` would first fetch the whole run to find it.
+    directly (one call fewer); a continued run's is looked up. Every file goes again, so what
+    an interrupted upload missed arrives; on a local store each is a fresh link.
     """
     if not directory.is_dir() or not any(directory.iterdir()):
         return
     if artifact_uri is None:
-        c.log_artifacts(run_id, str(directory))
-        return
+        artifact_uri = c.get_run(run_id).info.artifact_uri
     if artifact_uri.startswith(("file:", "/")):  # a directory of this machine (a local store,
         from urllib.parse import unquote, urlsplit  # or a server that does not proxy artifacts)
 

@@ -136,6 +136,7 @@ class RunWriter:
         self.ctx, self.setup, self.reopen, self.poll_s = ctx, setup, dict(reopen or {}), poll
         self.on_done = on_done
         self.jobs: dict[int, Upload] = {}  # the trials in progress
+        self.errored: list[Upload] = []  # given up on: run.json says so once the trial ends
         self.error: str | None = None  # the store could not be opened: nothing is uploaded
         self.setup_s = self.drain_s = 0.0
         self.killed = self.filed = self.failed = 0  # runs ended KILLED; runs filed; given up
@@ -194,6 +195,8 @@ class RunWriter:
             missed[job] = up.error or self.error or "its run was not closed"
             _mark_untracked(up, missed[job])
             self._done(up)
+        for up in self.errored:  # their trials may have rewritten run.json since
+            _mark_untracked(up, up.error)
         return missed
 
     # --- the thread --------------------------------------------------------------------------
@@ -265,6 +268,8 @@ class RunWriter:
                     "on, its history is kept in its job directory"
                 )
                 _mark_untracked(up, up.error)
+                if len(self.errored) < 100_000:
+                    self.errored.append(up)
                 done = True
             up.seconds += time.perf_counter() - t0
             up.cpu_seconds += time.thread_time() - c0
