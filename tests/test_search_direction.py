@@ -83,13 +83,6 @@ def test_a_maximize_search_keeps_prunes_and_registers_by_the_largest_value(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.beats takes the direction from the metric's name (MAXIMIZED: accuracies "
-    "up, losses down), not from the search's hydra.sweeper.direction: a search that maximises "
-    "val_loss registers its largest value, then @best moves to a later search's smaller one. "
-    "Fix: record the direction with the version (or refuse maximize for a loss up front).",
-)
 def test_best_follows_the_search_direction_even_for_a_loss(launch_dir: Path) -> None:
     args = [a.replace("objective=val_accuracy", "objective=val_loss") for a in SEARCH]
     first = cli(launch_dir, "-m", *args, "hydra.sweeper.n_trials=2", f"lr=choice({BAD},{GOOD})")

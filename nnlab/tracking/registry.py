@@ -29,6 +29,7 @@ from nnlab.tracking.store import client, one_line
 ALIAS = "best"  # the experiment's best model so far
 LATEST = "latest_sweep"  # the latest sweep's best model
 OBJECTIVE = "nnlab.objective"  # version tags: the metric and value the version was chosen by
+DIRECTION = "nnlab.direction"  # ... and whether larger (maximize) or smaller was better
 OBJECTIVE_VALUE = "nnlab.objective_value"
 BAD_NAME_CHARS = ("/", ":")
 
@@ -70,12 +71,20 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def beats(metric: str, value: float | None, version: Any) -> bool:
+def direction_of(metric: str, direction: str | None = None) -> str:
+    """``maximize`` or ``minimize``: as a search says, else by the metric (accuracies up)."""
+    if direction in ("maximize", "minimize"):
+        return direction
+    return "maximize" if metric in MAXIMIZED else "minimize"
+
+
+def beats(metric: str, value: float | None, version: Any, direction: str | None = None) -> bool:
     """Whether a model scoring ``value`` on ``metric`` beats the registered ``version``.
 
-    Lower is better, except for accuracies. A version chosen by another metric cannot be
-    compared: it is not beaten. One without a value (no finite objective) is beaten by any
-    finite value.
+    Better is the ``direction`` the version was chosen in (its tag; a search may maximise any
+    metric), else :func:`direction_of` the metric. A version chosen by another metric, or in
+    the other direction, cannot be compared: it is not beaten. One without a value (no finite
+    objective) is beaten by any finite value.
     """
     value = _finite(value)
     if value is None:
@@ -83,10 +92,13 @@ def beats(metric: str, value: float | None, version: Any) -> bool:
     theirs = version.tags.get(OBJECTIVE)
     if theirs is not None and theirs != metric:
         return False
+    mine = direction_of(metric, direction)
+    if direction_of(metric, version.tags.get(DIRECTION)) != mine:
+        return False
     old = _finite(version.tags.get(OBJECTIVE_VALUE))
     if old is None:
         return True
-    return value > old if metric in MAXIMIZED else value < old
+    return value > old if mine == "maximize" else value < old
 
 
 def _version_of(client: Any, name: str, run_id: str) -> Any:
@@ -102,6 +114,7 @@ def register_best(
     sweep_id: str,
     metric: str,
     value: float | None,
+    direction: str | None = None,
 ) -> str:
     """Register ``run_id``'s model as a version of ``name``; move ``latest_sweep`` to it, and
     ``best`` when it beats the version ``best`` points at (:func:`beats`).
@@ -119,6 +132,8 @@ def register_best(
     metric, value : str, float
         The objective (``val_loss``) and the best run's value: tags ``nnlab.objective`` and
         ``nnlab.objective_value``.
+    direction : str, optional
+        ``maximize`` or ``minimize`` (a search's); default by the metric: tag ``nnlab.direction``.
 
     Returns
     -------
@@ -141,12 +156,20 @@ def register_best(
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        tags = {Tag.SWEEP_ID: sweep_id, OBJECTIVE: metric}
+        tags = {
+            Tag.SWEEP_ID: sweep_id,
+            OBJECTIVE: metric,
+            DIRECTION: direction_of(metric, direction),
+        }
         if _finite(value) is not None:
             tags[OBJECTIVE_VALUE] = repr(float(value))
         mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
     best = _aliased(client, name, ALIAS)
-    if best is None or str(best.version) == str(mv.version) or beats(metric, value, best):
+    if (
+        best is None
+        or str(best.version) == str(mv.version)
+        or beats(metric, value, best, direction)
+    ):
         client.set_registered_model_alias(name, ALIAS, mv.version)  # first: the UI lists it first
         client.set_registered_model_alias(name, LATEST, mv.version)
         return f"registered: models:/{name}@{ALIAS} = version {mv.version} (run {run_id})"
@@ -174,14 +197,16 @@ def register_sweep_best(
     """
     if not plain["tracking"].get("register_best", True) or not best or not best.get("run_id"):
         return []
+    direction = None
     if study is not None and study.get("best"):
         metric, value = str(study.get("objective")), study["best"].get("value")
+        direction = study.get("direction")
     else:
         metric = "val_loss" if best.get("val_loss") is not None else "loss"
         value = best.get(metric)
     name = plain["experiment_name"]
     try:
-        line = register_best(client(uri), name, best["run_id"], sweep_id, metric, value)
+        line = register_best(client(uri), name, best["run_id"], sweep_id, metric, value, direction)
     except Exception as exc:
         line = f"could not register the best model as {name!r}: {one_line(exc)}"
     return [f"  {line}"]
