@@ -227,13 +227,11 @@ def test_model_loss_can_force_softmax_or_refuse_many_classes(tmp_path: Path) -> 
 
 
 def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated() -> None:
-    import time
     import tracemalloc
 
     # 2 -> 200000 -> 200000 -> 1: 40,001,000,001 parameters, ~596 GiB with Adam (4 float32 copies)
     sink = Recorder()
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         with pytest.raises(ConfigError) as err:
             train(config("model.hidden=[200000,200000]"), [sink])
@@ -241,7 +239,7 @@ def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated() ->
     finally:
         tracemalloc.stop()
     message = str(err.value)
-    assert time.perf_counter() - t0 < 5 and peak < 50 * 2**20  # numpy allocations are traced
+    assert peak < 50 * 2**20  # nothing of the model was allocated (numpy's allocations are traced)
     assert message.startswith("model.hidden=[200000, 200000]: 40,001,000,001 parameters need")
     assert re.search(r"at least 596\.1 GiB .* but only [\d,.]+ GiB of memory is", message)
     assert "use a smaller model.hidden" in message and "\n" not in message
