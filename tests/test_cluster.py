@@ -193,11 +193,12 @@ def test_sweep_of_12_trials_through_slurm_tracked_on_the_server(tmp_path, slurm,
     assert len(lines) == 12 and all(" completed " in line for line in lines), out
     assert sorted(int(line[1 : line.index("/")]) for line in lines) == list(range(1, 13))
     assert "12 trials in" in stdout and "completed       12" in stdout
-    (summary,) = [line for line in arrived if "12 trials in" in line]
+    (summary,) = [x for x in arrived if x.startswith("nnlab sweep") and "12 trials in" in x]
     assert arrived[summary] - min(arrived[line] for line in lines) > 2.0  # not all at the end
     assert "sacct" not in out and "Bypassing" not in out and "View run" not in out
     # the relative default sweep dir was made absolute from the launch directory and printed
-    (sweep_dir,) = [p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir()]
+    (sweep_dir,) = [p for p in (tmp_path / "multirun").glob("*/*") if p.name[0].isdigit()]
+    assert "SLURM: 12 trials in " in stdout  # chunks of trials, one Python process per task
     assert f"outputs: {sweep_dir}" in stdout
     assert f"shared with the nodes: checkpoints {tmp_path / '.nnlab/checkpoints'}" in stdout
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
@@ -214,8 +215,8 @@ def test_sweep_of_12_trials_through_slurm_tracked_on_the_server(tmp_path, slurm,
         assert steps(server, t.info.run_id, "val_loss") == [1, 2, 3]
     summary = client(server).download_artifacts(parent.info.run_id, "summary.txt", str(tmp_path))
     assert "completed       12" in Path(summary).read_text()
-    records = [json.loads(p.read_text()) for p in sweep_dir.glob(".nnlab/*/job*.json")]
-    assert len(records) == 12 and {r["blas_threads"] for r in records} == {1}
+    jobs = [json.loads(p.read_text()) for p in sweep_dir.glob("*/run.json")]
+    assert len(jobs) == 12 and {j["blas_threads"] for j in jobs} == {1}
 
 
 def _reference(tmp_path: Path, slurm, server: str, args: list[str]) -> list[dict]:
@@ -228,26 +229,21 @@ def _reference(tmp_path: Path, slurm, server: str, args: list[str]) -> list[dict
     return history(server, trial.info.run_id, ref)
 
 
-def checkpointed(
-    cwd: Path, experiment: str, epoch: int, proc: subprocess.Popen, accept=lambda run_id: True
-) -> str:
-    """Wait for a checkpoint of ``experiment`` with >= ``epoch`` epochs whose run id ``accept``
-    takes; return that run id."""
-    import numpy as np
-
-    deadline = time.monotonic() + 120
+def live_run(server: str, experiment: str, job: int, epochs: int, proc: subprocess.Popen) -> str:
+    """Wait until the launcher has filed trial ``job``'s run RUNNING with ``epochs`` val_loss
+    steps (its task is training it); return the run id."""
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        for path in (cwd / ".nnlab" / "checkpoints" / experiment).glob("*.npz"):
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    meta = json.loads(str(data["meta"]))
-            except (OSError, ValueError, KeyError):  # replaced while being read
-                continue
-            if meta["epoch"] >= epoch and accept(meta["run_id"]):
-                return meta["run_id"]
-        time.sleep(0.1)
-    raise AssertionError("no checkpoint appeared")
+        try:
+            for t in runs(server, experiment, "trial"):
+                live = t.info.status == "RUNNING" and t.data.tags.get("nnlab.job") == str(job)
+                if live and len(steps(server, t.info.run_id, "val_loss")) >= epochs:
+                    return t.info.run_id
+        except Exception:  # no experiment yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"trial {job} was not filed live")
 
 
 def test_scancel_marks_the_trial_killed_and_the_same_command_resumes_it(
@@ -263,11 +259,11 @@ def test_scancel_marks_the_trial_killed_and_the_same_command_resumes_it(
         "lr=0.1,0.01",
         "debug.epoch_delay=0.4",
         "trainer.checkpoint.interval=0",  # a checkpoint every epoch: the cancel lands mid-trial
+        "hydra.launcher.trials_per_task=1",
     ]
     proc = start(cwd, slurm, *args)
-    try:  # job 0 is the trial of the reference (lr=0.1)
-        is_job_0 = lambda run_id: client(server).get_run(run_id).data.tags["nnlab.job"] == "0"  # noqa: E731
-        run_id = checkpointed(cwd, "cancel", 2, proc, is_job_0)
+    try:  # job 0 is the trial of the reference (lr=0.1), alone in array task 0
+        run_id = live_run(server, "cancel", 0, 2, proc)
         (task,) = [j for j in squeue(slurm, "cancel") if j.endswith("_0")]
         subprocess.run(["scancel", task], check=True, env=_env(slurm))
         out, err = proc.communicate(timeout=180)
@@ -306,23 +302,23 @@ def test_launcher_sigterm_leaves_nothing_running_and_resumes_under_the_same_pare
     args = [
         *common(server, "term"),
         "lr=0.1,0.03,0.01",
-        "epochs=6",
-        "debug.epoch_delay=0.3",
+        "epochs=12",
+        "debug.epoch_delay=0.5",
         "trainer.checkpoint.interval=0",
     ]
     proc = start(tmp_path, slurm, *args)
     try:
-        checkpointed(tmp_path, "term", 1, proc)
+        live_run(server, "term", 0, 1, proc)
         proc.send_signal(signal.SIGTERM)  # what SLURM does to a launcher at its time limit
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out + err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "cancelled the sweep's SLURM tasks" in out, out + err
     (parent,) = runs(server, "term", "sweep")
     assert parent.info.status == "KILLED"
-    wait_until_gone(slurm, "term")  # the trials' jobs go on without their launcher, then end
+    wait_until_gone(slurm, "term")  # cancelled with their launcher: nobody trains unfiled
     trials = runs(server, "term", "trial")
     assert {t.info.status for t in trials} <= {"FINISHED", "KILLED"}
     assert "RUNNING" not in {r.info.status for r in runs(server, "term", "sweep") + trials}
@@ -337,7 +333,7 @@ def test_launcher_sigterm_leaves_nothing_running_and_resumes_under_the_same_pare
     assert len(trials) == 3 and {t.info.status for t in trials} == {"FINISHED"}
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
     for t in trials:
-        assert steps(server, t.info.run_id, "loss") == list(range(1, 7))
+        assert steps(server, t.info.run_id, "loss") == list(range(1, 13))
 
 
 def test_submitit_local_prints_the_same_lines_and_tracks_on_the_server(tmp_path, server) -> None:
@@ -352,8 +348,12 @@ def test_submitit_local_prints_the_same_lines_and_tracks_on_the_server(tmp_path,
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
 
 
-def test_a_server_keeping_artifacts_on_a_plain_path_is_refused_up_front(tmp_path, slurm) -> None:
-    """Each job would write the artifacts on its own node: exit 2 naming the fix, no job."""
+def test_the_tasks_never_talk_to_mlflow_so_a_plain_path_artifact_root_works(
+    tmp_path, slurm
+) -> None:
+    """The run writer of the launching process files every trial: a server that keeps
+    artifacts on a plain path of this machine (no proxy) works, and no task has MLflow's
+    address or imports it."""
     import urllib.request
 
     port = _free_port()
@@ -368,23 +368,28 @@ def test_a_server_keeping_artifacts_on_a_plain_path_is_refused_up_front(tmp_path
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                urllib.request.urlopen(f"{uri}/health", timeout=2).read()
                 break
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None
                 time.sleep(0.5)
-        proc = run(tmp_path, slurm, *common(f"http://127.0.0.1:{port}", "plain"), "lr=0.1,0.01")
+        proc = run(tmp_path, slurm, *common(uri, "plain"), "lr=0.1,0.01", "epochs=2")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        trials = runs(uri, "plain", "trial")
+        assert len(trials) == 2 and {t.info.status for t in trials} == {"FINISHED"}
+        for t in trials:
+            stored = tmp_path / "artifacts" / t.info.experiment_id / t.info.run_id / "artifacts"
+            assert (stored / "history.csv").is_file() and (stored / "model" / "MLmodel").is_file()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    (line,) = proc.stderr.splitlines()
-    assert "stores artifacts at" in line and "--serve-artifacts" in line, line
-    assert not squeue(slurm, "plain") and not list(tmp_path.glob("multirun/*/*/.submitit"))
+    logs = "".join(p.read_text() for p in tmp_path.glob("multirun/*/*/.submitit/*/*_log.out"))
+    assert logs and "mlflow" not in logs.lower()  # the tasks printed their trials, no MLflow
 
 
 def test_a_slurm_that_does_not_answer_is_refused_before_anything_is_tracked(
@@ -406,7 +411,8 @@ def test_a_job_cancelled_before_it_started_is_named_not_waited_for_silently(
 ) -> None:
     """No accounting: submitit cannot tell a job that left the queue without a result from a
     pending one; the launcher names it and the way out (Ctrl-C, the same command)."""
-    args = [*common(server, "lost"), "lr=0.1,0.03,0.01", "epochs=10", "debug.epoch_delay=0.5"]
+    args = [*common(server, "lost"), "lr=0.1,0.03,0.01", "epochs=10", "debug.epoch_delay=0.5",
+            "hydra.launcher.trials_per_task=1"]  # fmt: skip
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nnlab.run", *args],

@@ -288,7 +288,8 @@ class Session:
             lines.append(f"  the sweep stopped early: {type(error).__name__}: {error}")
             problems += 1
         if self.tracking is not None:
-            extra, n = self.tracking.close(progress.counts, best, lines, interrupted, study)
+            incomplete = interrupted or progress.missing() > 0  # the parent ends KILLED: resumable
+            extra, n = self.tracking.close(progress.counts, best, lines, incomplete, study)
             lines += extra
             problems += n
         if progress.untracked and self.tracking is not None:

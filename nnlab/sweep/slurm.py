@@ -11,6 +11,8 @@ storage, announce them and leave their records; the launching process files the 
   most about a minute of trials per task, from the first trial's measured step time.
 - ``scancel`` (SIGTERM) ends the task's running trial KILLED with its checkpoint; the trials after
   it never start, so the sweep ends incomplete (parent KILLED) and the same command runs them.
+- Ctrl-C or SIGTERM to the launching process cancels the sweep's tasks the same way: no trial
+  trains on with nobody to file its run.
 - A time limit (``timeout_min``) requeues the task (``max_num_timeout``): its finished trials are
   not run again, its interrupted one resumes from its checkpoint.
 """
@@ -31,6 +33,7 @@ from nnlab.sweep.pool import Task
 from nnlab.tracking.schema import RUN_FILE, RUN_OUTCOMES
 
 TASK_SECONDS = 60.0  # about this much training per task at most
+GRACE_S = 60.0  # seconds cancelled tasks get to end their trials and leave their records
 INIT_KEYS = ("max_num_timeout",)  # submitit's executor takes these when it is made
 BASE_KEYS = ("timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb",
              "nodes", "name", "stderr_to_stdout")  # fmt: skip
@@ -188,16 +191,39 @@ class Slurm(Launch):
             on_record(record)
 
     def stop(self, interrupted: bool) -> list[dict]:
-        """Ctrl-C in the launching process: the tasks go on and file their trials into their
-        job dirs; ``scancel`` stops them (named in the message), then the same command resumes."""
-        if interrupted and self.jobs:
-            from nnlab.tracking import launchers
+        """Ctrl-C or SIGTERM in the launching process (a time limit on the login node): the
+        sweep's tasks are cancelled (their running trials end KILLED, checkpoints kept), so no
+        trial trains on with nobody to file it; the same command resumes the rest."""
+        if not interrupted or not self.jobs:
+            return []
+        from nnlab.tracking import launchers
+        from nnlab.tracking.writer import take_records
 
-            ids = launchers.slurm_job_ids(self.session.sweep_dir)
-            if ids:
-                print(
-                    f"nnlab: the sweep's SLURM tasks go on (scancel {' '.join(ids)} stops them); "
-                    "once they end, the same command files what they trained",
-                    flush=True,
-                )
-        return []
+        ids = launchers.slurm_job_ids(self.session.sweep_dir)
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
+            print(
+                f"nnlab: cancelled the sweep's SLURM tasks (scancel {' '.join(ids)}); their "
+                "running trials end KILLED with their checkpoints",
+                flush=True,
+            )
+        deadline = time.monotonic() + GRACE_S
+        while time.monotonic() < deadline and queued(ids):
+            time.sleep(0.5)
+        return take_records(self.session.ctx.results_dir)
+
+
+def queued(ids: list[str]) -> bool:
+    """Whether a task of the SLURM jobs ``ids`` is still queued or running."""
+    if not ids:
+        return False
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ids)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and bool(out.stdout.split())
