@@ -120,7 +120,7 @@ class Session:
         ctx.results_dir = str(self.sweep_dir / ".nnlab" / ctx.sweep_id)
         if search is not None:
             ctx.search = search.context(self.base, name, ctx.sweep_hash, self.plain)
-        header = f"{n_trials or '?'} trials"
+        header = f"{n_trials:,} trials" if n_trials else "? trials"
         shared_lines = launch.prepare(self.plain)
         if ctx.backend == "mlflow":
             from nnlab.tracking.sweep import SweepTracking
