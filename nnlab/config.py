@@ -220,6 +220,22 @@ OPTIONAL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+# python -m nnlab.lr_find's own keys (conf/lr_find.yaml), checked by validate_lr_find
+LR_FIND_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "start_lr": (lambda v: _is_num(v) and v > 0, "must be a number > 0 (fastai: 1e-7)"),
+    "end_lr": (lambda v: _is_num(v) and v > 0, "must be a number > 0 (fastai: 10)"),
+    "num_it": (
+        lambda v: is_int(v) and v >= 10,
+        "must be an integer >= 10 (the suggestions drop the first num_it//10 and the last 5 steps)",
+    ),
+    "beta": (lambda v: _is_num(v) and 0 <= v < 1, "must be a number in [0, 1) (fastai: 0.98)"),
+    "stop_factor": (
+        lambda v: v is None or (_is_num(v) and v > 1),
+        "must be a number > 1 (fastai: 4), or null to run the whole ramp",
+    ),
+}
+
+
 def to_plain(cfg: Any) -> Any:
     """A resolved plain-Python copy of a DictConfig (dicts and lists), or ``cfg`` unchanged."""
     if isinstance(cfg, (DictConfig, ListConfig)):
@@ -240,6 +256,43 @@ def _refuse_targets(node: Any, prefix: str = "") -> None:
     elif isinstance(node, (list, tuple)):
         for item in node:
             _refuse_targets(item, prefix)
+
+
+def validate_lr_find(cfg: Any) -> dict:
+    """:func:`validate` for ``python -m nnlab.lr_find``: the job config, then its ``lr_find``
+    keys (:data:`LR_FIND_RULES`, each present, no other); returns the plain dict with both.
+
+    Raises
+    ------
+    ConfigError
+        On the first bad value, in one line.
+    """
+    if isinstance(cfg, DictConfig):  # the job config without lr_find, still composed: its
+        finder = cfg.get("lr_find")  # keys are checked against conf/ as nnlab.run's are
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "lr_find"])
+    else:
+        job = dict(cfg)
+        finder = job.pop("lr_find", None)
+    finder = to_plain(finder)  # plain numbers (conf/lr_find.yaml interpolates nothing)
+    if not isinstance(finder, Mapping):
+        raise ConfigError("lr_find: missing (python -m nnlab.lr_find reads conf/lr_find.yaml)")
+    plain = validate(job)
+    for key, (ok, allowed) in LR_FIND_RULES.items():
+        if key not in finder:
+            raise ConfigError(f"lr_find.{key}: missing from the config (conf/lr_find.yaml)")
+        _check(ok(finder[key]), f"lr_find.{key}", finder[key], allowed)
+    unknown = sorted(set(finder) - set(LR_FIND_RULES))
+    if unknown:
+        raise ConfigError(
+            f"lr_find.{unknown[0]}: unknown key; the keys are {', '.join(LR_FIND_RULES)}"
+        )
+    _check(
+        finder["end_lr"] > finder["start_lr"],
+        "lr_find.end_lr",
+        finder["end_lr"],
+        f"must be larger than lr_find.start_lr={finder['start_lr']!r}",
+    )
+    return {**plain, "lr_find": dict(finder)}
 
 
 def validate(cfg: Any, raw: Any = None) -> dict:

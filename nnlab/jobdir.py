@@ -150,16 +150,20 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def read_history(artifacts: Path) -> Series:
-    """metric -> [(step, value)] from history.csv (step = epoch) and batch_loss.csv."""
+    """metric -> [(step, value)] from history.csv and batch_loss.csv.
+
+    history.csv's first column is the step: ``epoch`` for a trial, ``step`` (the optimizer
+    step) for an LR range test (``nnlab.lr_find``).
+    """
     series: Series = {}
     history = artifacts / Artifact.HISTORY
     if history.is_file():
         with history.open(newline="") as fh:
             for row in csv.DictReader(fh):
-                epoch = int(row.pop("epoch"))
+                step = int(row.pop("epoch") if "epoch" in row else row.pop("step"))
                 for key, value in row.items():
                     if value not in ("", None):
-                        series.setdefault(key, []).append((epoch, float(value)))
+                        series.setdefault(key, []).append((step, float(value)))
     batches = artifacts / Artifact.BATCH_LOSS
     if batches.is_file():
         with batches.open(newline="") as fh:

@@ -188,13 +188,13 @@ def trial_lines(stdout: str) -> list[str]:
 # --- configs ------------------------------------------------------------------------------------
 
 
-def compose(*overrides: str):
-    """``conf/config.yaml`` composed with ``overrides`` (Hydra's compose API, no job)."""
+def compose(*overrides: str, config: str = "config"):
+    """``conf/<config>.yaml`` composed with ``overrides`` (Hydra's compose API, no job)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+        return hydra_compose(config, overrides=list(overrides))
 
 
 def with_values(plain: dict, values: dict[str, Any]) -> dict:
