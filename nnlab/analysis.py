@@ -132,7 +132,9 @@ def _outcome(status: str, tags: dict[str, str]) -> str:
     return STATUS_OUTCOME.get(status, status.lower())
 
 
-def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+def load_runs(
+    experiment: str, tracking_uri: str | None = None, role: str = "trial"
+) -> pd.DataFrame:
     """One row per trial of ``experiment``, params cast to their real types.
 
     Parameters
@@ -141,6 +143,9 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
         MLflow experiment name (the sweep's ``experiment_name``).
     tracking_uri : str, optional
         Store to read; see :func:`resolve_tracking_uri`.
+    role : str
+        The runs to read by their ``nnlab.role`` tag: ``trial`` (the default; also runs without
+        the tag), or e.g. ``lr_find`` (``python -m nnlab.lr_find``'s LR range tests).
 
     Returns
     -------
@@ -148,10 +153,11 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
         Columns ``run_id``, ``run_name``, ``status``, ``outcome``, ``stopped_epoch`` (Int64, 1-based,
         missing unless the run stopped early), ``start_time`` (UTC), ``sweep_id``,
         ``search_trial`` (Int64: the Optuna study's trial number of a search's trial, 0-based;
-        missing for a grid's), ``lr`` (float64),
+        missing for a grid's), ``config_hash``, ``lr`` (float64),
         ``batch_size``, ``epochs``, ``seed`` (int64), every other param under its dotted key
-        (numeric ones cast), and ``final_<metric>`` (float64) for every logged metric. Sweep
-        parent runs are excluded. Sorted by lr, batch_size, epochs, seed.
+        (numeric ones cast), and ``final_<metric>`` (float64) for every logged metric. Runs of
+        another role (sweep parents, LR range tests) are excluded. Sorted by lr, batch_size,
+        epochs, seed.
 
     Raises
     ------
@@ -169,7 +175,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
         page = client.search_runs([exp_id], max_results=5000, page_token=token)
         for run in page:
             tags = run.data.tags
-            if tags.get(Tag.ROLE) == "sweep":
+            if tags.get(Tag.ROLE, "trial") != role:
                 continue
             row = {
                 "run_id": run.info.run_id,
@@ -180,6 +186,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
                 "start_time": run.info.start_time,
                 "sweep_id": tags.get(Tag.SWEEP_ID, tags.get(Tag.PARENT)),
                 "search_trial": tags.get(Tag.OPTUNA_TRIAL),
+                "config_hash": tags.get(Tag.CONFIG_HASH),
             }
             row.update(run.data.params)
             param_keys.update(run.data.params)
@@ -193,7 +200,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     if not rows:
         others = sorted(e.name for e in client.search_experiments() if e.name != experiment)
         raise ValueError(
-            f"experiment {experiment!r} in {uri} holds no trial runs yet; "
+            f"experiment {experiment!r} in {uri} holds no {role} runs yet; "
             f"other experiments: {', '.join(others) if others else 'none'}"
         )
 

@@ -14,7 +14,7 @@ from nnlab.report.content import NotDrawn
 from nnlab.report.tables import fmt_lr
 from nnlab.tracking.schema import OK_OUTCOMES, Artifact
 
-__all__ = ["representative_runs", "boundary_panels", "draw"]
+__all__ = ["representative_runs", "dataset_params", "boundary_panels", "draw"]
 
 
 def representative_runs(runs: pd.DataFrame, metric: str, k: int = 4) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def representative_runs(runs: pd.DataFrame, metric: str, k: int = 4) -> pd.DataF
     return top.loc[order].sort_values("lr").head(k + 1)
 
 
-def _dataset_params(run: pd.Series) -> tuple[str, dict]:
+def dataset_params(run: pd.Series) -> tuple[str, dict]:
     """The run's ``data.*`` params, typed, restricted to what ``load_dataset`` accepts."""
     import yaml
 
@@ -86,7 +86,7 @@ def boundary_panels(
     with tempfile.TemporaryDirectory() as tmp:
         for _, run in representative_runs(runs, metric).iterrows():
             try:
-                name, params = _dataset_params(run)
+                name, params = dataset_params(run)
                 data = load_dataset(name, **params)
                 if data.n_features != 2:
                     raise NotDrawn(f"dataset {name!r} has {data.n_features} features, not 2")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from nnlab.analysis import resolve_tracking_uri
-from nnlab.report import flagship, search, studies
+from nnlab.report import critical_batch, flagship, lr_find_vs_grid, search, studies
 from nnlab.report.content import Code, NotDrawn, Paragraph, Section
 from nnlab.report.context import Context, load_context, say
 from nnlab.report.intervals import METHOD, too_few
@@ -27,6 +27,8 @@ __all__ = ["SECTIONS", "build_report"]
 
 SECTIONS: tuple[Callable[[Context], Section | None], ...] = (
     search.section,  # a search's own figures (its trials are left out of the others)
+    critical_batch.section,  # a batch-size study: steps to target, B_crit vs B_simple, lr rules
+    lr_find_vs_grid.section,  # LR range tests in the experiment: their suggestions vs the grid
     studies.section,  # when the set-up varies: each set-up judged on its own
     flagship.section,  # the grid's findings (pooled over set-ups when they vary)
 )
