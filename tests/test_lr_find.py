@@ -141,3 +141,42 @@ def test_bad_input_exits_2_in_one_line_before_anything_runs(tmp_path: Path) -> N
     assert not list(tmp_path.glob("outputs/*/*/run.json"))
     multi = cli(tmp_path, "-m", "tracking=none", module="nnlab.lr_find")
     assert multi.returncode == 2 and "no -m" in multi.stderr
+
+
+def test_conf_lr_find_holds_fastais_defaults() -> None:
+    plain = finder_config()
+    assert plain["lr_find"] == {
+        "start_lr": lr_range.START_LR,
+        "end_lr": lr_range.END_LR,
+        "num_it": lr_range.NUM_IT,
+        "beta": lr_range.BETA,
+        "stop_factor": lr_range.STOP_FACTOR,
+    }
+
+
+@pytest.mark.slow
+def test_a_tracked_run_holds_the_params_the_curve_and_the_figure(launch_dir: Path) -> None:
+    from helpers import client, runs, steps
+
+    proc = cli(launch_dir, *TINY, "optimizer=sgd", "batch_size=16", "experiment_name=finder",
+               module="nnlab.lr_find")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (run,) = runs(launch_dir, "finder", "lr_find")
+    assert runs(launch_dir, "finder", "trial") == []
+    assert run.info.status == "FINISHED" and f"MLflow run {run.info.run_id}" in proc.stdout
+    (job,) = launch_dir.glob("outputs/*/*")
+    curve = read_curve(job / "artifacts" / "history.csv")
+    n = len(curve["step"])
+    for name in ("learning_rate", "batch_loss", "smooth_loss"):
+        assert steps(launch_dir, run.info.run_id, name) == list(range(1, n + 1))
+    history = client(launch_dir).get_metric_history(run.info.run_id, "smooth_loss")
+    np.testing.assert_allclose(
+        sorted(history, key=lambda m: m.step)[-1].value, curve["smooth_loss"][-1]
+    )
+    expected = lr_range.suggest(curve["learning_rate"], curve["smooth_loss"], 100)
+    for name, s in expected.items():
+        assert float(run.data.params[f"suggested_lr_{name}"]) == pytest.approx(s.lr, rel=1e-12)
+    assert run.data.params["optimizer.name"] == "sgd" and run.data.params["lr_find.num_it"] == "100"
+    assert run.data.tags["nnlab.lr_find.steps"] == str(n)
+    arts = {a.path for a in client(launch_dir).list_artifacts(run.info.run_id)}
+    assert {"lr_find.png", "history.csv", "config.yaml", "overrides.yaml"} <= arts
