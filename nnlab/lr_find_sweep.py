@@ -1,4 +1,5 @@
-"""The LR range tests a grid sweep runs after its trials (``+experiment=lr_find_vs_grid``).
+"""The LR range tests of a grid sweep's set-ups, run when the sweep starts
+(``+experiment=lr_find_vs_grid``).
 
 A study that asks whether the LR finder agrees with the grid needs both from one command. An
 experiment adds this Hydra callback to ``hydra.callbacks``::
@@ -8,14 +9,15 @@ experiment adds this Hydra callback to ``hydra.callbacks``::
         lr_find:
           _target_: nnlab.lr_find_sweep.GridFinders
 
-When the grid's trials are done, and before the sweep's summary and report (Hydra ends
-callbacks in reverse order, and this one is listed after nnlab's own), it runs one LR range test
-(``nnlab.lr_find``, ``conf/lr_find.yaml``'s settings) per set-up of the grid: every distinct
-trial config once its ``lr`` and ``epochs`` are left out (the finder replaces both), so a grid of
-datasets x optimizers x batch sizes x lrs x seeds gets one test per dataset, optimizer, batch
-size and seed. Each test is filed as one run (``nnlab.role=lr_find``) in the grid's experiment,
-its job directory under ``<sweep dir>/lr_find/<n>``. A test whose config already has a finished
-run in the store is skipped, so running the same command again adds nothing.
+Before the grid's trials start, it runs one LR range test (``nnlab.lr_find``,
+``conf/lr_find.yaml``'s settings) per set-up of the grid: the grid's axes without ``lr`` and
+``epochs`` (the finder's ramp replaces both), so a grid of datasets x optimizers x batch sizes x
+lrs x seeds gets one test per dataset, optimizer, batch size and seed. Each test is filed as one
+run (``nnlab.role=lr_find``) in the grid's experiment, its job directory under
+``<sweep dir>/lr_find/<n>``; the sweep's report, built after the grid, finds them there. A test
+whose config already has a finished run in the store is skipped, so running the same command
+again adds nothing. A set-up whose config is refused is one line on stderr and exit 2, before
+anything runs.
 """
 
 from __future__ import annotations
@@ -30,17 +32,22 @@ from hydra.experimental.callback import Callback
 from nnlab.config import ConfigError, validate_lr_find
 from nnlab.run import CONF_DIR, one_line
 
-SKIPPED_KEYS = ("lr", "epochs")  # overrides the finder does not use (its ramp replaces them)
+SKIPPED_KEYS = ("lr", "epochs")  # axes the finder does not use (its ramp replaces them)
 
 
-def finder_overrides(jobs: list[list[str]]) -> list[list[str]]:
-    """The grid's job override lists without ``lr=`` / ``epochs=``, each distinct one once, in
-    job order."""
-    seen: dict[tuple[str, ...], None] = {}
-    for job in jobs:
-        kept = tuple(o for o in job if o.split("=", 1)[0].lstrip("+~") not in SKIPPED_KEYS)
-        seen.setdefault(kept, None)
-    return [list(k) for k in seen]
+def finder_setups(config: Any) -> list[list[str]]:
+    """The override lists of the grid's set-ups: its axes (``hydra.sweeper.params``, then the
+    command line's overrides, as the grid sweeper reads them) without :data:`SKIPPED_KEYS`, in
+    the grid's order."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nnlab.sweep.grid import Grid, parse_grid
+
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    loader = GlobalHydra.instance().config_loader()
+    grid = parse_grid(loader, params + list(config.hydra.overrides.task))
+    kept = {k: v for k, v in grid.axes.items() if k.lstrip("+~") not in SKIPPED_KEYS}
+    return [job for _, job in Grid(kept).jobs()]
 
 
 def finder_defaults() -> dict:
@@ -81,42 +88,36 @@ def finished_hashes(plain: dict, base: Path) -> set[str]:
 
 def run_grid_finders(config: Any, out=print) -> list[Path]:
     """Run and file the LR range tests of the sweep ``config`` (module docstring); returns the
-    job directories written. A set-up that fails is reported in one line; the rest go on."""
+    job directories written. A set-up that fails while it runs is reported in one line; the
+    rest go on."""
     from nnlab.lr_find import run_name, run_range_test, summary, write_job_dir
     from nnlab.tracking.schema import config_hash
-    from nnlab.tracking.sweep import grid_jobs
 
-    grid = grid_jobs(config)
-    if grid is None:
-        out("nnlab: lr_find: not a grid sweep; no LR range tests run")
-        return []
-    base = Path.cwd()  # the launch directory (hydra.job.chdir is false)
+    base = Path(str(config.hydra.runtime.cwd))  # the launch directory
     finder = finder_defaults()
-    setups = finder_overrides(grid[0])
     plains = []
-    for overrides in setups:
+    for overrides in finder_setups(config):
         try:
             plains.append((overrides, finder_config(config, overrides, finder)))
         except ConfigError as exc:
-            out(f"nnlab: lr_find: `{' '.join(overrides)}`: invalid config: {exc}")
+            fail_config(f"lr_find `{' '.join(overrides)}`: {exc}")
     done = finished_hashes(plains[0][1], base) if plains else set()
     todo = [(o, p) for o, p in plains if config_hash(p) not in done]
     out(f"nnlab: lr_find: {len(plains)} LR range tests, {len(plains) - len(todo)} already tracked")
-    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir = base / str(config.hydra.sweep.dir)
     written, data_cache = [], {}
     for i, (overrides, plain) in enumerate(todo, 1):
         t0 = time.perf_counter()
         job_dir = sweep_dir / "lr_find" / str(i - 1)
         try:
-            data = _data(plain, data_cache)
-            result = run_range_test(plain, data)
+            result = run_range_test(plain, _data(plain, data_cache))
             write_job_dir(job_dir, plain, overrides, result)
             where = str(job_dir)
             if plain["tracking"]["backend"] == "mlflow":
                 from nnlab.tracking import file_job_dir
 
                 where = f"run {file_job_dir(job_dir, plain, base)}"
-        except Exception as exc:  # one set-up must not stop the others or the report
+        except Exception as exc:  # one set-up must not stop the others or the grid
             out(f"[lr_find {i}/{len(todo)}] {run_name(plain)}: failed: {one_line(exc)}")
             continue
         written.append(job_dir)
@@ -124,6 +125,12 @@ def run_grid_finders(config: Any, out=print) -> list[Path]:
         out(f"[lr_find {i}/{len(todo)}] {run_name(plain)}: {line} -> {where} "
             f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return written
+
+
+def fail_config(message: str) -> None:
+    """One line on stderr and exit 2, before any run (as a sweep refuses a bad config)."""
+    print(f"nnlab: invalid config: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def _data(plain: dict, cache: dict) -> Any:
@@ -139,10 +146,7 @@ def _data(plain: dict, cache: dict) -> Any:
 
 
 class GridFinders(Callback):
-    """Hydra callback: the grid's LR range tests once its trials are done (module docstring)."""
+    """Hydra callback: the grid's LR range tests before its trials (module docstring)."""
 
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        try:
-            run_grid_finders(config, lambda line: print(line, flush=True))
-        except Exception as exc:  # Hydra would turn it into a warning with a traceback
-            print(f"nnlab: lr_find: {one_line(exc)}", file=sys.stderr, flush=True)
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        run_grid_finders(config, lambda line: print(line, flush=True))

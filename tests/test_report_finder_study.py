@@ -98,3 +98,15 @@ def test_unusable_runs_count_as_never_best_and_setups_without_tests_are_left_out
     assert np.allclose(table["best_lr"], 10**-0.5)
     other = fs.suggestions(finder_runs(0.3, 0.3, 0.3, dataset="other"))
     assert fs.compare(grid, other).empty
+
+
+def test_a_best_lr_at_the_grids_edge_is_never_called_within_one_step() -> None:
+    runs, hist = grid_runs(best=1e-4)  # the bowl's bottom lies below the grid's 1e-3
+    grid = fs.at_budgets(runs, hist, "val_loss", [20])
+    # 0.6 steps above the edge; 3 steps above; 1 step below (beyond the edge)
+    t = fs.compare(grid, fs.suggestions(finder_runs(2e-3, 3e-2, 3e-4))).set_index("rule")
+    assert t["best_at_grid_edge"].all() and np.allclose(t["best_lr"], 1e-3)
+    assert t.loc["valley", "distance_hi"] <= 1  # the interval alone would say "within"
+    assert t.loc["valley", "verdict"] == "unresolved"
+    assert t.loc["minimum", "verdict"] == "more than one step off"  # the true best is farther
+    assert t.loc["steep", "verdict"] == "unresolved"  # beyond the edge: it could be closer

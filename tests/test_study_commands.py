@@ -30,14 +30,14 @@ def test_critical_batch_study_recomputed_from_the_store(make_launch_dir) -> None
     assert len(trials) == 27 and "final_noise_scale" in trials  # NaN where |G|² < 0 at the end
     hist = load_histories("critical_batch", ("loss",), uri, runs=trials)
     # the rules: each run's lowest training loss; per batch size the best lr's median over
-    # seeds; target = 1.1 x the loosest of those; steps = first epoch at or below it x
+    # seeds; target = 1.25 x the loosest of those; steps = first epoch at or below it x
     # ceil(240 / batch size); per batch size the fewest median steps over the lrs
     h = hist.sort_values("epoch").groupby("run_id")["value"].apply(np.array)
     ok = trials["outcome"].isin(["completed", "early_stopped"])
     best = [h[r].min() if good else math.inf for r, good in zip(trials["run_id"], ok, strict=True)]
     trials = trials.assign(best=best)
     per_bs = trials.groupby(["batch_size", "lr"])["best"].median().groupby("batch_size").min()
-    target = 1.1 * per_bs.max()
+    target = 1.25 * per_bs.max()
 
     def steps(row) -> float:
         if not row["ok"]:
@@ -74,9 +74,8 @@ def test_lr_find_vs_grid_runs_the_grid_then_one_range_test_per_setup(make_launch
     proc = cli(d, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "nnlab: lr_find: 4 LR range tests, 0 already tracked" in proc.stdout
-    # the tests ran after the grid and before the summary and the report
-    summary = proc.stdout.rindex("nnlab sweep")  # its summary (its first line also says so)
-    assert proc.stdout.index("[lr_find 4/4]") < summary < proc.stdout.index("report:")
+    # the tests ran before the grid (so the report, after it, reads them)
+    assert proc.stdout.index("[lr_find 4/4]") < proc.stdout.index("nnlab sweep")
     uri = f"sqlite:///{d / 'mlflow.db'}"
     assert len(load_runs("lr_find_vs_grid", uri)) == 12  # the tests are not trials
     finders = load_runs("lr_find_vs_grid", uri, role="lr_find")

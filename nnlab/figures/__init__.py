@@ -14,6 +14,8 @@ Modules, one per family of figures:
 - ``outcome_bars``  6 run outcomes (stacked bars)
 - ``boundaries``    7 decision boundaries of trained models
 - ``studies``       the claim per set-up, schedules against the constant rate (study reports)
+- ``critical_batch`` steps to target and the best lr against batch size (the batch-size study)
+- ``lr_find``       an LR range test's curve; the finder's suggestions against the grid
 """
 
 from __future__ import annotations

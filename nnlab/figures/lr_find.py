@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 from nnlab.figures.style import attach, set_style
@@ -54,6 +55,9 @@ def range_test(
         ax.plot([s.at_lr], [s.at_loss], "o", color=color, ms=8, zorder=3)
         ax.axvline(s.lr, color=color, ls="--", lw=1.2, label=f"{name}: {s.lr:.3g}")
     ax.set_xscale("log")
+    # plain tick labels: the default 10^x ones are mathtext, parsed anew for every figure
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     finite = smoothed[np.isfinite(smoothed)]
     if finite.size:  # the rise past the stop would squash the interesting part
         low, high = float(finite.min()), float(finite[: stop or None].max())

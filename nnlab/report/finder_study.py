@@ -14,7 +14,10 @@ result):
 - the **verdict**: *within one step* when the whole 95% bootstrap interval of the distance is
   at most 1 step, *more than one step off* when the whole interval lies above 1, else
   *unresolved*. Each resample draws the seeds once for both the grid and the finder runs
-  (``nnlab.report.intervals``).
+  (``nnlab.report.intervals``). A best lr at the edge of the grid may really lie beyond it:
+  then the distance is only known to be at least what it reads when the suggestion sits on the
+  grid's side, so *within one step* is never claimed there, and neither verdict when the
+  suggestion lies beyond that edge (column ``best_at_grid_edge``).
 """
 
 from __future__ import annotations
@@ -91,6 +94,16 @@ def _verdict(lo: float, hi: float) -> str:
     return VERDICTS[0] if hi <= 1 + 1e-9 else VERDICTS[1] if lo > 1 + 1e-9 else VERDICTS[2]
 
 
+def _edge_verdict(verdict: str, edge: int, steps_off: float) -> str:
+    """``verdict`` of a best lr at the grid's low (-1) or high (+1) edge, or inside (0): what
+    the interval still supports when the true best may lie beyond that edge."""
+    if not edge or verdict == VERDICTS[3]:
+        return verdict
+    if np.sign(steps_off) == edge or verdict == VERDICTS[0]:  # beyond the edge, or "within"
+        return VERDICTS[2]
+    return verdict
+
+
 def _best(values: np.ndarray, lrs: np.ndarray) -> np.ndarray:
     """log10 of the lr with the lowest value along axis 0 (NaN where all are +inf/NaN)."""
     v = np.where(np.isnan(values), np.inf, values)
@@ -130,6 +143,8 @@ def compare(grid: pd.DataFrame, finder: pd.DataFrame) -> pd.DataFrame:
             point = _best(np.nanmedian(full.reshape(len(lrs), -1), axis=1), lrs)
             best_r = _best(resampled_medians(full, draws), lrs)  # (R,)
             best_lo, best_hi = interval(best_r)
+            logs = np.log10(lrs)
+            edge = -1 if point == logs[0] else 1 if point == logs[-1] else 0
             for k, rule in enumerate(rule_keys["rule"]):
                 dist_r = np.abs(sugg_r[k] - best_r) / step
                 dist = abs(sugg_point[k] - point) / step
@@ -142,7 +157,8 @@ def compare(grid: pd.DataFrame, finder: pd.DataFrame) -> pd.DataFrame:
                     "suggested_lr": 10 ** sugg_point[k], "suggested_lr_lo": 10**s_lo,
                     "suggested_lr_hi": 10**s_hi, "grid_step": step,
                     "steps_off": (sugg_point[k] - point) / step, "distance": dist,
-                    "distance_lo": lo, "distance_hi": hi, "verdict": _verdict(lo, hi),
+                    "distance_lo": lo, "distance_hi": hi, "best_at_grid_edge": bool(edge),
+                    "verdict": _edge_verdict(_verdict(lo, hi), edge, sugg_point[k] - point),
                 })  # fmt: skip
     order = {r: i for i, r in enumerate(RULES)}
     out = pd.DataFrame(rows)

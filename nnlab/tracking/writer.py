@@ -471,7 +471,7 @@ def file_job_dir(job_dir: Path, plain: dict, base: Path) -> str:
     uri = resolve_uri(tracking["uri"], base)
     experiment_id = prepare_store(uri, plain["experiment_name"], tracking["artifacts"], base)
     ctx = SweepContext("", "mlflow", uri, experiment_id, None, None, [], False, str(job_dir))
-    return file_run(Path(job_dir) / RUN_FILE, ctx)
+    return file_run(Path(job_dir) / RUN_FILE, ctx)[0]  # (run id, values sent, outcome)
 
 
 def file_run(
