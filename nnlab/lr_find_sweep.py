@@ -86,11 +86,17 @@ def finished_hashes(plain: dict, base: Path) -> set[str]:
     return set(done.loc[done["status"] == "FINISHED", "config_hash"].dropna())
 
 
+WORKERS = 2  # processes the tests run in (forked: no imports to repeat); filed one by one
+
+
 def run_grid_finders(config: Any, out=print) -> list[Path]:
     """Run and file the LR range tests of the sweep ``config`` (module docstring); returns the
-    job directories written. A set-up that fails while it runs is reported in one line; the
-    rest go on."""
-    from nnlab.lr_find import run_name, run_range_test, summary, write_job_dir
+    job directories written. The tests run in :data:`WORKERS` forked processes, each writing
+    its job directory; this process files them in order. A set-up that fails is reported in
+    one line; the rest go on."""
+    import multiprocessing
+
+    from nnlab.lr_find import run_name
     from nnlab.tracking.schema import config_hash
 
     base = Path(str(config.hydra.runtime.cwd))  # the launch directory
@@ -105,26 +111,45 @@ def run_grid_finders(config: Any, out=print) -> list[Path]:
     todo = [(o, p) for o, p in plains if config_hash(p) not in done]
     out(f"nnlab: lr_find: {len(plains)} LR range tests, {len(plains) - len(todo)} already tracked")
     sweep_dir = base / str(config.hydra.sweep.dir)
-    written, data_cache = [], {}
-    for i, (overrides, plain) in enumerate(todo, 1):
-        t0 = time.perf_counter()
-        job_dir = sweep_dir / "lr_find" / str(i - 1)
-        try:
-            result = run_range_test(plain, _data(plain, data_cache))
-            write_job_dir(job_dir, plain, overrides, result)
-            where = str(job_dir)
-            if plain["tracking"]["backend"] == "mlflow":
-                from nnlab.tracking import file_job_dir
+    jobs = [(sweep_dir / "lr_find" / str(i), o, p) for i, (o, p) in enumerate(todo)]
+    written = []
+    with multiprocessing.get_context("fork").Pool(min(WORKERS, max(len(jobs), 1))) as pool:
+        for i, ((job_dir, _, plain), (line, seconds)) in enumerate(
+            zip(jobs, pool.imap(_run_one, jobs), strict=True), 1
+        ):
+            head = f"[lr_find {i}/{len(todo)}] {run_name(plain)}:"
+            try:
+                if line is None:
+                    raise RuntimeError(seconds)  # the worker's one-line error
+                where = str(job_dir)
+                if plain["tracking"]["backend"] == "mlflow":
+                    from nnlab.tracking import file_job_dir
 
-                where = f"run {file_job_dir(job_dir, plain, base)}"
-        except Exception as exc:  # one set-up must not stop the others or the grid
-            out(f"[lr_find {i}/{len(todo)}] {run_name(plain)}: failed: {one_line(exc)}")
-            continue
-        written.append(job_dir)
-        line = summary(result).removeprefix("lr_find: ")
-        out(f"[lr_find {i}/{len(todo)}] {run_name(plain)}: {line} -> {where} "
-            f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
+                    where = f"run {file_job_dir(job_dir, plain, base)}"
+            except Exception as exc:  # one set-up must not stop the others or the grid
+                out(f"{head} failed: {one_line(exc)}")
+                continue
+            written.append(job_dir)
+            out(f"{head} {line} -> {where} ({seconds:.1f}s)")
     return written
+
+
+_DATA: dict = {}  # each worker's data, loaded once per distinct data config
+
+
+def _run_one(job: tuple[Path, list[str], dict]) -> tuple[str | None, Any]:
+    """In a worker: one range test and its job directory; (summary line, seconds), or (None,
+    the error in one line)."""
+    from nnlab.lr_find import run_range_test, summary, write_job_dir
+
+    job_dir, overrides, plain = job
+    t0 = time.perf_counter()
+    try:
+        result = run_range_test(plain, _data(plain, _DATA))
+        write_job_dir(job_dir, plain, overrides, result)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {one_line(exc)}"
+    return summary(result).removeprefix("lr_find: "), time.perf_counter() - t0
 
 
 def fail_config(message: str) -> None:

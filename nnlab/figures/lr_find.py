@@ -77,7 +77,8 @@ def suggestion_vs_best(table) -> plt.Figure:
     """The LR finder against the grid: one panel per (budget, rule), log-log, one point per
     (dataset, optimizer, batch size): the grid's best lr (x) against the rule's suggestion (y),
     medians over seeds with 95% bootstrap intervals as bars; the grey band is within one grid
-    step of the diagonal.
+    step of the diagonal. A suggestion more than a decade beyond the grid's best lrs is an arrow
+    at the panel's edge.
 
     Parameters
     ----------
@@ -101,8 +102,10 @@ def suggestion_vs_best(table) -> plt.Figure:
     colors = dict(zip(("sgd", "adam", "rmsprop"), sns.color_palette("colorblind", 3), strict=True))
     markers = dict(zip(sorted(table["dataset"].unique()), DATASET_MARKERS, strict=False))
     finite = table[np.isfinite(table["best_lr"])]
-    vals = np.concatenate([finite["best_lr"], finite["suggested_lr"]])
-    lo, hi = (np.nanmin(vals) / 3, np.nanmax(vals) * 3) if len(vals) else (1e-4, 10)
+    # the grid's best lrs, a decade either side: a suggestion beyond is drawn at the edge
+    lo, hi = (
+        (finite["best_lr"].min() / 10, finite["best_lr"].max() * 10) if len(finite) else (1e-4, 10)
+    )
     step = 10 ** float(np.nanmedian(table["grid_step"])) if len(table) else 10**0.5
     bss = sorted(table["batch_size"].unique())
     placed = {}
@@ -114,7 +117,11 @@ def suggestion_vs_best(table) -> plt.Figure:
             ax.plot(diag, diag, color="0.6", lw=0.8, zorder=1)
             rows = finite[(finite["budget"] == budget) & (finite["rule"] == rule)]
             for r in rows.itertuples(index=False):
-                x, y = r.best_lr, r.suggested_lr
+                x, y = r.best_lr, float(np.clip(r.suggested_lr, lo, hi))
+                if y != r.suggested_lr:  # off the panel: an arrow at its edge
+                    ax.plot(x, y, "v" if y == lo else "^", color=colors.get(r.optimizer, "0.3"),
+                            ms=8, clip_on=False)  # fmt: skip
+                    continue
                 ax.errorbar(
                     x, y,
                     xerr=[[max(x - r.best_lr_lo, 0)], [max(r.best_lr_hi - x, 0)]],

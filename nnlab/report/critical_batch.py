@@ -48,7 +48,9 @@ CAPTIONS = {
 
 
 def _num(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x:.3g}"
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def _iv(x: Interval) -> str:
@@ -56,17 +58,21 @@ def _iv(x: Interval) -> str:
 
 
 def _knee(r: bs.SetupResult) -> str:
+    """Where larger batches stopped paying, as far as the batch sizes tried tell."""
     lo, hi = r.batch_sizes.min(), r.batch_sizes.max()
-    if not math.isfinite(r.b_crit.value):
+    b = r.b_crit
+    if not math.isfinite(b.value):
         return "the steps could not be fitted (fewer than three batch sizes reached the target)"
-    where = (
-        f"larger batches stopped paying at B_crit ≈ {_iv(r.b_crit)}"
-        if r.b_crit.hi <= hi
-        else f"the steps still fell nearly in proportion up to B = {hi:g}: the fit puts B_crit "
-        f"at {_iv(r.b_crit)}, beyond the batch sizes tried, so it is an extrapolation"
-    )
-    if r.b_crit.lo < lo:
-        where += f" (its interval reaches below the smallest batch, {lo:g})"
+    if b.value > hi:
+        return (
+            f"the steps still fell nearly in proportion up to B = {hi:g}: the fit puts B_crit at "
+            f"{_iv(b)}, beyond the batch sizes tried (an extrapolation)"
+        )
+    where = f"larger batches stopped paying at about B_crit = {_iv(b)}"
+    if b.hi > hi:
+        where += f", the interval reaching past the largest batch tried ({hi:g})"
+    if b.lo < lo:
+        where += f", and below the smallest ({lo:g})"
     return where
 
 

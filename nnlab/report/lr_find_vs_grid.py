@@ -34,7 +34,8 @@ CAPTION = (
     "Rows: epoch budgets; columns: the suggestion rules. One point per dataset (marker), "
     "optimizer (colour) and batch size (hollow: the larger): the grid's best lr (lowest median "
     "{m} over seeds) against the rule's suggestion (median over the LR range tests' seeds), "
-    "bars: 95% bootstrap intervals over seeds. Grey band: within one grid step of the diagonal."
+    "bars: 95% bootstrap intervals over seeds. Grey band: within one grid step of the diagonal. "
+    "Arrows at a panel's edge: a suggestion more than a decade beyond the grid's best lrs."
 )
 
 
