@@ -73,16 +73,22 @@ def test_a_diverging_ramp_stops_at_4x_the_best_smoothed_loss() -> None:
 
 
 def test_the_job_directory_holds_the_curve_suggestions_and_figure(tmp_path: Path) -> None:
-    proc = cli(
-        tmp_path,
-        *TINY,
-        QUIET,
-        "tracking=none",
-        "optimizer=sgd",
-        "batch_size=16",
-        module="nnlab.lr_find",
-    )
+    """tracking=none: everything in the job directory, MLflow never imported (a poisoned
+    ``mlflow`` package first on the path would fail the run)."""
+    import os
+
+    from helpers import env
+
+    poison = tmp_path / "poison" / "mlflow"
+    poison.mkdir(parents=True)
+    (poison / "__init__.py").write_text("raise ImportError('tracking=none imported mlflow')\n")
+    path = os.pathsep.join([str(poison.parent), os.environ.get("PYTHONPATH", "")])
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    proc = cli(launch, *TINY, QUIET, "tracking=none", "optimizer=sgd", "batch_size=16",
+               module="nnlab.lr_find", environ=env(PYTHONPATH=path))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    tmp_path = launch
     assert "lr_find: suggested lr valley=" in proc.stdout
     (job,) = tmp_path.glob("outputs/*/*")
     meta = json.loads((job / "run.json").read_text())
